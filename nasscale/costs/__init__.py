@@ -1,0 +1,4 @@
+"""Cost models: analytic params/FLOPs; fvcore cross-check (imports torch lazily)."""
+from nasscale.costs.analytic import COSTS, Cost, NetworkCost, block_cost, head_cost, network_cost
+
+__all__ = ["COSTS", "Cost", "NetworkCost", "block_cost", "head_cost", "network_cost"]

@@ -1,0 +1,198 @@
+"""Analytic parameter and FLOPs counts from resolved blocks — no torch modules are built.
+
+Counting convention (the EfficientNet, MobileNetV3 and ConvNeXt papers', torchvision's published
+GFLOPS, and fvcore's conv/linear handles): **one multiply-accumulate = one FLOP**, batch 1.
+Convolutions, linear layers and the attention matmuls (Q·Kᵀ and A·V) count; BatchNorm (folded at
+inference), LayerNorm, activations, pooling, biases and element-wise products (SE scaling,
+residual adds, layer scale) do not.  Parameters are every trainable tensor (BN/LN affine, biases,
+layer scale), not buffers.
+
+A block kind without a formula here is an error, never a silent zero (see ``COSTS``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Callable
+
+from nasscale.errors import SpecError
+from nasscale.specs import (
+    BlockSpec,
+    BneckSpec,
+    ConvNeXtSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    LNDownsampleSpec,
+    MBConvSpec,
+    PatchifySpec,
+    ResolvedBlock,
+    ResolvedHead,
+    ResolvedNetwork,
+)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Parameters and multiply-accumulates, by the kind of operation that performs them."""
+
+    params: int = 0
+    conv: int = 0
+    linear: int = 0
+    attention: int = 0
+
+    @property
+    def flops(self) -> int:
+        return self.conv + self.linear + self.attention
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)))
+
+    @staticmethod
+    def total(costs) -> "Cost":
+        out = Cost()
+        for c in costs:
+            out = out + c
+        return out
+
+
+# --- primitive layers -----------------------------------------------------------------------
+
+def conv(cin: int, cout: int, kernel: int, out_hw: tuple[int, int], groups: int = 1,
+         bias: bool = False) -> Cost:
+    per_position = cout * (cin // groups) * kernel * kernel
+    return Cost(params=per_position + (cout if bias else 0),
+                conv=per_position * out_hw[0] * out_hw[1])
+
+
+def linear(cin: int, cout: int, rows: int = 1, bias: bool = True) -> Cost:
+    return Cost(params=cin * cout + (cout if bias else 0), linear=cin * cout * rows)
+
+
+def norm(channels: int) -> Cost:
+    """BatchNorm or LayerNorm: an affine weight and bias; no counted FLOPs."""
+    return Cost(params=2 * channels)
+
+
+def conv_norm(cin: int, cout: int, kernel: int, out_hw, groups: int = 1) -> Cost:
+    return conv(cin, cout, kernel, out_hw, groups) + norm(cout)
+
+
+def squeeze_excite(channels: int, squeeze: int) -> Cost:
+    """Two 1×1 convs with bias on the pooled 1×1 map."""
+    return conv(channels, squeeze, 1, (1, 1), bias=True) + conv(squeeze, channels, 1, (1, 1),
+                                                                 bias=True)
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+def conv_cost(rb: ResolvedBlock) -> Cost:
+    s = rb.spec
+    cost = conv(rb.in_channels, rb.out_channels, s.kernel_size, rb.out_hw, bias=s.bias)
+    return cost + norm(rb.out_channels) if s.norm == "bn" else cost
+
+
+def ds_cost(rb: ResolvedBlock) -> Cost:
+    s, cin = rb.spec, rb.in_channels
+    cost = conv_norm(cin, cin, s.kernel_size, rb.out_hw, groups=cin)
+    if s.se:
+        cost += squeeze_excite(cin, rb.widths["se"])
+    return cost + conv_norm(cin, rb.out_channels, 1, rb.out_hw)
+
+
+def mbconv_cost(rb: ResolvedBlock) -> Cost:
+    s = rb.spec.as_mbconv() if isinstance(rb.spec, BneckSpec) else rb.spec
+    cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
+    cost = Cost()
+    if mid != cin:
+        cost += conv_norm(cin, mid, 1, rb.in_hw)
+    cost += conv_norm(mid, mid, s.kernel_size, rb.out_hw, groups=mid)
+    if s.se:
+        cost += squeeze_excite(mid, rb.widths["se"])
+    return cost + conv_norm(mid, cout, 1, rb.out_hw)
+
+
+def fused_cost(rb: ResolvedBlock) -> Cost:
+    s = rb.spec
+    cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
+    if mid == cin:
+        return conv_norm(cin, cout, s.kernel_size, rb.out_hw)
+    cost = conv_norm(cin, mid, s.kernel_size, rb.out_hw)
+    if s.se:
+        cost += squeeze_excite(mid, rb.widths["se"])
+    return cost + conv_norm(mid, cout, 1, rb.out_hw)
+
+
+def convnext_cost(rb: ResolvedBlock) -> Cost:
+    s, c, mid = rb.spec, rb.in_channels, rb.widths["mid"]
+    rows = rb.out_hw[0] * rb.out_hw[1]
+    cost = conv(c, c, s.kernel_size, rb.out_hw, groups=c, bias=True) + norm(c)
+    cost += linear(c, mid, rows) + linear(mid, c, rows)
+    return cost + Cost(params=c if s.layer_scale > 0 else 0)
+
+
+def patchify_cost(rb: ResolvedBlock) -> Cost:
+    p = rb.spec.patch_size
+    return conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True) + norm(rb.out_channels)
+
+
+def lndown_cost(rb: ResolvedBlock) -> Cost:
+    p = rb.spec.patch_size
+    return norm(rb.in_channels) + conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True)
+
+
+#: One cost formula per block kind.
+COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
+    ConvSpec: conv_cost,
+    DepthwiseSeparableSpec: ds_cost,
+    MBConvSpec: mbconv_cost,
+    BneckSpec: mbconv_cost,
+    FusedMBConvSpec: fused_cost,
+    ConvNeXtSpec: convnext_cost,
+    PatchifySpec: patchify_cost,
+    LNDownsampleSpec: lndown_cost,
+}
+
+
+def block_cost(rb: ResolvedBlock) -> Cost:
+    try:
+        formula = COSTS[type(rb.spec)]
+    except KeyError:
+        raise SpecError(f"block kind {rb.spec.kind!r} has no cost formula") from None
+    return formula(rb)
+
+
+def head_cost(head: ResolvedHead) -> Cost:
+    """Pooling (free) → optional LayerNorm → hidden linears → classifier."""
+    c = head.in_channels
+    cost = norm(c) if head.norm == "ln" else Cost()
+    for width in head.hidden:
+        cost += linear(c, width)
+        c = width
+    return cost + linear(c, head.num_classes)
+
+
+@dataclass(frozen=True)
+class NetworkCost:
+    """Costs of every resolved block (same order as ``rn.blocks``) and of the head."""
+
+    network: ResolvedNetwork
+    blocks: tuple[Cost, ...]
+    head: Cost
+    total: Cost = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", Cost.total(self.blocks) + self.head)
+
+    @property
+    def params(self) -> int:
+        return self.total.params
+
+    @property
+    def flops(self) -> int:
+        return self.total.flops
+
+
+def network_cost(rn: ResolvedNetwork) -> NetworkCost:
+    return NetworkCost(network=rn, blocks=tuple(block_cost(b) for b in rn.blocks),
+                       head=head_cost(rn.head))
+

@@ -1,0 +1,112 @@
+"""Torch modules of the convolutional block kinds; each is built from a ``ResolvedBlock``."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasscale.modules.layers import ConvNormAct, DropPath, LayerNorm2d, SqueezeExcite, activation
+from nasscale.specs import ResolvedBlock
+
+
+class DepthwiseSeparable(nn.Module):
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, cin = rb.spec, rb.in_channels
+        self.dw = ConvNormAct(cin, cin, s.kernel_size, s.stride, groups=cin, act=s.activation)
+        self.se = (SqueezeExcite(cin, rb.widths["se"], s.se.activation, s.se.gate)
+                   if s.se else nn.Identity())
+        self.pw = ConvNormAct(cin, rb.out_channels, 1, act=s.activation)
+        self.residual = s.skip and s.stride == 1 and cin == rb.out_channels
+        self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pw(self.se(self.dw(x)))
+        return x + self.drop_path(y) if self.residual else y
+
+
+class InvertedResidual(nn.Module):
+    """MBConv and MobileNetV3 bneck (``rb.spec`` is an MBConvSpec or a BneckSpec)."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s = rb.spec.as_mbconv() if hasattr(rb.spec, "as_mbconv") else rb.spec
+        cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
+        # no expand conv when the expanded width is the input width (MobileNetV2 t=1, V3 row 1)
+        self.expand = ConvNormAct(cin, mid, 1, act=s.activation) if mid != cin else nn.Identity()
+        self.dw = ConvNormAct(mid, mid, s.kernel_size, s.stride, groups=mid, act=s.activation)
+        self.se = (SqueezeExcite(mid, rb.widths["se"], s.se.activation, s.se.gate)
+                   if s.se else nn.Identity())
+        self.project = ConvNormAct(mid, cout, 1, act="none")
+        self.residual = s.skip and s.stride == 1 and cin == cout
+        self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.dw(self.expand(x))))
+        return x + self.drop_path(y) if self.residual else y
+
+
+class FusedMBConv(nn.Module):
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s = rb.spec
+        cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
+        if mid != cin:
+            self.expand = ConvNormAct(cin, mid, s.kernel_size, s.stride, act=s.activation)
+            self.se = (SqueezeExcite(mid, rb.widths["se"], s.se.activation, s.se.gate)
+                       if s.se else nn.Identity())
+            self.project = ConvNormAct(mid, cout, 1, act="none")
+        else:  # expansion 1: one k×k conv straight to the output width (no SE: see the spec)
+            self.expand = ConvNormAct(cin, cout, s.kernel_size, s.stride, act=s.activation)
+            self.se = nn.Identity()
+            self.project = nn.Identity()
+        self.residual = s.skip and s.stride == 1 and cin == cout
+        self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.expand(x)))
+        return x + self.drop_path(y) if self.residual else y
+
+
+class ConvNeXtBlock(nn.Module):
+    """The ConvNeXt paper's block in its "channels-last" form: the two 1×1 convs are Linear
+    layers on an (N, H, W, C) tensor (the paper found it slightly faster in PyTorch than
+    1×1 convs; the parameters and multiply-accumulates are the same)."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, c, mid = rb.spec, rb.in_channels, rb.widths["mid"]
+        self.dwconv = nn.Conv2d(c, c, s.kernel_size, padding=s.kernel_size // 2, groups=c)
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+        self.pwconv1 = nn.Linear(c, mid)
+        self.act = activation(s.activation)
+        self.pwconv2 = nn.Linear(mid, c)
+        self.layer_scale = (nn.Parameter(torch.full((c,), float(s.layer_scale)))
+                            if s.layer_scale > 0 else None)
+        self.drop_path = DropPath(rb.drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        if self.layer_scale is not None:
+            y = y * self.layer_scale
+        return x + self.drop_path(y.permute(0, 3, 1, 2))  # back to (N, C, H, W)
+
+
+class Patchify(nn.Sequential):
+    def __init__(self, rb: ResolvedBlock):
+        p = rb.spec.patch_size
+        super().__init__(nn.Conv2d(rb.in_channels, rb.out_channels, p, p),
+                         LayerNorm2d(rb.out_channels, eps=1e-6))
+
+
+class LNDownsample(nn.Sequential):
+    def __init__(self, rb: ResolvedBlock):
+        p = rb.spec.patch_size
+        super().__init__(LayerNorm2d(rb.in_channels, eps=1e-6),
+                         nn.Conv2d(rb.in_channels, rb.out_channels, p, p))
+
+
+def build_conv(rb: ResolvedBlock) -> nn.Module:
+    s = rb.spec
+    return ConvNormAct(rb.in_channels, rb.out_channels, s.kernel_size, s.stride,
+                       act=s.activation, norm=s.norm == "bn", bias=s.bias)

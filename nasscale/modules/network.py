@@ -1,0 +1,110 @@
+"""Build a ``torch.nn.Module`` from a resolved network."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nasscale.errors import SpecError
+from nasscale.modules import blocks as B
+from nasscale.modules.layers import activation
+from nasscale.specs import (
+    BlockSpec,
+    BneckSpec,
+    ConvNeXtSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    LNDownsampleSpec,
+    MBConvSpec,
+    NetworkSpec,
+    PatchifySpec,
+    ResolvedBlock,
+    ResolvedHead,
+    ResolvedNetwork,
+    resolve,
+)
+
+#: One builder per block kind: ResolvedBlock -> nn.Module.
+BUILDERS: dict[type[BlockSpec], Callable[[ResolvedBlock], nn.Module]] = {
+    ConvSpec: B.build_conv,
+    DepthwiseSeparableSpec: B.DepthwiseSeparable,
+    MBConvSpec: B.InvertedResidual,
+    BneckSpec: B.InvertedResidual,
+    FusedMBConvSpec: B.FusedMBConv,
+    ConvNeXtSpec: B.ConvNeXtBlock,
+    PatchifySpec: B.Patchify,
+    LNDownsampleSpec: B.LNDownsample,
+}
+
+
+def build_block(rb: ResolvedBlock) -> nn.Module:
+    try:
+        builder = BUILDERS[type(rb.spec)]
+    except KeyError:
+        raise SpecError(f"block kind {rb.spec.kind!r} has no module builder") from None
+    return builder(rb)
+
+
+class Head(nn.Module):
+    """Global average pool → [LayerNorm] → [hidden linears + act] → dropout → classifier."""
+
+    def __init__(self, head: ResolvedHead):
+        super().__init__()
+        c = head.in_channels
+        self.norm = nn.LayerNorm(c, eps=1e-6) if head.norm == "ln" else nn.Identity()
+        hidden: list[nn.Module] = []
+        for width in head.hidden:
+            hidden += [nn.Linear(c, width), activation(head.hidden_activation)]
+            c = width
+        self.hidden = nn.Sequential(*hidden)
+        self.dropout = nn.Dropout(head.dropout) if head.dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(c, head.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(self.dropout(self.hidden(self.norm(x))))
+
+
+class Network(nn.Module):
+    """stem → stages → head blocks → head.  ``stages[i][r]`` is repeat ``r`` of stage ``i``."""
+
+    def __init__(self, rn: ResolvedNetwork):
+        super().__init__()
+        self.stem = nn.Sequential(*[build_block(b) for b in rn.section("stem")])
+        self.stages = nn.Sequential(*[
+            nn.Sequential(*[build_block(b) for b in rn.stage(i)])
+            for i in range(len(rn.spec.stages))])
+        self.head_blocks = nn.Sequential(*[build_block(b) for b in rn.section("head")])
+        self.head = Head(rn.head)
+        init_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_blocks(self.stages(self.stem(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """The initialisation of the reference implementations: He (fan-out) for convs, unit norms,
+    truncated normal (std 0.02) for linear layers, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_network(spec: NetworkSpec, resolution: int | None = None) -> Network:
+    """The module of a network spec (the resolution only matters for validation here)."""
+    return Network(resolve(spec, resolution))

@@ -1,0 +1,1 @@
+"""Reports: text tables here; DataFrames, CSV and plots (pandas/matplotlib) in submodules."""

@@ -1,0 +1,39 @@
+"""Typed, frozen, torch-free specs: blocks, networks, and the resolve pass."""
+from nasscale.specs.blocks import (
+    MOBILENET_V3_SE,
+    BlockSpec,
+    BneckSpec,
+    ConvNeXtSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    LNDownsampleSpec,
+    MBConvSpec,
+    PatchifySpec,
+    SESpec,
+)
+from nasscale.specs.common import ACTIVATIONS, make_divisible, round_repeats
+from nasscale.specs.network import Expected, HeadSpec, NetworkSpec, RoundingPolicy, StageSpec
+from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
+
+#: Every block kind, by its code.  Adding a kind: a spec here, a text form (grammar.text.FORMS),
+#: a module builder (modules.BUILDERS) and a cost formula (costs.analytic.COSTS); the registry
+#: test fails until all four exist.
+BLOCK_KINDS: dict[str, type[BlockSpec]] = {
+    ConvSpec.kind: ConvSpec,
+    DepthwiseSeparableSpec.kind: DepthwiseSeparableSpec,
+    MBConvSpec.kind: MBConvSpec,
+    FusedMBConvSpec.kind: FusedMBConvSpec,
+    BneckSpec.kind: BneckSpec,
+    ConvNeXtSpec.kind: ConvNeXtSpec,
+    PatchifySpec.kind: PatchifySpec,
+    LNDownsampleSpec.kind: LNDownsampleSpec,
+}
+
+__all__ = [
+    "ACTIVATIONS", "BLOCK_KINDS", "BlockSpec", "BneckSpec", "ConvNeXtSpec", "ConvSpec",
+    "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "LNDownsampleSpec",
+    "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
+    "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
+    "make_divisible", "resolve", "round_repeats",
+]

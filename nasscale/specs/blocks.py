@@ -1,0 +1,367 @@
+"""Block specs of the convolutional families: frozen, typed, torch-free.
+
+A block spec describes one block given its input: the input channel count and the feature-map
+size come from the previous block when a network is resolved (``nasscale.specs.resolve``).  In a
+stage of ``repeats`` blocks the spec's ``stride`` applies to the first repeat; the others use
+stride 1 and take the stage's output width as input (the convention of every paper table here).
+
+Each spec validates itself in ``__post_init__``: a bad value raises a ``SpecError`` naming the
+field and the allowed values.  Every spec answers three questions the resolver asks:
+
+``out_hw(hw)``
+    the output feature-map size for an input of size ``hw``;
+``widths(in_channels)``
+    the derived inner widths (expanded ``mid`` channels, ``se`` channels, ...) as a dict;
+``check_input(in_channels)``
+    raise if this block cannot follow a block of ``in_channels`` outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from nasscale.errors import SpecError, field_error
+from nasscale.specs.common import (
+    ACTIVATIONS,
+    SE_GATES,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_odd,
+    make_divisible,
+)
+
+STRIDES = (1, 2)
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis (PyTorch's floor formula)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class SESpec:
+    """Squeeze-and-excitation: global pool → 1×1 conv (bias) → act → 1×1 conv (bias) → gate.
+
+    The squeeze width is ``make_divisible(floor(base · ratio), divisor)`` where ``base`` is the
+    block's input channels (``"in"``, EfficientNet/EfficientNetV2) or its expanded channels
+    (``"mid"``, MobileNetV3, whose divisor is 8).  ``divisor = 1`` means plain ``floor`` (min 1).
+    """
+
+    ratio: float = 0.25
+    base: str = "in"
+    gate: str = "sigmoid"
+    activation: str = "relu"
+    divisor: int = 1
+
+    def __post_init__(self) -> None:
+        check_number("se.ratio", self.ratio)
+        if self.ratio > 1:
+            raise field_error("se.ratio", "a number in (0, 1]", self.ratio)
+        check_choice("se.base", self.base, ("in", "mid"))
+        check_choice("se.gate", self.gate, SE_GATES)
+        check_choice("se.activation", self.activation, ACTIVATIONS)
+        check_int("se.divisor", self.divisor)
+
+    def width(self, in_channels: int, mid_channels: int) -> int:
+        base = in_channels if self.base == "in" else mid_channels
+        return make_divisible(math.floor(base * self.ratio), self.divisor)
+
+
+#: The SE of a MobileNetV3 bneck: on the expanded channels, ReLU, hard-sigmoid, rounded to 8.
+MOBILENET_V3_SE = SESpec(ratio=0.25, base="mid", gate="hsigmoid", activation="relu", divisor=8)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Base of every block spec; subclasses are frozen dataclasses with a unique ``kind``."""
+
+    kind: ClassVar[str] = ""
+    #: one-line description for ``nasscale show`` and the docs
+    title: ClassVar[str] = ""
+
+    @property
+    def block_stride(self) -> int:
+        return getattr(self, "stride", 1)
+
+    def with_stride(self, stride: int) -> "BlockSpec":
+        """This spec for a later repeat of its stage (stride 1); kinds without stride: itself."""
+        if not hasattr(self, "stride") or self.stride == stride:  # type: ignore[attr-defined]
+            return self
+        return dataclasses.replace(self, stride=stride)
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        k, s = self.kernel_size, self.block_stride  # type: ignore[attr-defined]
+        return (conv_out(hw[0], k, s, k // 2), conv_out(hw[1], k, s, k // 2))
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return {}
+
+    def check_input(self, in_channels: int) -> None:
+        return None
+
+    def replace(self, **changes: object) -> "BlockSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def _check_common(spec: BlockSpec, odd_kernel: bool = True) -> None:
+    check_int("out_channels", spec.out_channels)  # type: ignore[attr-defined]
+    if odd_kernel:
+        check_odd("kernel_size", spec.kernel_size)  # type: ignore[attr-defined]
+    if hasattr(spec, "stride"):
+        check_choice("stride", spec.stride, STRIDES)  # type: ignore[attr-defined]
+    if hasattr(spec, "activation"):
+        check_choice("activation", spec.activation, ACTIVATIONS)  # type: ignore[attr-defined]
+
+
+def _check_expansion(spec: BlockSpec) -> None:
+    e, m = spec.expand_ratio, spec.mid_channels  # type: ignore[attr-defined]
+    if (e is None) == (m is None):
+        raise SpecError(
+            f"give exactly one of expand_ratio (e) or mid_channels (m), got e={e!r}, m={m!r}",
+            ("expand_ratio",))
+    if e is not None:
+        check_number("expand_ratio", e)
+    else:
+        check_int("mid_channels", m)
+
+
+def _mid(spec: BlockSpec, in_channels: int) -> int:
+    """Expanded width: explicit ``mid_channels``, or ``make_divisible(in · expand_ratio, 8)``."""
+    if spec.mid_channels is not None:  # type: ignore[attr-defined]
+        return spec.mid_channels  # type: ignore[attr-defined]
+    return make_divisible(in_channels * spec.expand_ratio, 8)  # type: ignore[attr-defined]
+
+
+def _check_se(spec: BlockSpec) -> None:
+    if spec.se is not None and not isinstance(spec.se, SESpec):  # type: ignore[attr-defined]
+        raise field_error("se", "an SE spec or none", spec.se)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ConvSpec(BlockSpec):
+    """Convolution → norm → activation: stems, heads, MobileNetV3's last 1×1 conv.
+
+    ``norm`` is ``bn`` (BatchNorm; the conv then has no bias unless ``bias``) or ``none``.
+    """
+
+    kind: ClassVar[str] = "conv"
+    title: ClassVar[str] = "conv-BN-act"
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    activation: str = "relu"
+    norm: str = "bn"
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        check_choice("norm", self.norm, ("bn", "none"))
+        check_bool("bias", self.bias)
+
+
+@dataclass(frozen=True)
+class DepthwiseSeparableSpec(BlockSpec):
+    """MobileNetV1: k×k depthwise conv → BN → act → 1×1 conv → BN → act.
+
+    Optional SE after the depthwise conv; ``skip`` adds a residual when stride is 1 and the
+    width is unchanged (MobileNetV1 itself has none).
+    """
+
+    kind: ClassVar[str] = "ds"
+    title: ClassVar[str] = "depthwise-separable"
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    activation: str = "relu"
+    se: SESpec | None = None
+    skip: bool = False
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_se(self)
+        check_bool("skip", self.skip)
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return {"se": self.se.width(in_channels, in_channels) if self.se else 0}
+
+
+@dataclass(frozen=True)
+class MBConvSpec(BlockSpec):
+    """Inverted residual / MBConv (MobileNetV2, EfficientNet).
+
+    1×1 expand → BN → act (omitted when the expanded width equals the input) → k×k depthwise →
+    BN → act → SE (optional) → 1×1 project → BN; residual (with stochastic depth) when ``skip``,
+    stride 1 and input width == output width.
+    """
+
+    kind: ClassVar[str] = "mbconv"
+    title: ClassVar[str] = "MBConv"
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    expand_ratio: float | None = None
+    mid_channels: int | None = None
+    activation: str = "relu6"
+    se: SESpec | None = None
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_expansion(self)
+        _check_se(self)
+        check_bool("skip", self.skip)
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        mid = _mid(self, in_channels)
+        return {"mid": mid, "se": self.se.width(in_channels, mid) if self.se else 0}
+
+
+@dataclass(frozen=True)
+class FusedMBConvSpec(BlockSpec):
+    """Fused-MBConv (EfficientNetV2): k×k conv expand → BN → act → SE (optional) → 1×1 project → BN.
+
+    With expansion 1 (expanded width == input width) there is no separate projection: a single
+    k×k conv → BN → act, as in the EfficientNetV2 paper and torchvision.  That form has no
+    expanded tensor to squeeze, so SE there is an error rather than a guess.
+    """
+
+    kind: ClassVar[str] = "fused"
+    title: ClassVar[str] = "Fused-MBConv"
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    expand_ratio: float | None = None
+    mid_channels: int | None = None
+    activation: str = "silu"
+    se: SESpec | None = None
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_expansion(self)
+        _check_se(self)
+        check_bool("skip", self.skip)
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        mid = _mid(self, in_channels)
+        return {"mid": mid, "se": self.se.width(in_channels, mid) if self.se else 0}
+
+    def check_input(self, in_channels: int) -> None:
+        if self.se is not None and _mid(self, in_channels) == in_channels:
+            raise SpecError(f"must be none when the expanded width equals the input width "
+                            f"({in_channels}): that Fused-MBConv is a single conv", ("se",))
+
+
+@dataclass(frozen=True)
+class BneckSpec(BlockSpec):
+    """MobileNetV3 bneck, one row of the paper's Table 1/2: exp size, #out, SE, NL, s.
+
+    The same structure as MBConv with an explicit expanded width; its SE is fixed by the kind:
+    squeeze to ``make_divisible(mid / 4, 8)`` of the expanded channels, ReLU, hard-sigmoid gate.
+    """
+
+    kind: ClassVar[str] = "bneck"
+    title: ClassVar[str] = "MobileNetV3 bneck"
+    out_channels: int
+    mid_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    activation: str = "relu"
+    se: bool = False
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        check_int("mid_channels", self.mid_channels)
+        check_choice("activation", self.activation, ("relu", "hswish"))
+        check_bool("se", self.se)
+
+    def as_mbconv(self) -> MBConvSpec:
+        """The equivalent general MBConv (one module and one cost formula serve both)."""
+        return MBConvSpec(out_channels=self.out_channels, kernel_size=self.kernel_size,
+                          stride=self.stride, mid_channels=self.mid_channels,
+                          activation=self.activation, se=MOBILENET_V3_SE if self.se else None)
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return self.as_mbconv().widths(in_channels)
+
+
+@dataclass(frozen=True)
+class ConvNeXtSpec(BlockSpec):
+    """ConvNeXt block: 7×7 depthwise conv (bias) → LayerNorm → Linear(C, e·C) → GELU →
+    Linear(e·C, C) → layer scale → stochastic depth → + input.
+
+    The width does not change: ``out_channels`` must equal the input width (it is stated so that
+    a block string reads on its own and width transformations see it).  ``layer_scale`` is the
+    initial value of the per-channel scale (1e-6 in the paper); 0 means no layer scale.
+    """
+
+    kind: ClassVar[str] = "convnext"
+    title: ClassVar[str] = "ConvNeXt"
+    out_channels: int
+    kernel_size: int = 7
+    expand_ratio: float | None = None
+    mid_channels: int | None = None
+    activation: str = "gelu"
+    layer_scale: float = 1e-6
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_expansion(self)
+        check_number("layer_scale", self.layer_scale, strict=False)
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return {"mid": _mid(self, in_channels)}
+
+    def check_input(self, in_channels: int) -> None:
+        if in_channels != self.out_channels:
+            raise field_error("out_channels",
+                              f"equal to the input width {in_channels} (a ConvNeXt block keeps "
+                              "its width; put an lndown block before it)", self.out_channels)
+
+
+@dataclass(frozen=True)
+class PatchifySpec(BlockSpec):
+    """ConvNeXt stem: p×p conv with stride p (bias) → LayerNorm (non-overlapping patches)."""
+
+    kind: ClassVar[str] = "patchify"
+    title: ClassVar[str] = "patchify stem"
+    out_channels: int
+    patch_size: int = 4
+
+    def __post_init__(self) -> None:
+        check_int("out_channels", self.out_channels)
+        check_int("patch_size", self.patch_size)
+
+    @property
+    def block_stride(self) -> int:
+        return self.patch_size
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        p = self.patch_size
+        return (conv_out(hw[0], p, p, 0), conv_out(hw[1], p, p, 0))
+
+
+@dataclass(frozen=True)
+class LNDownsampleSpec(BlockSpec):
+    """ConvNeXt downsampling layer: LayerNorm → p×p conv with stride p (bias)."""
+
+    kind: ClassVar[str] = "lndown"
+    title: ClassVar[str] = "LN + strided conv"
+    out_channels: int
+    patch_size: int = 2
+
+    def __post_init__(self) -> None:
+        check_int("out_channels", self.out_channels)
+        check_int("patch_size", self.patch_size)
+
+    @property
+    def block_stride(self) -> int:
+        return self.patch_size
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        p = self.patch_size
+        return (conv_out(hw[0], p, p, 0), conv_out(hw[1], p, p, 0))

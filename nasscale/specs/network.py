@@ -1,0 +1,152 @@
+"""Network specs: stem, stages, head, and the metadata a named architecture carries."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from nasscale.errors import SpecError, field_error
+from nasscale.specs.blocks import BlockSpec
+from nasscale.specs.common import ACTIVATIONS, check_choice, check_int, check_number
+
+POOLS = ("avg",)
+HEAD_NORMS = ("none", "ln")
+DEPTH_ROUNDING = ("ceil", "round", "floor")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """``repeats`` copies of ``block``; the block's stride applies to the first copy only."""
+
+    block: BlockSpec
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block, BlockSpec):
+            raise field_error("block", "a block spec", self.block)
+        check_int("repeats", self.repeats)
+
+    def replace(self, **changes: object) -> "StageSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What follows the last stage.
+
+    ``blocks`` (1×1 convs before pooling, e.g. EfficientNet's 1280-wide conv) → global pooling →
+    ``norm`` (ConvNeXt: LayerNorm) → ``hidden`` linear layers with bias and ``hidden_activation``
+    and no norm (MobileNetV3's 1280/1024) → dropout → the classifier linear.
+    """
+
+    blocks: tuple[BlockSpec, ...] = ()
+    pool: str = "avg"
+    norm: str = "none"
+    hidden: tuple[int, ...] = ()
+    hidden_activation: str = "hswish"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for i, block in enumerate(self.blocks):
+            if not isinstance(block, BlockSpec):
+                raise field_error(f"blocks[{i}]", "a block spec", block)
+        check_choice("pool", self.pool, POOLS)
+        check_choice("norm", self.norm, HEAD_NORMS)
+        for i, width in enumerate(self.hidden):
+            check_int(f"hidden[{i}]", width)
+        check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
+        check_number("dropout", self.dropout, strict=False)
+        if self.dropout >= 1:
+            raise field_error("dropout", "a number in [0, 1)", self.dropout)
+
+    def replace(self, **changes: object) -> "HeadSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RoundingPolicy:
+    """How a family rounds widths and depths when it is scaled (data, not code).
+
+    ``divisor``/``min_ratio``: channels to the nearest multiple of ``divisor``, never below
+    ``min_ratio`` of the unrounded value.  ``depth``: how scaled repeats are rounded.
+    """
+
+    divisor: int = 8
+    min_ratio: float = 0.9
+    depth: str = "ceil"
+
+    def __post_init__(self) -> None:
+        check_int("rounding.divisor", self.divisor)
+        check_number("rounding.min_ratio", self.min_ratio, strict=False)
+        if self.min_ratio > 1:
+            raise field_error("rounding.min_ratio", "a number in [0, 1]", self.min_ratio)
+        check_choice("rounding.depth", self.depth, DEPTH_ROUNDING)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Published figures a named network must reproduce.
+
+    ``params``/``flops`` are exact integers from a reference implementation (FLOPs in MACs);
+    ``paper_params``/``paper_flops`` are the paper's rounded figures (e.g. ``208e6``), for networks
+    whose reference implementation publishes no integer.
+    """
+
+    params: int | None = None
+    flops: int | None = None
+    paper_params: float | None = None
+    paper_flops: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("params", "flops"):
+            if getattr(self, name) is not None:
+                check_int(f"expected.{name}", getattr(self, name))
+        for name in ("paper_params", "paper_flops"):
+            if getattr(self, name) is not None:
+                check_number(f"expected.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole classifier.  Only ``stem``, ``stages``, ``head``, ``num_classes``, ``in_channels``,
+    ``resolution`` and ``drop_path_rate`` change the network; the rest is metadata."""
+
+    name: str
+    stem: tuple[BlockSpec, ...]
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec = field(default_factory=HeadSpec)
+    resolution: int = 224
+    num_classes: int = 1000
+    in_channels: int = 3
+    drop_path_rate: float = 0.0
+    rounding: RoundingPolicy = field(default_factory=RoundingPolicy)
+    family: str = ""
+    paper: str = ""
+    reference: str = ""
+    expected: Expected | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise field_error("name", "a non-empty string", self.name)
+        if not self.stages:
+            raise SpecError("must list at least one stage", ("stages",))
+        for i, block in enumerate(self.stem):
+            if not isinstance(block, BlockSpec):
+                raise field_error(f"stem[{i}]", "a block spec", block)
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage, StageSpec):
+                raise field_error(f"stages[{i}]", "a stage spec", stage)
+        check_int("resolution", self.resolution)
+        check_int("num_classes", self.num_classes)
+        check_int("in_channels", self.in_channels)
+        check_number("drop_path_rate", self.drop_path_rate, strict=False)
+        if self.drop_path_rate >= 1:
+            raise field_error("drop_path_rate", "a number in [0, 1)", self.drop_path_rate)
+
+    def replace(self, **changes: object) -> "NetworkSpec":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks in the stages (stem and head excluded)."""
+        return sum(stage.repeats for stage in self.stages)

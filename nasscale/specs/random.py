@@ -1,0 +1,93 @@
+"""Random valid specs, for property tests and benchmarks (seeded, deterministic)."""
+from __future__ import annotations
+
+import random as _random
+
+from nasscale.specs.blocks import (
+    MOBILENET_V3_SE,
+    BlockSpec,
+    BneckSpec,
+    ConvNeXtSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    LNDownsampleSpec,
+    MBConvSpec,
+    PatchifySpec,
+    SESpec,
+)
+from nasscale.specs.network import HeadSpec, NetworkSpec, StageSpec
+
+CONV_ACTS = ("relu", "relu6", "hswish", "silu")
+
+
+def random_se(rng: _random.Random) -> SESpec:
+    return SESpec(ratio=rng.choice((0.125, 0.25, 0.5)), base=rng.choice(("in", "mid")),
+                  gate=rng.choice(("sigmoid", "hsigmoid")), activation=rng.choice(CONV_ACTS),
+                  divisor=rng.choice((1, 8)))
+
+
+def random_block(rng: _random.Random, out_channels: int, stride: int) -> BlockSpec:
+    """A random convolutional block (any kind except the ConvNeXt ones) of the given shape."""
+    kind = rng.choice(("conv", "ds", "mbconv", "fused", "bneck"))
+    k = rng.choice((3, 5, 7))
+    act = rng.choice(CONV_ACTS)
+    expansion = ({"expand_ratio": rng.choice((1.0, 2.0, 2.5, 3.0, 4.0, 6.0))}
+                 if rng.random() < 0.7 else {"mid_channels": 8 * rng.randint(2, 40)})
+    se = random_se(rng) if rng.random() < 0.5 else None
+    if kind == "conv":
+        return ConvSpec(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
+                        bias=rng.random() < 0.2)
+    if kind == "ds":
+        return DepthwiseSeparableSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                                      activation=act, se=se, skip=rng.random() < 0.5)
+    if kind == "mbconv":
+        return MBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                          activation=act, se=se, skip=rng.random() < 0.9, **expansion)
+    if kind == "fused":
+        # Fused-MBConv with expansion 1 has no expanded tensor, hence no SE
+        se = se if expansion.get("expand_ratio", 0) != 1.0 and "mid_channels" not in expansion \
+            else None
+        return FusedMBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                               activation=act, se=se, **expansion)
+    return BneckSpec(out_channels=out_channels, mid_channels=8 * rng.randint(2, 60),
+                     kernel_size=rng.choice((3, 5)), stride=stride,
+                     activation=rng.choice(("relu", "hswish")), se=rng.random() < 0.5)
+
+
+def random_network(seed: int, resolution: int | None = None) -> NetworkSpec:
+    """A random valid network: a conv stem and 3–6 random stages, or a ConvNeXt-like network."""
+    rng = _random.Random(seed)
+    res = resolution or rng.choice((32, 48, 64, 96))
+    if rng.random() < 0.2:  # ConvNeXt-like
+        width = 8 * rng.randint(2, 6)
+        stages = []
+        for i in range(rng.randint(1, 3)):
+            if i:
+                width *= 2
+                stages.append(StageSpec(LNDownsampleSpec(out_channels=width)))
+            stages.append(StageSpec(ConvNeXtSpec(out_channels=width, expand_ratio=rng.choice(
+                (2.0, 3.0, 4.0)), kernel_size=rng.choice((3, 5, 7)),
+                layer_scale=rng.choice((0.0, 1e-6))), repeats=rng.randint(1, 2)))
+        return NetworkSpec(name=f"random_{seed}", stem=(PatchifySpec(out_channels=stages[0].block
+                                                                     .out_channels),),
+                           stages=tuple(stages), head=HeadSpec(norm="ln"), resolution=res,
+                           num_classes=rng.choice((10, 100)), drop_path_rate=0.1)
+    stem = (ConvSpec(out_channels=8 * rng.randint(1, 4), kernel_size=3, stride=2,
+                     activation=rng.choice(CONV_ACTS)),)
+    stages = []
+    width = stem[0].out_channels
+    for _ in range(rng.randint(3, 6)):
+        stride = rng.choice((1, 2))
+        width = 8 * rng.randint(max(1, width // 8), width // 8 + 6)
+        stages.append(StageSpec(random_block(rng, width, stride), repeats=rng.randint(1, 3)))
+    head_blocks = ((ConvSpec(out_channels=8 * rng.randint(8, 40), kernel_size=1,
+                             activation=rng.choice(CONV_ACTS)),) if rng.random() < 0.7 else ())
+    hidden = (8 * rng.randint(8, 64),) if rng.random() < 0.3 else ()
+    head = HeadSpec(blocks=head_blocks, hidden=hidden, dropout=rng.choice((0.0, 0.2)))
+    return NetworkSpec(name=f"random_{seed}", stem=stem, stages=tuple(stages), head=head,
+                       resolution=res, num_classes=rng.choice((10, 1000)),
+                       drop_path_rate=rng.choice((0.0, 0.1)))
+
+
+__all__ = ["MOBILENET_V3_SE", "random_block", "random_network", "random_se"]

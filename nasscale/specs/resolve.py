@@ -1,0 +1,127 @@
+"""Resolve a network spec at an input size: the one walk over the network.
+
+``resolve(spec, resolution)`` fixes, for every block, its input and output channels, its
+feature-map sizes, its per-repeat stride, its derived widths and its stochastic-depth rate.  The
+analytic cost model, the module builder, the latency table and the pruner all read these
+resolved blocks; nothing else walks a network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from nasscale.errors import SpecError
+from nasscale.specs.blocks import BlockSpec
+from nasscale.specs.network import NetworkSpec
+
+SECTIONS = ("stem", "stage", "head")
+
+
+@dataclass(frozen=True)
+class ResolvedBlock:
+    """One block at one place in a network, with every shape fixed."""
+
+    index: int  # position among all blocks, stem first
+    section: str  # "stem" | "stage" | "head"
+    stage: int  # stage number (0-based) for section "stage"; -1 otherwise
+    repeat: int  # repeat number inside the stage (0 = the one with the stage's stride)
+    spec: BlockSpec  # this repeat's spec (stride already 1 for repeats after the first)
+    in_channels: int
+    out_channels: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    widths: Mapping[str, int]  # derived inner widths: "mid", "se", ...
+    drop_path: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def stride(self) -> int:
+        return self.spec.block_stride
+
+    @property
+    def where(self) -> str:
+        """The YAML path of the spec this block comes from (``stages[3]``, ``stem[0]``, ...)."""
+        return {"stage": f"stages[{self.stage}]", "stem": f"stem[{self.repeat}]",
+                "head": f"head.blocks[{self.repeat}]"}[self.section]
+
+
+@dataclass(frozen=True)
+class ResolvedHead:
+    """The head after the head blocks: pooled features → norm → hidden linears → classifier."""
+
+    in_channels: int  # features after the head blocks
+    hw: tuple[int, int]  # feature-map size that is pooled
+    norm: str
+    hidden: tuple[int, ...]
+    hidden_activation: str
+    dropout: float
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class ResolvedNetwork:
+    spec: NetworkSpec
+    resolution: int
+    blocks: tuple[ResolvedBlock, ...]
+    head: ResolvedHead
+
+    def section(self, name: str) -> tuple[ResolvedBlock, ...]:
+        return tuple(b for b in self.blocks if b.section == name)
+
+    def stage(self, index: int) -> tuple[ResolvedBlock, ...]:
+        return tuple(b for b in self.blocks if b.section == "stage" and b.stage == index)
+
+
+def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_path):
+    where = {"stage": f"stages[{stage}]", "stem": f"stem[{repeat}]",
+             "head": f"head.blocks[{repeat}]"}[section]
+    try:
+        spec.check_input(in_channels)
+        out_hw = spec.out_hw(hw)
+        widths = spec.widths(in_channels)
+    except SpecError as err:
+        raise SpecError(f"{spec.kind} block: {err}", (where,)) from None
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise SpecError(f"the feature map shrinks to {out_hw[0]}x{out_hw[1]} at this block "
+                        f"(input {hw[0]}x{hw[1]}); use a larger resolution", (where,))
+    return ResolvedBlock(index=index, section=section, stage=stage, repeat=repeat, spec=spec,
+                         in_channels=in_channels, out_channels=spec.out_channels,
+                         in_hw=hw, out_hw=out_hw, widths=MappingProxyType(widths),
+                         drop_path=drop_path)
+
+
+def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork:
+    """Fix every block's shapes for a square input of ``resolution`` (default: the spec's)."""
+    res = spec.resolution if resolution is None else resolution
+    if isinstance(res, bool) or not isinstance(res, int) or res < 1:
+        raise SpecError(f"must be a positive integer, got {res!r}", ("resolution",))
+    channels, hw = spec.in_channels, (res, res)
+    blocks: list[ResolvedBlock] = []
+    total = spec.depth
+    rate = spec.drop_path_rate
+
+    def add(section, stage, repeat, block_spec, drop_path=0.0):
+        nonlocal channels, hw
+        rb = _resolve_block(len(blocks), section, stage, repeat, block_spec, channels, hw,
+                            drop_path)
+        blocks.append(rb)
+        channels, hw = rb.out_channels, rb.out_hw
+
+    for i, block in enumerate(spec.stem):
+        add("stem", -1, i, block)
+    k = 0  # stochastic depth grows linearly from 0 to drop_path_rate over the stage blocks
+    for s, stage in enumerate(spec.stages):
+        for r in range(stage.repeats):
+            block = stage.block if r == 0 else stage.block.with_stride(1)
+            add("stage", s, r, block, rate * k / max(total - 1, 1))
+            k += 1
+    for i, block in enumerate(spec.head.blocks):
+        add("head", -1, i, block)
+    head = ResolvedHead(in_channels=channels, hw=hw, norm=spec.head.norm,
+                        hidden=spec.head.hidden, hidden_activation=spec.head.hidden_activation,
+                        dropout=spec.head.dropout, num_classes=spec.num_classes)
+    return ResolvedNetwork(spec=spec, resolution=res, blocks=tuple(blocks), head=head)

@@ -1,0 +1,114 @@
+"""Named architectures: the family files under ``spaces/archs/``.
+
+A family file holds what its networks share (``family``, ``paper``, ``reference``, ``rounding``)
+and a ``networks`` mapping of name → network (the schema of ``nasscale.grammar.yaml_io``, without
+``name``).  A network's own keys override the family's.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
+from nasscale.grammar.yaml_io import check_keys, in_file, network_from_data, read_yaml
+from nasscale.specs import NetworkSpec, resolve
+
+FAMILY_KEYS = ("family", "paper", "reference", "rounding", "networks")
+INHERITED = ("family", "paper", "reference", "rounding")
+
+
+def spaces_dir() -> Path:
+    """``$NASSCALE_SPACES``, else the ``spaces/`` folder of the source tree or installed package."""
+    env = os.environ.get("NASSCALE_SPACES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "spaces", here / "_spaces"):
+        if (candidate / "archs").is_dir():
+            return candidate
+    raise NasscaleError(f"cannot find the spaces/ folder (looked beside {here}); "
+                        "set NASSCALE_SPACES to it")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    family: str
+    path: Path
+    data: Mapping[str, Any]  # the merged network mapping
+    text: str  # the file's text, for line numbers in errors
+
+
+@functools.lru_cache(maxsize=None)
+def _entries(root: str) -> dict[str, Entry]:
+    entries: dict[str, Entry] = {}
+    for path in sorted(Path(root, "archs").glob("*.yaml")):
+        data, text = read_yaml(path)
+        try:
+            data = check_keys(data, FAMILY_KEYS, "", required=("family", "networks"))
+            networks = data["networks"]
+            if not isinstance(networks, Mapping) or not networks:
+                raise SpecError("must be a non-empty mapping of name -> network", ("networks",))
+        except SpecError as err:
+            raise in_file(err, path, text) from None
+        shared = {k: data[k] for k in INHERITED if k in data}
+        for name, body in networks.items():
+            if name in entries:
+                raise NasscaleError(f"{path}: network {name!r} is also defined in "
+                                    f"{entries[name].path}")
+            if not isinstance(body, Mapping):
+                raise in_file(SpecError("must be a mapping", (f"networks.{name}",)), path, text)
+            entries[name] = Entry(name, data["family"], path, {**shared, **body, "name": name},
+                                  text)
+    return entries
+
+
+def entries() -> dict[str, Entry]:
+    return _entries(str(spaces_dir()))
+
+
+def names() -> list[str]:
+    """Every named architecture, in file order."""
+    return list(entries())
+
+
+@functools.lru_cache(maxsize=None)
+def _load_named(root: str, name: str) -> NetworkSpec:
+    entry = _entries(root)[name]
+    try:
+        spec = network_from_data(entry.data, "")
+        resolve(spec)
+        return spec
+    except SpecError as err:
+        where = (f"networks.{name}.{err.where[0]}",) + err.where[1:] if err.where else ()
+        raise in_file(SpecError(err.message, where), entry.path, entry.text) from None
+
+
+def get(name: str) -> NetworkSpec:
+    """The spec of a named architecture; unknown names list what is known."""
+    known = entries()
+    if name not in known:
+        raise UnknownNameError(f"unknown architecture {name!r}{suggest(name, known)}; "
+                               f"known: {', '.join(known)} (or give a path to a .yaml file)")
+    return _load_named(str(spaces_dir()), name)
+
+
+def load(name_or_path: str | os.PathLike | NetworkSpec) -> NetworkSpec:
+    """A ``NetworkSpec`` from a spec (returned as is), a zoo name, or a network YAML file."""
+    if isinstance(name_or_path, NetworkSpec):
+        return name_or_path
+    text = os.fspath(name_or_path)
+    if text.endswith((".yaml", ".yml")) or os.sep in text:
+        from nasscale.grammar.yaml_io import load_network_file
+
+        if not Path(text).exists():
+            raise NasscaleError(f"{text}: no such file")
+        data, _ = read_yaml(text)
+        if isinstance(data, Mapping) and "networks" in data:
+            listed = ", ".join(map(str, data["networks"] or ()))
+            raise NasscaleError(f"{text}: is a family file; name one of its networks: {listed}")
+        return load_network_file(text)
+    return get(text)

@@ -1,0 +1,90 @@
+"""The builder: forward shapes, registries complete, behaviour of the blocks."""
+import pytest
+import torch
+
+import nasscale
+from nasscale.grammar import FORMS, parse_block, parse_stage
+from nasscale.modules import BUILDERS
+from nasscale.specs import BLOCK_KINDS, HeadSpec, NetworkSpec
+
+
+def test_every_block_kind_has_text_form_builder_and_cost():
+    from nasscale.costs.analytic import COSTS
+
+    for kind, cls in BLOCK_KINDS.items():
+        assert kind in FORMS, f"{kind}: no text form in grammar.text.FORMS"
+        assert cls in BUILDERS, f"{kind}: no builder in modules.BUILDERS"
+        assert cls in COSTS, f"{kind}: no cost formula in costs.analytic.COSTS"
+
+
+# A tiny test architecture per block kind: adding a kind means adding a row here.
+TINY = {
+    "conv": ["conv_k3_s2_c16_relu"], "ds": ["ds_k3_s2_c16_relu"],
+    "mbconv": ["mbconv_r2_k3_s2_e4_c16_silu_se0.25-in-sigmoid-silu-d1"],
+    "fused": ["fused_r2_k3_s2_e4_c16_silu", "fused_k3_s1_e1_c16_silu"],
+    "bneck": ["bneck_r2_k5_s2_m32_c16_hswish_se"],
+    "convnext": ["lndown_p2_c16", "convnext_r2_k7_e4_c16_gelu_ls1e-06"],
+    "patchify": ["patchify_p2_c16"], "lndown": ["lndown_p2_c24"],
+}
+
+
+def test_every_kind_has_a_tiny_architecture():
+    assert set(TINY) == set(BLOCK_KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_tiny_architecture_per_kind_builds_runs_and_counts(kind):
+    spec = NetworkSpec(name=f"tiny_{kind}", stem=(parse_block("conv_k3_s1_c8_relu"),),
+                       stages=tuple(parse_stage(s) for s in TINY[kind]),
+                       head=HeadSpec(), resolution=16, num_classes=5)
+    model = nasscale.build(spec).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    assert nasscale.count(spec).params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", nasscale.names())
+def test_forward_batch_2_of_every_named_network(name):
+    spec = nasscale.load(name)
+    res = 64  # every stride allows 64; the full resolution is covered by the fvcore test
+    model = nasscale.build(spec).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, res, res))
+    assert out.shape == (2, spec.num_classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("res", [32, 57, 100])
+def test_any_resolution_the_strides_allow(res):
+    model = nasscale.build("mobilenet_v3_small").eval()
+    with torch.inference_mode():
+        assert model(torch.randn(1, 3, res, res)).shape == (1, 1000)
+
+
+def test_residuals_and_expand_convs_follow_the_spec():
+    model = nasscale.build("mobilenet_v2")
+    first, second = model.stages[0][0], model.stages[1][1]
+    assert isinstance(first.expand, torch.nn.Identity)  # t = 1: no expand conv
+    assert not first.residual  # 32 -> 16
+    assert second.residual  # 24 -> 24, stride 1
+    assert isinstance(model.stages[1][0].drop_path, torch.nn.Identity)
+
+
+def test_stochastic_depth_schedule_reaches_the_rate():
+    model = nasscale.build("convnext_tiny")
+    rates = [m.p for m in model.modules() if type(m).__name__ == "DropPath"]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)
+    assert rates == sorted(rates)
+
+
+def test_drop_path_is_identity_in_eval_and_scales_in_training():
+    from nasscale.modules.layers import DropPath
+
+    dp = DropPath(0.5)
+    x = torch.ones(1000, 4)
+    dp.eval()
+    assert torch.equal(dp(x), x)
+    dp.train()
+    torch.manual_seed(0)
+    y = dp(x)
+    assert set(y[:, 0].tolist()) <= {0.0, 2.0} and 0.4 < (y[:, 0] == 0).float().mean() < 0.6
