@@ -131,7 +131,67 @@ class ShowCommand(Command):
         return 0
 
 
-COMMANDS: tuple[Command, ...] = (ListCommand(), ShowCommand())
+class SearchCommand(Command):
+    name = "search"
+    help = "run an architecture search study (studies/*.yaml); re-running resumes it"
+
+    def add_arguments(self, parser):
+        parser.add_argument("study", help="study file, e.g. studies/quickstart.yaml")
+        parser.add_argument("--n-trials", type=int, help="finished trials the study should "
+                            "have (default: the study's 'trials'); a resumed study runs the rest")
+        parser.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+        parser.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host"
+                            "/db (default: a journal file in the output folder)")
+        parser.add_argument("--study-name", help="Optuna study name (default: the study's name)")
+        parser.add_argument("--out", help="output folder (default: runs/<study name>)")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="worker processes on this machine sharing the storage")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(self, args):
+        from pathlib import Path
+
+        from nasscale.search.outputs import summary_text
+        from nasscale.search.runner import RunOptions, run_search
+        from nasscale.search.study import load_study
+
+        study = load_study(args.study)
+        if args.n_trials is not None and args.n_trials < 1:
+            raise NasscaleError(f"--n-trials: must be an integer >= 1, got {args.n_trials}")
+        if args.timeout is not None and args.timeout <= 0:
+            raise NasscaleError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
+        out = Path(args.out or Path("runs") / (args.study_name or study.name))
+        summary = run_search(study, RunOptions(
+            out=out, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
+            study_name=args.study_name, workers=args.workers, progress=not args.no_progress))
+        print(summary_text(summary, out))
+        if summary.get("interrupted"):
+            print("nasscale: interrupted; finished trials are kept, re-run the same command "
+                  "to resume", file=sys.stderr)
+            return 130
+        return 0
+
+
+class ExportCommand(Command):
+    name = "export"
+    help = "export a network (name or YAML, e.g. a search's best.yaml) to ONNX"
+
+    def add_arguments(self, parser):
+        parser.add_argument("network", help="architecture name or network .yaml")
+        parser.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+        parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+
+    def run(self, args):
+        from nasscale.export import export_onnx
+
+        path = export_onnx(args.network, args.onnx, resolution=args.resolution,
+                           opset=args.opset)
+        print(f"wrote {path} (checked with onnx.checker; random weights, dynamic batch)")
+        return 0
+
+
+COMMANDS: tuple[Command, ...] = (ListCommand(), ShowCommand(), SearchCommand(), ExportCommand())
 
 
 def make_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

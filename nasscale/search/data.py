@@ -1,0 +1,170 @@
+"""Image-classification data for short training and for proxies, with no download.
+
+Sources (``load_dataset(source)``):
+
+- ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes; the
+  ``demo`` extra installs scikit-learn).  No network access.
+- ``path/to/data.npz``: arrays ``x`` and ``y`` (or ``x_train``/``y_train`` and
+  ``x_test``/``y_test``, used as the held-out split).  ``x`` is (N, H, W), (N, H, W, C) or
+  (N, C, H, W), uint8 (0–255) or float.
+- ``path/to/folder``: one subfolder per class holding images (png, jpg, bmp, ...), read with
+  Pillow.
+
+Images become float tensors (N, 3, H, W) normalised per channel; grey images are repeated to 3
+channels.  ``Dataset.at(resolution)`` resizes (bilinear) to the training resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nasscale.errors import NasscaleError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: torch.Tensor  # (N, 3, H, W) float32, normalised
+    y: torch.Tensor  # (N,) int64
+    classes: tuple[str, ...]
+    name: str
+    test_x: torch.Tensor | None = None  # a given held-out split, if the source has one
+    test_y: torch.Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, val_fraction: float, seed: int, subset: int | None = None):
+        """(train_x, train_y, val_x, val_y): the source's own test split if it has one, else a
+        seeded stratified-by-shuffle split; ``subset`` caps the training examples."""
+        g = torch.Generator().manual_seed(seed)
+        if self.test_x is not None:
+            tx, ty, vx, vy = self.x, self.y, self.test_x, self.test_y
+        else:
+            order = torch.randperm(len(self.y), generator=g)
+            n_val = max(1, int(round(len(order) * val_fraction)))
+            tx, ty = self.x[order[n_val:]], self.y[order[n_val:]]
+            vx, vy = self.x[order[:n_val]], self.y[order[:n_val]]
+        if subset is not None and subset < len(ty):
+            keep = torch.randperm(len(ty), generator=g)[:subset]
+            tx, ty = tx[keep], ty[keep]
+        return tx, ty, vx, vy
+
+
+def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+def _to_nchw(x: np.ndarray, where: str) -> torch.Tensor:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise NasscaleError(f"{where}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W) "
+                            f"with C in 1, 3; got shape {tuple(np.shape(x))}")
+    t = torch.as_tensor(x.astype(np.float32))
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        t = t / 255.0
+    if t.shape[1] == 1:
+        t = t.repeat(1, 3, 1, 1)
+    return t
+
+
+def _normalise(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    ref = tensors[0]
+    mean = ref.mean(dim=(0, 2, 3), keepdim=True)
+    std = ref.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return [(t - mean) / std for t in tensors]
+
+
+def _labels(y: np.ndarray, where: str) -> torch.Tensor:
+    y = np.asarray(y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise NasscaleError(f"{where}: labels must be non-negative integers")
+    return torch.as_tensor(y.astype(np.int64))
+
+
+def digits() -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise NasscaleError("the 'digits' dataset needs scikit-learn: pip install "
+                            "'nasscale[demo]'") from None
+    d = load_digits()
+    x = _to_nchw(d.images / 16.0, "digits")
+    (x,) = _normalise(x)
+    return Dataset(x=x, y=torch.as_tensor(d.target, dtype=torch.int64),
+                   classes=tuple(str(c) for c in range(10)), name="digits")
+
+
+def from_npz(path: Path) -> Dataset:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise NasscaleError(f"{path}: cannot read as .npz: {err}") from None
+    keys = set(arrays.files)
+    if {"x", "y"} <= keys:
+        x, y = _to_nchw(arrays["x"], str(path)), _labels(arrays["y"], str(path))
+        (x,) = _normalise(x)
+        tx = ty = None
+    elif {"x_train", "y_train", "x_test", "y_test"} <= keys:
+        x, tx = _normalise(_to_nchw(arrays["x_train"], str(path)),
+                           _to_nchw(arrays["x_test"], str(path)))
+        y, ty = _labels(arrays["y_train"], str(path)), _labels(arrays["y_test"], str(path))
+    else:
+        raise NasscaleError(f"{path}: needs arrays x and y, or x_train, y_train, x_test, "
+                            f"y_test; has {', '.join(sorted(keys))}")
+    if len(x) != len(y):
+        raise NasscaleError(f"{path}: {len(x)} images but {len(y)} labels")
+    n = int(max(y.max(), ty.max() if ty is not None else 0)) + 1
+    return Dataset(x=x, y=y, classes=tuple(map(str, range(n))), name=path.name, test_x=tx,
+                   test_y=ty)
+
+
+def from_folder(root: Path, size: int = 64) -> Dataset:
+    """Class-per-subfolder images, resized to ``size`` on load (Pillow)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise NasscaleError("reading image folders needs Pillow: pip install pillow") from None
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise NasscaleError(f"{root}: needs one subfolder per class (at least 2), found "
+                            f"{len(classes)}")
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                with Image.open(f) as im:
+                    im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                    xs.append(np.asarray(im, dtype=np.uint8))
+                ys.append(label)
+    if not xs:
+        raise NasscaleError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its subfolders")
+    (x,) = _normalise(_to_nchw(np.stack(xs), str(root)))
+    return Dataset(x=x, y=torch.as_tensor(ys, dtype=torch.int64), classes=tuple(classes),
+                   name=root.name)
+
+
+def load_dataset(source: str) -> Dataset:
+    if source == "digits":
+        return digits()
+    path = Path(source)
+    if path.suffix == ".npz":
+        if not path.exists():
+            raise NasscaleError(f"{path}: no such file")
+        return from_npz(path)
+    if path.is_dir():
+        return from_folder(path)
+    raise NasscaleError(f"data: {source!r} is not 'digits', an existing .npz file or a folder "
+                        "with one subfolder per class")

@@ -1,0 +1,216 @@
+"""Evaluators: the "accuracy measure" a study maximises.
+
+An evaluator scores a candidate ``NetworkSpec`` (higher is better).  It builds the module
+itself, with the weight initialisation seeded, so a score depends only on the architecture and
+the study's seed:
+
+- ``ProxyEvaluator``: a zero-cost proxy (``naswot``, ``synflow``) on one batch, random or from
+  a dataset;
+- ``CostEvaluator``: ``flops`` or ``params`` as the naive baselines a proxy must beat;
+- ``TrainEvaluator``: short training on a dataset, top-1 on its held-out split;
+- ``PythonEvaluator``: a user function ``package.module:function`` called with the built
+  module and the spec, returning a number (or a mapping with a ``score``).
+"""
+from __future__ import annotations
+
+import importlib
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nasscale.errors import NasscaleError
+from nasscale.specs import NetworkSpec
+
+
+def arch_seed(seed: int, spec: NetworkSpec) -> int:
+    """A seed that depends on the study seed and the architecture only (not the trial)."""
+    from nasscale.grammar import format_block
+
+    text = ";".join(format_block(b.spec) for b in _resolved(spec).blocks)
+    return (seed * 1_000_003 + zlib.crc32(f"{text}@{spec.resolution}".encode())) % (2 ** 31)
+
+
+def _resolved(spec):
+    from nasscale.specs import resolve
+
+    return resolve(spec)
+
+
+def build_seeded(spec: NetworkSpec, seed: int):
+    import torch
+
+    from nasscale.modules import build_network
+
+    torch.manual_seed(seed)
+    return build_network(spec)
+
+
+class Evaluator(ABC):
+    """Scores a candidate network; higher is better.  ``name`` labels the metric in tables
+    and plots; ``needs_module`` says whether scoring builds torch modules."""
+
+    name: str = "score"
+    needs_module: bool = True
+
+    @abstractmethod
+    def score(self, spec: NetworkSpec, seed: int) -> float:
+        ...
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass
+class CostEvaluator(Evaluator):
+    metric: str = "flops"
+    needs_module = False
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("flops", "params"):
+            raise NasscaleError(f"evaluator.proxy: cost baseline must be 'flops' or 'params', "
+                                f"got {self.metric!r}")
+        self.name = self.metric
+
+    def score(self, spec: NetworkSpec, seed: int) -> float:
+        import nasscale
+
+        cost = nasscale.count(spec)
+        return float(cost.flops if self.metric == "flops" else cost.params)
+
+
+@dataclass
+class ProxyEvaluator(Evaluator):
+    proxy: str = "naswot"
+    batch_size: int = 16
+    resolution: int | None = None  # default: the candidate's own resolution
+    data: str | None = None  # a dataset source for NASWOT's batch (random normal if none)
+    _dataset: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from nasscale.search.proxies import PROXIES
+
+        if self.proxy not in PROXIES:
+            raise NasscaleError(f"evaluator.proxy: unknown proxy {self.proxy!r}; known: "
+                                f"{', '.join(PROXIES)}, flops, params")
+        self.name = self.proxy
+
+    def _batch(self, spec: NetworkSpec, seed: int):
+        import torch
+
+        from nasscale.search.data import load_dataset, resize
+
+        res = self.resolution or spec.resolution
+        g = torch.Generator().manual_seed(seed)
+        if self.data is None:
+            return torch.randn(self.batch_size, spec.in_channels, res, res, generator=g)
+        if self._dataset is None:
+            self._dataset = load_dataset(self.data)
+        idx = torch.randperm(len(self._dataset.y), generator=g)[:self.batch_size]
+        return resize(self._dataset.x[idx], res)
+
+    def score(self, spec: NetworkSpec, seed: int) -> float:
+        from nasscale.search.proxies import naswot, synflow
+
+        if self.resolution is not None:
+            spec = spec.replace(resolution=self.resolution)
+        model = build_seeded(spec, seed)
+        if self.proxy == "synflow":
+            return synflow(model, (1, spec.in_channels, spec.resolution, spec.resolution))
+        return naswot(model, self._batch(spec, seed))
+
+    def describe(self) -> str:
+        return f"{self.proxy} (batch {self.batch_size}, {self.data or 'random inputs'})"
+
+
+@dataclass
+class TrainEvaluator(Evaluator):
+    data: str = "digits"
+    settings: Any = None  # TrainSettings
+    name: str = "accuracy"
+    _dataset: Any = field(default=None, init=False, repr=False)
+
+    def score(self, spec: NetworkSpec, seed: int) -> float:
+        from dataclasses import replace
+
+        from nasscale.search.data import load_dataset
+        from nasscale.search.train import TrainSettings, train_and_evaluate
+
+        if self._dataset is None:
+            self._dataset = load_dataset(self.data)
+        settings = self.settings or TrainSettings()
+        spec = spec.replace(num_classes=self._dataset.num_classes,
+                            resolution=settings.resolution)
+        model = build_seeded(spec, seed)
+        return train_and_evaluate(model, self._dataset, replace(settings, seed=seed))
+
+    def describe(self) -> str:
+        s = self.settings
+        return (f"top-1 after {s.epochs} epochs on {self.data} at {s.resolution}px"
+                if s else f"top-1 on {self.data}")
+
+
+@dataclass
+class PythonEvaluator(Evaluator):
+    target: str = ""
+    name: str = "score"
+    _fn: Callable | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fn = load_callable(self.target)
+
+    def score(self, spec: NetworkSpec, seed: int) -> float:
+        model = build_seeded(spec, seed)
+        result = self._fn(model, spec)
+        if isinstance(result, dict):
+            if "score" not in result:
+                raise NasscaleError(f"{self.target} returned a mapping without 'score'")
+            result = result["score"]
+        try:
+            return float(result)
+        except (TypeError, ValueError):
+            raise NasscaleError(f"{self.target} returned {result!r}, not a number") from None
+
+
+def load_callable(target: str) -> Callable:
+    """``package.module:function`` (an optional ``python:`` prefix is accepted)."""
+    text = target.removeprefix("python:")
+    module_name, _, attr = text.partition(":")
+    if not module_name or not attr:
+        raise NasscaleError(f"evaluator: {target!r} must look like python:package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise NasscaleError(f"evaluator: cannot import {module_name!r}: {err}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise NasscaleError(f"evaluator: {module_name} has no callable {attr!r}")
+    return fn
+
+
+def make_evaluator(study) -> Evaluator:
+    """The evaluator a study file describes; datasets and user functions are loaded here, so a
+    bad path fails once, before any trial."""
+    cfg = dict(study.evaluator)
+    kind = cfg.pop("kind")
+    if kind == "python":
+        return PythonEvaluator(target=cfg["target"], name=cfg.get("name", "score"))
+    if kind == "train":
+        from nasscale.search.data import load_dataset
+        from nasscale.search.train import TrainSettings
+
+        data = cfg.pop("data", "digits")
+        settings = TrainSettings(**{k: v for k, v in cfg.items()}, seed=study.seed)
+        evaluator = TrainEvaluator(data=data, settings=settings)
+        evaluator._dataset = load_dataset(data)
+        return evaluator
+    proxy = cfg.get("proxy", "naswot")
+    if proxy in ("flops", "params"):
+        return CostEvaluator(metric=proxy)
+    evaluator = ProxyEvaluator(proxy=proxy, batch_size=cfg.get("batch_size", 16),
+                               resolution=cfg.get("resolution"), data=cfg.get("data"))
+    if evaluator.data is not None:
+        from nasscale.search.data import load_dataset
+
+        evaluator._dataset = load_dataset(evaluator.data)
+    return evaluator

@@ -1,0 +1,144 @@
+"""Write a study's outputs into its folder and build the end-of-run summary.
+
+- ``trials.csv``: every trial (parameters, metrics, constraint values, state, reason);
+- ``best.yaml`` (one objective) or ``pareto/trial_<n>.yaml`` (several): loadable networks;
+- ``pareto.png``: the score against latency (or FLOPs), with feasible and over-budget trials,
+  the front, the reference networks and the budget;
+- ``summary.json``: counts, best trials, resolved budgets, the latency key, the storage (with
+  any password redacted).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nasscale.reports.text import FLOPS_CONVENTION, si, table
+from nasscale.search.storage import redact
+
+
+def _network_yaml(trial, study_name: str, metrics: dict) -> str:
+    from nasscale.grammar import dump_network, network_from_data
+
+    data = dict(trial.user_attrs["network"])
+    data["name"] = f"{study_name}_trial{trial.number}"
+    spec = network_from_data(data)
+    header = "".join(f"# {k}: {v}\n" for k, v in metrics.items() if v is not None)
+    return f"# found by nasscale search, study {study_name}, trial {trial.number}\n" + header \
+        + dump_network(spec)
+
+
+def pareto_2d(rows: list[dict], x: str, y: str) -> list[int]:
+    """Numbers of the rows not dominated in (max y, min x)."""
+    rows = sorted((r for r in rows if r.get(x) is not None and r.get(y) is not None),
+                  key=lambda r: (r[x], -r[y]))
+    front, best = [], float("-inf")
+    for r in rows:
+        if r[y] > best:
+            front.append(r["number"])
+            best = r[y]
+    return front
+
+
+def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
+    from nasscale.reports.search import pareto_plot, trials_frame, write_csv
+
+    study = setup.study
+    score_name = setup.score_name
+    trials = ostudy.get_trials(deepcopy=False)
+    frame = trials_frame(trials, study.metrics, score_name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(frame, out / "trials.csv")
+    by_number = {t.number: t for t in trials}
+
+    def metrics_of(t) -> dict:
+        ua = t.user_attrs
+        return {score_name: ua.get("score"), "latency_ms": ua.get("latency_ms"),
+                "flops": ua.get("flops"), "params": ua.get("params"),
+                "reward": ua.get("reward")}
+
+    best: list[int] = []
+    if len(study.objectives) == 1:
+        try:
+            best = [ostudy.best_trial.number]
+        except ValueError:  # no feasible complete trial yet
+            best = []
+        (out / "best.yaml").unlink(missing_ok=True)
+        for n in best:
+            (out / "best.yaml").write_text(_network_yaml(by_number[n], setup.study_name,
+                                                         metrics_of(by_number[n])))
+    else:
+        best = sorted(t.number for t in ostudy.best_trials)
+        folder = out / "pareto"
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("trial_*.yaml"):
+            old.unlink()
+        for n in best:
+            (folder / f"trial_{n}.yaml").write_text(
+                _network_yaml(by_number[n], setup.study_name, metrics_of(by_number[n])))
+
+    x_metric = "latency" if frame.get("latency_ms") is not None and \
+        frame["latency_ms"].notna().any() else "flops"
+    xcol = "latency_ms" if x_metric == "latency" else "flops"
+    feasible_rows = frame[frame["feasible"]].to_dict("records") if len(frame) else []
+    front = pareto_2d(feasible_rows, xcol, score_name)
+    budgets = {c.metric: c.limit for c in setup.constraints}
+    refs = {name: {**r, "latency_ms": r.get("latency_ms")} for name, r in setup.references.items()}
+    if len(frame):
+        pareto_plot(frame, out / "pareto.png", score_name, x_metric, front=front,
+                    references=refs, budgets=budgets,
+                    title=f"{setup.study_name}: {setup.evaluator_label} vs {x_metric}")
+    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    summary = {
+        "study": setup.study_name, "storage": redact(setup.storage) or str(out / "study.journal"),
+        "objectives": dict(study.objectives), "score": setup.evaluator_label,
+        "constraints": [{"budget": c.text, "metric": c.metric, "limit": c.limit}
+                        for c in setup.constraints],
+        "latency_key": setup.latency_key, "trials": len(trials),
+        "states": {str(k): int(v) for k, v in counts.items()},
+        "feasible": int(frame["feasible"].sum()) if len(frame) else 0,
+        "best": [{"number": n, **metrics_of(by_number[n])} for n in best],
+        "references": setup.references, "flops_convention": FLOPS_CONVENTION,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def summary_text(summary: dict, out: Path) -> str:
+    score = summary["score"]
+    lines = [f"study {summary['study']}: {summary['trials']} trials "
+             + ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
+             + f"; {summary['feasible']} feasible"]
+    if summary["constraints"]:
+        lines.append("budgets: " + "; ".join(
+            f"{c['budget']} (= {c['limit']:.3f} ms)" if c["metric"] == "latency"
+            else f"{c['budget']} (= {si(c['limit'])})" for c in summary["constraints"]))
+    rows = [(f"trial {b['number']}", _num(b.get(_score_key(b))), _ms(b.get("latency_ms")),
+             si(b["flops"]) if b.get("flops") else "", si(b["params"]) if b.get("params") else "")
+            for b in summary["best"]]
+    rows += [(f"{name} (reference)", _num(r.get("score")), _ms(r.get("latency_ms")),
+              si(r["flops"]) if r.get("flops") else "", si(r["params"]) if r.get("params") else "")
+             for name, r in summary["references"].items()]
+    if rows:
+        lines.append(table(("network", score, "latency", "FLOPs", "params"), rows,
+                           right=f"{score} latency FLOPs params"))
+    else:
+        lines.append("no feasible trial yet")
+    lines.append(f"outputs in {out}: trials.csv, "
+                 + ("best.yaml" if len(summary["objectives"]) == 1 else "pareto/*.yaml")
+                 + ", pareto.png, summary.json")
+    lines.append(FLOPS_CONVENTION + ".")
+    return "\n".join(lines)
+
+
+def _score_key(b: dict) -> str:
+    return next((k for k in b if k not in ("number", "latency_ms", "flops", "params",
+                                           "reward")), "score")
+
+
+def _num(v) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def _ms(v) -> str:
+    return "" if v is None else f"{v:.2f} ms"

@@ -1,0 +1,433 @@
+"""Search spaces over the block grammar (``spaces/search/*.yaml``).
+
+A space is a stem choice, an ordered list of *stage slots* and a head choice, plus the input
+resolutions.  A slot has a fixed stride (of its first layer), a depth choice (0 skips the slot),
+an output-width choice (multiples of 8) and layer choices: block kind, kernel size, expansion
+ratio, SE on/off, activation.  With ``per_layer: true`` every layer of the slot samples its own
+layer choices (the FBNet/MobileNetV3 style, needed for networks whose rows differ inside a
+resolution stage); otherwise the slot shares one choice for all its layers (EfficientNet style,
+one stage string ``block × repeats``).
+
+``space.sample(trial)`` asks any object with Optuna's ``suggest_categorical``/``suggest_int``
+(an ``optuna.Trial``, ``optuna.trial.FixedTrial``) and returns a ``NetworkSpec``.
+``space.params_for(network)`` inverts it: the parameter assignment that samples exactly that
+network, or a ``NotInSpace`` reason — so "this space contains mobilenet_v3_large" is a test.
+Parameter names: ``resolution``, ``stem.width``, ``stem.activation``, ``s<i>.depth``,
+``s<i>.width``, ``s<i>.<field>`` (shared) or ``s<i>.l<j>.<field>`` (per layer),
+``head.hidden``.  This module does not import optuna.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from nasscale.errors import SpecError
+from nasscale.specs import (
+    BlockSpec,
+    BneckSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    HeadSpec,
+    MBConvSpec,
+    NetworkSpec,
+    RoundingPolicy,
+    SESpec,
+    StageSpec,
+    make_divisible,
+    resolve,
+)
+from nasscale.specs.common import ACTIVATIONS
+
+
+class Suggester(Protocol):
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int: ...
+
+
+class NotInSpace(Exception):
+    """Raised by ``params_for`` with the reason a network is not a point of the space."""
+
+
+# --- choice lists -----------------------------------------------------------------------------
+
+def _choices(name: str, values: Sequence[Any], allowed: Sequence[Any] | None = None,
+             kind: type | tuple = object) -> tuple:
+    values = tuple(values)
+    if not values:
+        raise SpecError("must list at least one choice, got an empty list", (name,))
+    if len(set(map(repr, values))) != len(values):
+        raise SpecError(f"lists a choice twice: {list(values)}", (name,))
+    for v in values:
+        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+            raise SpecError(f"choice {v!r} has the wrong type", (name,))
+        if allowed is not None and v not in allowed:
+            raise SpecError(f"choice {v!r} is not allowed; allowed: "
+                            f"{', '.join(map(str, allowed))}", (name,))
+    return values
+
+
+@dataclass(frozen=True)
+class WidthChoice:
+    """Widths ``min..max`` in steps of ``step`` (a multiple of 8)."""
+
+    min: int
+    max: int
+    step: int = 8
+
+    def __post_init__(self) -> None:
+        for field in ("min", "max", "step"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 8 or v % 8:
+                raise SpecError(f"must be a multiple of 8 (8, 16, 24, ...), got {v!r}",
+                                (f"width.{field}",))
+        if self.max < self.min:
+            raise SpecError(f"max {self.max} is below min {self.min}", ("width",))
+        if (self.max - self.min) % self.step:
+            raise SpecError(f"max - min must be a multiple of step {self.step}", ("width",))
+
+    def values(self) -> range:
+        return range(self.min, self.max + 1, self.step)
+
+    def sample(self, trial: Suggester, name: str) -> int:
+        if self.min == self.max:
+            return self.min
+        return trial.suggest_int(name, self.min, self.max, step=self.step)
+
+
+LAYER_KINDS = ("mbconv", "fused", "bneck", "ds")
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """Choices for one layer (or for all layers of a slot when not ``per_layer``)."""
+
+    kinds: tuple[str, ...]
+    kernel_size: tuple[int, ...] = (3,)
+    expand_ratio: tuple[float, ...] = (6.0,)
+    se: tuple[bool, ...] = (False,)
+    activation: tuple[str, ...] = ("relu",)
+    #: the SE of mbconv/fused layers when ``se`` is on (bneck has its own fixed SE)
+    se_form: SESpec = SESpec()
+
+    def __post_init__(self) -> None:
+        _choices("kinds", self.kinds, LAYER_KINDS, str)
+        _choices("kernel_size", self.kernel_size, kind=int)
+        for k in self.kernel_size:
+            if k < 1 or k % 2 == 0:
+                raise SpecError(f"choice {k} is not an odd kernel (1, 3, 5, 7, ...)",
+                                ("kernel_size",))
+        _choices("expand_ratio", self.expand_ratio, kind=(int, float))
+        if any(e <= 0 for e in self.expand_ratio):
+            raise SpecError("choices must be > 0", ("expand_ratio",))
+        _choices("se", self.se, (False, True), bool)
+        _choices("activation", self.activation, ACTIVATIONS, str)
+        if "bneck" in self.kinds:
+            _choices("activation", self.activation, ("relu", "hswish"), str)
+
+    def sample(self, trial: Suggester, name, in_channels: int, out_channels: int,
+               stride: int) -> BlockSpec:
+        """``name(field)`` gives the Optuna parameter name of a field for this layer."""
+        def pick(field: str, values: tuple) -> Any:
+            return values[0] if len(values) == 1 else \
+                trial.suggest_categorical(name(field), list(values))
+
+        kind = pick("kind", self.kinds)
+        k = pick("kernel_size", self.kernel_size)
+        act = pick("activation", self.activation)
+        if kind == "ds":
+            return DepthwiseSeparableSpec(out_channels=out_channels, kernel_size=k,
+                                          stride=stride, activation=act)
+        e = float(pick("expand_ratio", self.expand_ratio))
+        se = bool(pick("se", self.se))
+        if kind == "bneck":
+            return BneckSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                             mid_channels=make_divisible(in_channels * e, 8), activation=act,
+                             se=se)
+        if kind == "fused":
+            se = se and make_divisible(in_channels * e, 8) != in_channels
+            return FusedMBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                                   expand_ratio=e, activation=act,
+                                   se=self.se_form if se else None)
+        return MBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
+                          expand_ratio=e, activation=act, se=self.se_form if se else None)
+
+    def params_for(self, block: BlockSpec, name, in_channels: int) -> dict[str, Any]:
+        """The choices that sample ``block`` after ``in_channels`` inputs (or NotInSpace)."""
+        out: dict[str, Any] = {}
+        prefix = name("")
+
+        def put(field: str, values: tuple, value: Any) -> None:
+            if value not in values:
+                raise NotInSpace(f"{name(field)}: {value!r} not among {list(values)}")
+            if len(values) > 1:
+                out[name(field)] = value
+
+        put("kind", self.kinds, block.kind)
+        put("kernel_size", self.kernel_size, block.kernel_size)
+        put("activation", self.activation, block.activation)
+        if isinstance(block, DepthwiseSeparableSpec):
+            if block.se is not None or block.skip:
+                raise NotInSpace(f"{prefix}: ds blocks in spaces have no SE and no skip")
+            return out
+        if isinstance(block, BneckSpec):
+            ratios = [e for e in self.expand_ratio
+                      if make_divisible(in_channels * e, 8) == block.mid_channels]
+            if not ratios:
+                raise NotInSpace(f"{prefix}expand_ratio: no choice gives mid {block.mid_channels}"
+                                 f" from {in_channels} inputs")
+            put("expand_ratio", self.expand_ratio, ratios[0])
+            put("se", self.se, block.se)
+            return out
+        if block.mid_channels is not None or not block.skip:
+            raise NotInSpace(f"{prefix}: explicit mid_channels / noskip are not in the space")
+        put("expand_ratio", self.expand_ratio, block.expand_ratio)
+        if block.se is not None and block.se != self.se_form:
+            raise NotInSpace(f"{prefix}se: {block.se} differs from the space's se_form")
+        put("se", self.se, block.se is not None)
+        return out
+
+
+LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation")
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """A stage slot.  ``per_layer`` names the layer fields that every layer samples on its own;
+    the other fields are shared by the slot's layers (one Optuna parameter each)."""
+
+    stride: int
+    depth: tuple[int, ...]
+    width: WidthChoice
+    layer: LayerChoice
+    per_layer: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stride not in (1, 2):
+            raise SpecError(f"must be 1 or 2, got {self.stride!r}", ("stride",))
+        _choices("depth", self.depth, kind=int)
+        if any(d < 0 for d in self.depth):
+            raise SpecError("choices must be >= 0", ("depth",))
+        for field in self.per_layer:
+            if field not in LAYER_FIELDS:
+                raise SpecError(f"unknown layer field {field!r}; allowed: "
+                                f"{', '.join(LAYER_FIELDS)}", ("per_layer",))
+
+    @property
+    def layerwise(self) -> bool:
+        """Whether each layer becomes its own stage string: some field is sampled per layer,
+        or a layer can be a bneck (whose expanded width is explicit, so it cannot follow each
+        repeat's input the way ``e<ratio>`` does)."""
+        return bool(self.per_layer) or "bneck" in self.layer.kinds
+
+    def name(self, i: int, j: int, field: str) -> str:
+        return f"s{i}.l{j}.{field}" if field in self.per_layer else f"s{i}.{field}"
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """Head: optional 1×1 conv (width = ``conv_ratio`` × last stage width, rounded to 8, or a
+    fixed ``conv_width``), then hidden linears (one choice of the lists in ``hidden``)."""
+
+    conv_width: tuple[int, ...] = ()
+    conv_ratio: tuple[float, ...] = ()
+    conv_activation: str = "relu"
+    hidden: tuple[tuple[int, ...], ...] = ((),)
+    hidden_activation: str = "hswish"
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.conv_width and self.conv_ratio:
+            raise SpecError("give conv_width or conv_ratio, not both", ("head",))
+        for w in self.conv_width:
+            if w % 8:
+                raise SpecError(f"must be multiples of 8, got {w}", ("head.conv_width",))
+        _choices("head.hidden", self.hidden, kind=tuple)
+        if self.conv_activation not in ACTIVATIONS or self.hidden_activation not in ACTIVATIONS:
+            raise SpecError(f"activations must be among {', '.join(ACTIVATIONS)}", ("head",))
+
+    def conv_widths(self, last: int) -> tuple[int, ...]:
+        if self.conv_ratio:
+            return tuple(make_divisible(last * r, 8) for r in self.conv_ratio)
+        return self.conv_width
+
+    def sample(self, trial: Suggester, last: int) -> HeadSpec:
+        blocks: tuple[BlockSpec, ...] = ()
+        widths = self.conv_widths(last)
+        if widths:
+            if self.conv_ratio and len(self.conv_ratio) > 1:
+                ratio = trial.suggest_categorical("head.conv_ratio", list(self.conv_ratio))
+                width = make_divisible(last * ratio, 8)
+            elif len(widths) > 1:
+                width = trial.suggest_categorical("head.conv_width", list(widths))
+            else:
+                width = widths[0]
+            blocks = (ConvSpec(out_channels=width, kernel_size=1,
+                               activation=self.conv_activation),)
+        if len(self.hidden) > 1:
+            labels = [_hidden_label(h) for h in self.hidden]
+            hidden = self.hidden[labels.index(trial.suggest_categorical("head.hidden", labels))]
+        else:
+            hidden = self.hidden[0]
+        return HeadSpec(blocks=blocks, hidden=hidden, hidden_activation=self.hidden_activation,
+                        dropout=self.dropout)
+
+
+def _hidden_label(hidden: tuple[int, ...]) -> str:
+    return "none" if not hidden else "x".join(map(str, hidden))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    resolution: tuple[int, ...]
+    stem_width: WidthChoice
+    stem_activation: tuple[str, ...]
+    stages: tuple[StageChoice, ...]
+    head: HeadChoice
+    num_classes: int = 1000
+    contains: tuple[str, ...] = ()
+    description: str = ""
+    family: str = ""
+
+    # --- sampling ------------------------------------------------------------------------
+    def sample(self, trial: Suggester, name: str = "candidate") -> NetworkSpec:
+        res = self.resolution[0] if len(self.resolution) == 1 else \
+            trial.suggest_categorical("resolution", list(self.resolution))
+        stem_w = self.stem_width.sample(trial, "stem.width")
+        stem_act = self.stem_activation[0] if len(self.stem_activation) == 1 else \
+            trial.suggest_categorical("stem.activation", list(self.stem_activation))
+        channels = stem_w
+        stages: list[StageSpec] = []
+        for i, slot in enumerate(self.stages):
+            depth = slot.depth[0] if len(slot.depth) == 1 else \
+                trial.suggest_categorical(f"s{i}.depth", list(slot.depth))
+            if depth == 0:
+                continue
+            width = slot.width.sample(trial, f"s{i}.width")
+            for j in range(depth if slot.layerwise else 1):
+                block = slot.layer.sample(trial, lambda f, j=j: slot.name(i, j, f), channels,
+                                          width, slot.stride if j == 0 else 1)
+                stages.append(StageSpec(block, 1 if slot.layerwise else depth))
+                channels = width
+        if not stages:
+            raise SpecError("every stage slot sampled depth 0", ("stages",))
+        head = self.head.sample(trial, channels)
+        return NetworkSpec(name=name, stem=(ConvSpec(out_channels=stem_w, kernel_size=3,
+                                                     stride=2, activation=stem_act),),
+                           stages=tuple(stages), head=head, resolution=res,
+                           num_classes=self.num_classes, family=self.family or self.name,
+                           rounding=RoundingPolicy())
+
+    # --- inversion -----------------------------------------------------------------------
+    def params_for(self, network: NetworkSpec) -> dict[str, Any]:
+        """Parameters that make ``sample`` return ``network``'s structure; raises NotInSpace."""
+        p: dict[str, Any] = {}
+
+        def put(name: str, values: Sequence[Any], value: Any) -> None:
+            if value not in values:
+                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
+            if len(values) > 1:
+                p[name] = value
+
+        put("resolution", self.resolution, network.resolution)
+        if network.num_classes != self.num_classes:
+            raise NotInSpace(f"num_classes {network.num_classes} != {self.num_classes}")
+        if len(network.stem) != 1 or not isinstance(network.stem[0], ConvSpec):
+            raise NotInSpace("the space's stem is one 3x3 stride-2 conv")
+        stem = network.stem[0]
+        if (stem.kernel_size, stem.stride, stem.norm, stem.bias) != (3, 2, "bn", False):
+            raise NotInSpace("the space's stem is a 3x3 stride-2 conv-BN-act")
+        put("stem.width", list(self.stem_width.values()), stem.out_channels)
+        put("stem.activation", self.stem_activation, stem.activation)
+        layers = [(b.spec, b.in_channels) for b in resolve(network).section("stage")]
+        p.update(self._match(layers, 0))
+        p.update(self._match_head(network.head, layers[-1][0].out_channels))
+        return p
+
+    def _match(self, layers: list, slot_index: int) -> dict[str, Any]:
+        if slot_index == len(self.stages):
+            if layers:
+                raise NotInSpace(f"{len(layers)} layers left after the last stage slot")
+            return {}
+        slot = self.stages[slot_index]
+        reasons = []
+        for depth in slot.depth:
+            try:
+                here = self._match_slot(slot, slot_index, layers[:depth], depth)
+                return {**here, **self._match(layers[depth:], slot_index + 1)}
+            except NotInSpace as err:
+                reasons.append(f"depth {depth}: {err}")
+        raise NotInSpace(f"s{slot_index}: " + "; ".join(reasons))
+
+    def _match_slot(self, slot: StageChoice, i: int, layers: list, depth: int) -> dict:
+        if len(layers) < depth:
+            raise NotInSpace("not enough layers")
+        p: dict[str, Any] = {}
+        if len(slot.depth) > 1:
+            p[f"s{i}.depth"] = depth
+        if depth == 0:
+            return p
+        width = layers[0][0].out_channels
+        if width not in slot.width.values():
+            raise NotInSpace(f"s{i}.width: {width} not in {slot.width}")
+        if slot.width.min != slot.width.max:
+            p[f"s{i}.width"] = width
+        for j, (block, cin) in enumerate(layers):
+            stride = slot.stride if j == 0 else 1
+            if block.out_channels != width or block.block_stride != stride:
+                raise NotInSpace(f"layer {j}: width {block.out_channels}/stride "
+                                 f"{block.block_stride}, wanted {width}/{stride}")
+            choice = slot.layer.params_for(block, lambda f, j=j: slot.name(i, j, f), cin)
+            clash = {k: (v, p[k]) for k, v in choice.items() if k in p and p[k] != v}
+            if clash:
+                raise NotInSpace(f"layer {j} differs from earlier layers in shared "
+                                 f"choices {clash}")
+            p.update(choice)
+        return p
+
+    def _match_head(self, head: HeadSpec, last: int) -> dict[str, Any]:
+        p: dict[str, Any] = {}
+        widths = self.head.conv_widths(last)
+        if widths:
+            if len(head.blocks) != 1 or head.blocks[0] != ConvSpec(
+                    out_channels=head.blocks[0].out_channels, kernel_size=1,
+                    activation=self.head.conv_activation):
+                raise NotInSpace("head: the space's head has one 1x1 conv-BN-act")
+            width = head.blocks[0].out_channels
+            if width not in widths:
+                raise NotInSpace(f"head conv width {width} not among {list(widths)}")
+            if self.head.conv_ratio and len(self.head.conv_ratio) > 1:
+                p["head.conv_ratio"] = self.head.conv_ratio[widths.index(width)]
+            elif len(widths) > 1:
+                p["head.conv_width"] = width
+        elif head.blocks:
+            raise NotInSpace("head: the space's head has no conv")
+        if head.hidden not in self.head.hidden:
+            raise NotInSpace(f"head.hidden {list(head.hidden)} not among "
+                             f"{[list(h) for h in self.head.hidden]}")
+        if len(self.head.hidden) > 1:
+            p["head.hidden"] = _hidden_label(head.hidden)
+        if (head.norm, head.pool) != ("none", "avg") or (
+                head.hidden and head.hidden_activation != self.head.hidden_activation):
+            raise NotInSpace("head norm/pool/hidden activation differ")
+        return p
+
+    def contains_network(self, network: NetworkSpec) -> bool:
+        try:
+            self.params_for(network)
+            return True
+        except NotInSpace:
+            return False
+
+
+def same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
+    """Same network (ignoring names, metadata, dropout and stage grouping)."""
+    def shape(n: NetworkSpec):
+        blocks = [(x.spec, x.in_channels, x.in_hw) for x in resolve(n).blocks]
+        head = dataclasses.replace(n.head, blocks=(), dropout=0.0)
+        return blocks, head, n.resolution, n.num_classes, n.in_channels
+
+    return shape(a) == shape(b)
