@@ -50,10 +50,6 @@ class Constraint:
     def violation(self, value: float) -> float:
         return value / self.limit - 1.0
 
-    @property
-    def key(self) -> str:
-        return f"{self.metric}<= {self.limit:g}"
-
 
 def estimate_memory_gb(cost, batch: int = 16) -> float:
     """A coarse upper bound of what building and running a candidate needs: fp32 weights with
