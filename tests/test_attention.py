@@ -286,24 +286,34 @@ def test_mobilevit_unfold_groups_same_position_pixels_and_fold_inverts():
     assert torch.equal(fold(seq, 2, 2, 3), x)
 
 
+def _head(stem, head):
+    from nasscale.modules.network import Head
+
+    spec = NetworkSpec(name="h", stem=(), stages=(StageSpec(parse_block(stem)),), head=head,
+                       resolution=12)
+    return Head(resolve(spec).head).eval()
+
+
 def test_head_pools_class_token_or_average_of_each_layout():
     head_vit = resolve(nasscale.load("vit_b_16")).head
     head_swin = resolve(nasscale.load("swin_t")).head
     assert (head_vit.layout, head_vit.pool, head_vit.norm) == ("tokens", "token",
                                                                "ln_before_pool")
     assert (head_swin.layout, head_swin.pool, head_swin.hw) == ("nhwc", "avg", (7, 7))
-    from nasscale.modules.network import Head
-
     torch.manual_seed(0)
-    tokens = torch.randn(2, 1 + 9, 16)
-    head = Head(resolve(NetworkSpec(
-        name="v", stem=(ViTEmbedSpec(out_channels=16, patch_size=4),),
-        stages=(StageSpec(ViTSpec(out_channels=16, num_heads=2, expand_ratio=2)),),
-        head=HeadSpec(pool="token", norm="ln_before_pool"), resolution=12)).head).eval()
-    changed = tokens.clone()
-    changed[:, 1:] += 1.0  # only the patch tokens change: the class-token head does not see it
-    assert torch.equal(head(tokens), head(changed))
-    assert not torch.equal(head(tokens[:, :1]), head(tokens[:, :1] + 1))
+    tokens, other = torch.randn(2, 1 + 9, 16), torch.randn(2, 1 + 9, 16)
+    mixed = torch.cat([tokens[:, :1], other[:, 1:]], dim=1)  # same class token, other patches
+    token_head = _head("vitembed_p4_c16", HeadSpec(pool="token", norm="ln_before_pool"))
+    avg_head = _head("vitembed_p4_c16", HeadSpec(pool="avg", norm="ln_before_pool"))
+    with torch.no_grad():
+        assert torch.equal(token_head(tokens), token_head(mixed))  # only the class token counts
+        assert not torch.allclose(token_head(tokens), token_head(other))
+        assert not torch.allclose(avg_head(tokens), avg_head(mixed))  # patch tokens averaged
+        grid = torch.randn(2, 3, 3, 16)  # Swin: LayerNorm of every position, then the average
+        swin_head = _head("swinembed_p4_c16", HeadSpec(norm="ln_before_pool"))
+        norm, fc = swin_head.norm, swin_head.classifier
+        torch.testing.assert_close(swin_head(grid), fc(norm(grid).mean(dim=(1, 2))))
+        assert not torch.allclose(swin_head(grid), fc(norm(grid.mean(dim=(1, 2)))))
 
 
 # --- specs, layouts and errors -------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _check_keeps_width(kind: str, in_channels: int, out_channels: int, before: s
 
 def ceil_to(size: int, multiple: int) -> int:
     """``size`` rounded up to a multiple of ``multiple``."""
-    return math.ceil(size / multiple) * multiple
+    return -(-size // multiple) * multiple
 
 
 @dataclass(frozen=True)
