@@ -12,3 +12,24 @@ def zoo_names():
     import nasscale
 
     return nasscale.names()
+
+
+#: Networks above this many parameters are not built at full depth in tests: building (weight
+#: initialisation) alone takes tens of seconds on 2 cores.
+BUILD_LIMIT = 100_000_000
+
+
+def shallow(spec):
+    """``spec`` with every stage cut to at most two repeats, for networks too big to build in a
+    test.  Repeats after the first are identical (stride 1, input width = output width), except
+    that Swin alternates plain and shifted windows, so two repeats keep every distinct block:
+    tracing the shallow copy checks every block formula at the network's real feature sizes."""
+    stages = tuple(s.replace(repeats=min(s.repeats, 2)) for s in spec.stages)
+    return spec.replace(name=f"{spec.name}_shallow", stages=stages, expected=None)
+
+
+def affordable(spec):
+    """The spec itself when it is cheap to build, else its ``shallow`` copy."""
+    import nasscale
+
+    return spec if nasscale.count(spec).params <= BUILD_LIMIT else shallow(spec)

@@ -85,7 +85,7 @@ def test_bad_input_one_line_exit_2(capsys, argv, message):
     ("name: x\nstages: [mbconv_r1_k3_s4_e6_c16_relu6]\n", "stride: must be one of 1, 2, got 4"),
     ("name: x\nstages: [mbconv_r1_k4_s1_e6_c16_relu6]\n", "kernel_size: must be an odd integer"),
     ("name: x\nstages: [mbconv_r1_k3_s1_e6_c16_relu6]\nhead: {pool: max}\n",
-     ":3: head: pool: must be one of 'avg', got 'max'"),
+     ":3: head: pool: must be one of 'avg', 'token', got 'max'"),
     ("- just\n- a list\n", "must be a mapping with keys name"),
     ("name: x\nstages: [\n", "not valid YAML"),
 ])

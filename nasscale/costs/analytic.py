@@ -24,11 +24,18 @@ from nasscale.specs import (
     FusedMBConvSpec,
     LNDownsampleSpec,
     MBConvSpec,
+    MobileViTSpec,
     PatchifySpec,
+    PatchMergeSpec,
     ResolvedBlock,
     ResolvedHead,
     ResolvedNetwork,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
 )
+from nasscale.specs.attention import ceil_to
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,10 @@ class Cost:
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)))
+
+    def __mul__(self, times: int) -> "Cost":
+        """``times`` copies of this cost (a stack of identical layers)."""
+        return Cost(*(getattr(self, f.name) * times for f in fields(Cost)))
 
     @staticmethod
     def total(costs) -> "Cost":
@@ -140,6 +151,65 @@ def lndown_cost(rb: ResolvedBlock) -> Cost:
     return norm(rb.in_channels) + conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True)
 
 
+# --- attention blocks -----------------------------------------------------------------------
+
+def attention_matmuls(sequences: int, length: int, width: int) -> Cost:
+    """Q·Kᵀ and A·V of multi-head self-attention over ``sequences`` independent sequences of
+    ``length`` tokens whose heads add up to ``width`` channels: ``2 · sequences · length² · width``
+    multiply-accumulates.  Softmax, the 1/√d scaling, masks and bias adds are not counted."""
+    return Cost(attention=2 * sequences * length * length * width)
+
+
+def transformer_layer(width: int, mid: int, rows: int, attention: Cost,
+                      attention_rows: int | None = None) -> Cost:
+    """Pre-norm layer: LN → qkv linear (width → 3·width) → ``attention`` → output linear → LN →
+    MLP (width → mid → width), every linear with bias.  ``attention_rows`` is the number of
+    token rows the qkv/output projections see (Swin's padded grid), default ``rows``."""
+    a_rows = rows if attention_rows is None else attention_rows
+    return (norm(width) + linear(width, 3 * width, a_rows) + attention
+            + linear(width, width, a_rows) + norm(width)
+            + linear(width, mid, rows) + linear(mid, width, rows))
+
+
+def mobilevit_cost(rb: ResolvedBlock) -> Cost:
+    s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+    d, p, hw = s.transformer_dim, s.patch_size, rb.out_hw
+    rows = ceil_to(hw[0], p) * ceil_to(hw[1], p)  # the map is resized up to whole patches
+    patches = rows // (p * p)  # each of the p² sequences holds one pixel of every patch
+    layer = transformer_layer(d, rb.widths["mid"], rows, attention_matmuls(p * p, patches, d))
+    return (conv_norm(cin, cin, s.kernel_size, hw) + conv(cin, d, 1, hw)
+            + layer * s.transformer_depth + norm(d)
+            + conv_norm(d, cout, 1, hw) + conv_norm(cin + cout, cout, s.kernel_size, hw))
+
+
+def vitembed_cost(rb: ResolvedBlock) -> Cost:
+    s, c = rb.spec, rb.out_channels
+    grid = s.out_hw(rb.trained_hw or rb.in_hw)  # the position embedding's (trained) grid
+    positions = 1 + grid[0] * grid[1]
+    return (conv(rb.in_channels, c, s.patch_size, rb.out_hw, bias=True)
+            + Cost(params=c + positions * c))  # class token + position embedding
+
+
+def vit_cost(rb: ResolvedBlock) -> Cost:
+    c, tokens = rb.in_channels, 1 + rb.out_hw[0] * rb.out_hw[1]
+    return transformer_layer(c, rb.widths["mid"], tokens, attention_matmuls(1, tokens, c))
+
+
+def swin_cost(rb: ResolvedBlock) -> Cost:
+    s, c, (h, w) = rb.spec, rb.in_channels, rb.out_hw
+    win = s.window_size
+    padded = ceil_to(h, win) * ceil_to(w, win)  # qkv, attention and proj see the padded grid
+    windows = padded // (win * win)
+    bias_table = Cost(params=(2 * win - 1) ** 2 * s.num_heads)
+    return bias_table + transformer_layer(c, rb.widths["mid"], h * w,
+                                          attention_matmuls(windows, win * win, c), padded)
+
+
+def patchmerge_cost(rb: ResolvedBlock) -> Cost:
+    c4, (h, w) = 4 * rb.in_channels, rb.out_hw
+    return norm(c4) + linear(c4, rb.out_channels, h * w, bias=False)
+
+
 #: One cost formula per block kind.
 COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     ConvSpec: conv_cost,
@@ -150,6 +220,12 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     ConvNeXtSpec: convnext_cost,
     PatchifySpec: patchify_cost,
     LNDownsampleSpec: lndown_cost,
+    MobileViTSpec: mobilevit_cost,
+    ViTEmbedSpec: vitembed_cost,
+    ViTSpec: vit_cost,
+    SwinEmbedSpec: patchify_cost,  # conv p×p/p + LN, like the ConvNeXt stem
+    SwinSpec: swin_cost,
+    PatchMergeSpec: patchmerge_cost,
 }
 
 
@@ -162,9 +238,10 @@ def block_cost(rb: ResolvedBlock) -> Cost:
 
 
 def head_cost(head: ResolvedHead) -> Cost:
-    """Pooling (free) → optional LayerNorm → hidden linears → classifier."""
+    """Pooling (free) → optional LayerNorm (before or after pooling: the same parameters) →
+    hidden linears → classifier."""
     c = head.in_channels
-    cost = norm(c) if head.norm == "ln" else Cost()
+    cost = norm(c) if head.norm != "none" else Cost()
     for width in head.hidden:
         cost += linear(c, width)
         c = width

@@ -3,8 +3,20 @@
 fvcore's ``FlopCountAnalysis`` by default also counts BatchNorm, LayerNorm, GroupNorm, pooling and
 upsampling.  The convention (see ``nasscale.costs.analytic``) counts only convolutions, linear
 layers and matmuls, so this analysis registers exactly those handles and lists everything else
-it saw in ``not_counted`` — nothing is dropped silently.  ``extra_handles`` lets attention
-modules register a handle for ops fvcore does not know (e.g. scaled-dot-product attention).
+it saw in ``not_counted`` — nothing is dropped silently.  ``extra_handles`` registers more.
+
+fvcore has no handle for attention kernels and would count them as zero; the two below count
+what the analytic model counts — Q·Kᵀ and A·V, one multiply-accumulate per FLOP, softmax, scaling,
+masks and bias adds not counted:
+
+- ``aten::scaled_dot_product_attention`` (what every nasscale attention module calls): with
+  query (..., L, E), key (..., S, E), value (..., S, Ev): ``prod(...) · L · S · (E + Ev)``.
+- ``aten::_native_multi_head_attention``: the fused fast path ``nn.MultiheadAttention`` takes in
+  eval mode without gradients (torchvision's ViT traced for counting).  One op stands for the
+  q/k/v projections, the attention and the output projection, none of which appears separately
+  in the trace, so the handle counts all of them and nothing is counted twice.  With gradients
+  enabled the module instead traces to ``aten::linear`` + ``aten::scaled_dot_product_attention``;
+  both paths give the same count (tested).
 """
 from __future__ import annotations
 
@@ -16,6 +28,30 @@ from typing import Callable, Mapping
 import torch
 from fvcore.nn import jit_handles
 from fvcore.nn.jit_analysis import JitModelAnalysis
+from fvcore.nn.jit_handles import get_shape
+
+
+def _prod(dims) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
+def sdpa_flop_jit(inputs: list, outputs: list) -> int:
+    """Q·Kᵀ + A·V of ``aten::scaled_dot_product_attention``."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return _prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def native_mha_flop_jit(inputs: list, outputs: list) -> int:
+    """Projections + Q·Kᵀ + A·V of ``aten::_native_multi_head_attention`` (batch-first inputs
+    (B, L, E), key/value (B, S, E); the heads add up to E)."""
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    batch, length, width = _prod(q[:-2]), q[-2], q[-1]
+    source = k[-2]
+    projections = batch * (2 * length + 2 * source) * width * width  # q, k, v, output
+    return projections + 2 * batch * length * source * width
 
 #: The ops that count, by fvcore's handles (one multiply-accumulate = one FLOP).
 COUNTED_OPS: dict[str, Callable] = {
@@ -26,6 +62,8 @@ COUNTED_OPS: dict[str, Callable] = {
     "aten::matmul": jit_handles.matmul_flop_jit,
     "aten::bmm": jit_handles.bmm_flop_jit,
     "aten::einsum": jit_handles.einsum_flop_jit,
+    "aten::scaled_dot_product_attention": sdpa_flop_jit,
+    "aten::_native_multi_head_attention": native_mha_flop_jit,
 }
 
 

@@ -48,8 +48,10 @@ def stage_rows(nc: NetworkCost) -> list[StageRow]:
                              in_hw=first.in_hw, out_hw=last.out_hw,
                              cost=Cost.total(nc.blocks[i] for i in members)))
     h = rn.head
+    pool = "clstoken" if h.pool == "token" else "avgpool"
     rows.append(StageRow(label="classifier", kind="pool+linear",
-                         block="avgpool" + ("_ln" if h.norm == "ln" else "")
+                         block=("ln_" if h.norm == "ln_before_pool" else "") + pool
+                         + ("_ln" if h.norm == "ln" else "")
                          + "".join(f"_fc{w}" for w in h.hidden) + f"_fc{h.num_classes}",
                          repeats=1, in_channels=h.in_channels, out_channels=h.num_classes,
                          stride=1, in_hw=h.hw, out_hw=(1, 1), cost=nc.head))

@@ -5,6 +5,9 @@ A block string is a kind code followed by ``_``-separated tokens, e.g.::
     mbconv_k5_s2_e6_c40_silu_se0.25-in-sigmoid-silu-d1     EfficientNet-B0, stage 3
     bneck_k5_s2_m72_c40_relu_se                            MobileNetV3-Large, row 4
     convnext_k7_e4_c96_gelu_ls1e-06                        ConvNeXt-T, stage 1
+    mobilevit_k3_p2_d64_l2_h4_m128_c48_silu                MobileViT-XXS, layer 3
+    vit_h12_m3072_c768_gelu                                ViT-B, encoder layer
+    swin_w7_h3_e4_c96_gelu                                 Swin-T, stage 1
 
 A stage string adds ``r<repeats>`` after the code (``mbconv_r2_k3_s2_e6_c24_...``).  Tokens:
 
@@ -14,10 +17,17 @@ token           field                              meaning
 ``k<int>``      kernel_size                        odd kernel of the (depthwise) conv
 ``s<int>``      stride                             stride of the first repeat (1 or 2)
 ``c<int>``      out_channels                       output width
-``e<float>``    expand_ratio                       mid = make_divisible(in · e, 8)
+``e<float>``    expand_ratio                       mid = make_divisible(in · e, 8) (MobileViT:
+                                                   d · e; the MLP width of attention blocks)
 ``m<int>``      mid_channels                       explicit expanded width (exclusive with e)
-``p<int>``      patch_size                         kernel = stride of a patchify/downsample conv
+``p<int>``      patch_size                         kernel = stride of a patchify/embedding conv;
+                                                   MobileViT: side of the unfolded patches
 ``ls<float>``   layer_scale                        ConvNeXt layer-scale init (0: none)
+``h<int>``      num_heads                          attention heads (divide the attention width)
+``w<int>``      window_size                        Swin attention window (w×w tokens)
+``d<int>``      transformer_dim                    MobileViT transformer width
+``l<int>``      transformer_depth                  MobileViT transformer layers per block
+``shift``       shifted=True                       Swin: shifted windows on the first repeat
 activation      activation                         relu, relu6, hswish, silu, gelu, ...
 ``se<r>-<base>-<gate>-<act>-d<div>``  se          squeeze-excite: ratio, base (in|mid), gate
                                                    (sigmoid|hsigmoid), its activation, divisor
@@ -116,6 +126,8 @@ K, S, C = int_token("k", "kernel_size"), int_token("s", "stride"), int_token("c"
 E, M = float_token("e", "expand_ratio"), int_token("m", "mid_channels")
 P = int_token("p", "patch_size")
 NOSKIP = flag_token("noskip", "skip", False)
+H, W = int_token("h", "num_heads"), int_token("w", "window_size")
+D, L = int_token("d", "transformer_dim"), int_token("l", "transformer_depth")
 
 #: The text form of every block kind: its tokens in canonical order.
 FORMS: dict[str, tuple[Token, ...]] = {
@@ -127,6 +139,12 @@ FORMS: dict[str, tuple[Token, ...]] = {
     "convnext": (K, E, M, C, ACT, float_token("ls", "layer_scale")),
     "patchify": (P, C),
     "lndown": (P, C),
+    "mobilevit": (K, P, D, L, H, E, M, C, ACT),
+    "vitembed": (P, C),
+    "vit": (H, E, M, C, ACT),
+    "swinembed": (P, C),
+    "swin": (W, H, E, M, C, ACT, flag_token("shift", "shifted", True)),
+    "patchmerge": (C,),
 }
 
 REPEATS = int_token("r", "repeats")

@@ -12,6 +12,14 @@ from nasscale.specs.blocks import (
     PatchifySpec,
     SESpec,
 )
+from nasscale.specs.attention import (
+    MobileViTSpec,
+    PatchMergeSpec,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
+)
 from nasscale.specs.common import ACTIVATIONS, make_divisible, round_repeats
 from nasscale.specs.network import Expected, HeadSpec, NetworkSpec, RoundingPolicy, StageSpec
 from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
@@ -28,6 +36,12 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     ConvNeXtSpec.kind: ConvNeXtSpec,
     PatchifySpec.kind: PatchifySpec,
     LNDownsampleSpec.kind: LNDownsampleSpec,
+    MobileViTSpec.kind: MobileViTSpec,
+    ViTEmbedSpec.kind: ViTEmbedSpec,
+    ViTSpec.kind: ViTSpec,
+    SwinEmbedSpec.kind: SwinEmbedSpec,
+    SwinSpec.kind: SwinSpec,
+    PatchMergeSpec.kind: PatchMergeSpec,
 }
 
 __all__ = [
@@ -36,4 +50,6 @@ __all__ = [
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
     "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
     "make_divisible", "resolve", "round_repeats",
+    # attention families
+    "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
 ]

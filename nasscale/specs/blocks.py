@@ -36,6 +36,10 @@ from nasscale.specs.common import (
 
 STRIDES = (1, 2)
 
+#: Tensor layouts between blocks: ``nchw`` feature maps (convolutions), ``nhwc`` channels-last
+#: grids (Swin), and ``tokens``: (N, 1 + H·W, C) sequences with a class token first (ViT).
+LAYOUTS = ("nchw", "nhwc", "tokens")
+
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution along one axis (PyTorch's floor formula)."""
@@ -82,6 +86,12 @@ class BlockSpec:
     kind: ClassVar[str] = ""
     #: one-line description for ``nasscale show`` and the docs
     title: ClassVar[str] = ""
+    #: the tensor layout the block takes and gives (``LAYOUTS``); resolve checks they chain
+    in_layout: ClassVar[str] = "nchw"
+    out_layout: ClassVar[str] = "nchw"
+    #: whether the parameter count depends on the input size (ViT's position embedding): such a
+    #: block is sized for its input at the network's own resolution (``ResolvedBlock.trained_hw``)
+    params_depend_on_size: ClassVar[bool] = False
 
     @property
     def block_stride(self) -> int:
@@ -92,6 +102,11 @@ class BlockSpec:
         if not hasattr(self, "stride") or self.stride == stride:  # type: ignore[attr-defined]
             return self
         return dataclasses.replace(self, stride=stride)
+
+    def for_repeat(self, repeat: int) -> "BlockSpec":
+        """The spec of repeat ``repeat`` (0-based) of a stage of this block: the stage's stride
+        on the first repeat only.  Swin overrides it to alternate shifted windows."""
+        return self if repeat == 0 else self.with_stride(1)
 
     def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         k, s = self.kernel_size, self.block_stride  # type: ignore[attr-defined]

@@ -8,8 +8,11 @@ from nasscale.errors import SpecError, field_error
 from nasscale.specs.blocks import BlockSpec
 from nasscale.specs.common import ACTIVATIONS, check_choice, check_int, check_number
 
-POOLS = ("avg",)
-HEAD_NORMS = ("none", "ln")
+#: ``avg``: global average pooling (of the patch tokens, for a ViT); ``token``: the class token.
+POOLS = ("avg", "token")
+#: ``ln``: LayerNorm of the pooled features (ConvNeXt); ``ln_before_pool``: LayerNorm of every
+#: position or token before pooling (ViT's and Swin's final norm).
+HEAD_NORMS = ("none", "ln", "ln_before_pool")
 DEPTH_ROUNDING = ("ceil", "round", "floor")
 
 
@@ -33,9 +36,11 @@ class StageSpec:
 class HeadSpec:
     """What follows the last stage.
 
-    ``blocks`` (1×1 convs before pooling, e.g. EfficientNet's 1280-wide conv) → global pooling →
-    ``norm`` (ConvNeXt: LayerNorm) → ``hidden`` linear layers with bias and ``hidden_activation``
-    and no norm (MobileNetV3's 1280/1024) → dropout → the classifier linear.
+    ``blocks`` (1×1 convs before pooling, e.g. EfficientNet's 1280-wide conv) → ``pool`` (global
+    average, or a ViT's class token) → ``norm`` (ConvNeXt: LayerNorm of the pooled features;
+    ``ln_before_pool``: of every position first, ViT and Swin) → ``hidden`` linear layers with bias
+    and ``hidden_activation`` and no norm (MobileNetV3's 1280/1024) → dropout → the classifier.
+    The head reads whatever layout the last block gives (map, channels-last grid or tokens).
     """
 
     blocks: tuple[BlockSpec, ...] = ()

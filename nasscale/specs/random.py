@@ -16,6 +16,14 @@ from nasscale.specs.blocks import (
     PatchifySpec,
     SESpec,
 )
+from nasscale.specs.attention import (
+    MobileViTSpec,
+    PatchMergeSpec,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
+)
 from nasscale.specs.network import HeadSpec, NetworkSpec, StageSpec
 
 CONV_ACTS = ("relu", "relu6", "hswish", "silu")
@@ -90,4 +98,60 @@ def random_network(seed: int, resolution: int | None = None) -> NetworkSpec:
                        drop_path_rate=rng.choice((0.0, 0.1)))
 
 
-__all__ = ["MOBILENET_V3_SE", "random_block", "random_network", "random_se"]
+def _mlp(rng: _random.Random, width: int) -> dict:
+    if rng.random() < 0.5:
+        return {"expand_ratio": rng.choice((1.0, 2.0, 4.0))}
+    return {"mid_channels": width * rng.choice((1, 2, 3))}
+
+
+def random_attention_network(seed: int, resolution: int | None = None) -> NetworkSpec:
+    """A small random MobileViT-, ViT- or Swin-like network (any resolution: patch sizes and
+    windows need not divide the feature maps)."""
+    rng = _random.Random(seed)
+    res = resolution or rng.choice((32, 40, 48, 57, 64))
+    family = rng.choice(("mobilevit", "vit", "swin"))
+    heads = rng.choice((1, 2, 4))
+    if family == "vit":
+        width = 8 * heads * rng.randint(1, 3)
+        stem = (ViTEmbedSpec(out_channels=width, patch_size=rng.choice((4, 7, 8))),)
+        stages = (StageSpec(ViTSpec(out_channels=width, num_heads=heads,
+                                    activation=rng.choice(("gelu", "silu")), **_mlp(rng, width)),
+                            repeats=rng.randint(1, 3)),)
+        head = HeadSpec(pool=rng.choice(("token", "avg")),
+                        norm=rng.choice(("ln_before_pool", "ln", "none")))
+    elif family == "swin":
+        width = 8 * heads
+        stem = (SwinEmbedSpec(out_channels=width, patch_size=rng.choice((2, 4))),)
+        stages = []
+        for i in range(rng.randint(1, 3)):
+            if i:
+                width *= 2
+                heads *= 2
+                stages.append(StageSpec(PatchMergeSpec(out_channels=width)))
+            stages.append(StageSpec(SwinSpec(out_channels=width, num_heads=heads,
+                                             window_size=rng.choice((2, 3, 4, 7)),
+                                             shifted=rng.random() < 0.3, **_mlp(rng, width)),
+                                    repeats=rng.randint(1, 3)))
+        stages = tuple(stages)
+        head = HeadSpec(norm=rng.choice(("ln_before_pool", "ln")))
+    else:
+        stem = (ConvSpec(out_channels=16, stride=2, activation="silu"),)
+        stages = []
+        for _ in range(rng.randint(1, 2)):
+            width = 8 * rng.randint(2, 5)
+            d = 8 * heads * rng.randint(1, 2)
+            stages.append(StageSpec(MBConvSpec(out_channels=width, stride=2, expand_ratio=2.0,
+                                               activation="silu")))
+            stages.append(StageSpec(MobileViTSpec(
+                out_channels=width, transformer_dim=d, transformer_depth=rng.randint(1, 2),
+                num_heads=heads, patch_size=rng.choice((1, 2, 3)),
+                kernel_size=rng.choice((1, 3)), **_mlp(rng, d))))
+        stages = tuple(stages)
+        head = HeadSpec(blocks=(ConvSpec(out_channels=64, kernel_size=1, activation="silu"),))
+    return NetworkSpec(name=f"random_attention_{seed}", stem=stem, stages=stages, head=head,
+                       resolution=res, num_classes=rng.choice((10, 100)),
+                       drop_path_rate=rng.choice((0.0, 0.1)))
+
+
+__all__ = ["MOBILENET_V3_SE", "random_attention_network", "random_block", "random_network",
+           "random_se"]

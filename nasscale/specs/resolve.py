@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from nasscale.errors import SpecError
-from nasscale.specs.blocks import BlockSpec
+from nasscale.specs.blocks import LAYOUTS, BlockSpec
 from nasscale.specs.network import NetworkSpec
 
 SECTIONS = ("stem", "stage", "head")
@@ -33,6 +33,9 @@ class ResolvedBlock:
     out_hw: tuple[int, int]
     widths: Mapping[str, int]  # derived inner widths: "mid", "se", ...
     drop_path: float = 0.0
+    #: the input size at the network's own (trained) resolution; what size-dependent parameters
+    #: (ViT's position embedding) are sized for.  ``None``: the same as ``in_hw``.
+    trained_hw: tuple[int, int] | None = None
 
     @property
     def kind(self) -> str:
@@ -41,6 +44,14 @@ class ResolvedBlock:
     @property
     def stride(self) -> int:
         return self.spec.block_stride
+
+    @property
+    def in_layout(self) -> str:
+        return self.spec.in_layout
+
+    @property
+    def out_layout(self) -> str:
+        return self.spec.out_layout
 
     @property
     def where(self) -> str:
@@ -54,12 +65,14 @@ class ResolvedHead:
     """The head after the head blocks: pooled features → norm → hidden linears → classifier."""
 
     in_channels: int  # features after the head blocks
-    hw: tuple[int, int]  # feature-map size that is pooled
+    hw: tuple[int, int]  # feature-map size that is pooled (for tokens: the patch grid)
     norm: str
     hidden: tuple[int, ...]
     hidden_activation: str
     dropout: float
     num_classes: int
+    pool: str = "avg"
+    layout: str = "nchw"  # layout of the features the head receives (LAYOUTS)
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,22 @@ class ResolvedNetwork:
         return tuple(b for b in self.blocks if b.section == "stage" and b.stage == index)
 
 
-def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_path):
+_LAYOUT_TEXT = {"nchw": "a feature map (N, C, H, W)",
+                "nhwc": "a channels-last grid (N, H, W, C)",
+                "tokens": "tokens (N, 1 + H*W, C)"}
+_LAYOUT_FIX = {"nchw": "no block turns it back into a feature map",
+               "nhwc": "put a swinembed block before it",
+               "tokens": "put a vitembed block before it"}
+assert set(_LAYOUT_TEXT) == set(LAYOUTS) == set(_LAYOUT_FIX)
+
+
+def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_path, layout,
+                   trained_hw):
     where = {"stage": f"stages[{stage}]", "stem": f"stem[{repeat}]",
              "head": f"head.blocks[{repeat}]"}[section]
+    if spec.in_layout != layout:
+        raise SpecError(f"{spec.kind} block: takes {_LAYOUT_TEXT[spec.in_layout]} but gets "
+                        f"{_LAYOUT_TEXT[layout]}; {_LAYOUT_FIX[spec.in_layout]}", (where,))
     try:
         spec.check_input(in_channels)
         out_hw = spec.out_hw(hw)
@@ -91,7 +117,7 @@ def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_pa
     return ResolvedBlock(index=index, section=section, stage=stage, repeat=repeat, spec=spec,
                          in_channels=in_channels, out_channels=spec.out_channels,
                          in_hw=hw, out_hw=out_hw, widths=MappingProxyType(widths),
-                         drop_path=drop_path)
+                         drop_path=drop_path, trained_hw=trained_hw)
 
 
 def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork:
@@ -99,29 +125,50 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
     res = spec.resolution if resolution is None else resolution
     if isinstance(res, bool) or not isinstance(res, int) or res < 1:
         raise SpecError(f"must be a positive integer, got {res!r}", ("resolution",))
-    channels, hw = spec.in_channels, (res, res)
+    channels, hw, layout = spec.in_channels, (res, res), "nchw"
     blocks: list[ResolvedBlock] = []
     total = spec.depth
     rate = spec.drop_path_rate
+    trained = _trained_sizes(spec, res)
 
     def add(section, stage, repeat, block_spec, drop_path=0.0):
-        nonlocal channels, hw
-        rb = _resolve_block(len(blocks), section, stage, repeat, block_spec, channels, hw,
-                            drop_path)
+        nonlocal channels, hw, layout
+        index = len(blocks)
+        rb = _resolve_block(index, section, stage, repeat, block_spec, channels, hw,
+                            drop_path, layout, trained[index] if trained else hw)
         blocks.append(rb)
-        channels, hw = rb.out_channels, rb.out_hw
+        channels, hw, layout = rb.out_channels, rb.out_hw, rb.out_layout
 
     for i, block in enumerate(spec.stem):
         add("stem", -1, i, block)
     k = 0  # stochastic depth grows linearly from 0 to drop_path_rate over the stage blocks
     for s, stage in enumerate(spec.stages):
         for r in range(stage.repeats):
-            block = stage.block if r == 0 else stage.block.with_stride(1)
-            add("stage", s, r, block, rate * k / max(total - 1, 1))
+            add("stage", s, r, stage.block.for_repeat(r), rate * k / max(total - 1, 1))
             k += 1
     for i, block in enumerate(spec.head.blocks):
         add("head", -1, i, block)
+    if spec.head.pool == "token" and layout != "tokens":
+        raise SpecError(f"must be 'avg': 'token' pools a class token, but the last block gives "
+                        f"{_LAYOUT_TEXT[layout]} (a vitembed block makes tokens)",
+                        ("head.pool",))
     head = ResolvedHead(in_channels=channels, hw=hw, norm=spec.head.norm,
                         hidden=spec.head.hidden, hidden_activation=spec.head.hidden_activation,
-                        dropout=spec.head.dropout, num_classes=spec.num_classes)
+                        dropout=spec.head.dropout, num_classes=spec.num_classes,
+                        pool=spec.head.pool, layout=layout)
     return ResolvedNetwork(spec=spec, resolution=res, blocks=tuple(blocks), head=head)
+
+
+def _trained_sizes(spec: NetworkSpec, res: int) -> list[tuple[int, int]] | None:
+    """Each block's input size at the network's own resolution, when a block's parameters
+    depend on it (ViT's position embedding) and ``res`` differs; else ``None``."""
+    if res == spec.resolution:
+        return None
+    blocks = [*spec.stem, *(s.block for s in spec.stages), *spec.head.blocks]
+    if not any(b.params_depend_on_size for b in blocks):
+        return None
+    try:
+        return [b.in_hw for b in resolve(spec).blocks]
+    except SpecError as err:
+        raise SpecError(f"the network must resolve at its own resolution {spec.resolution}, "
+                        f"which sizes its position embedding: {err}", ("resolution",)) from None

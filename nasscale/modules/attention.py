@@ -1,0 +1,262 @@
+"""Torch modules of the attention block kinds (MobileViT, ViT, Swin), built from resolved blocks.
+
+Self-attention is one small module, ``SelfAttention``: a qkv linear,
+``F.scaled_dot_product_attention`` and an output linear, all visible to tracers.  ``nn.MultiheadAttention`` is not used: in eval mode
+without gradients it takes a fused fast path (``aten::_native_multi_head_attention``) that hides
+its projections and matmuls from FLOP counters, and it cannot take Swin's per-window bias.
+
+Layouts (see ``nasscale.specs.attention``): the ViT modules take and give (N, 1 + h·w, C) token
+sequences, the Swin modules (N, H, W, C) grids, the MobileViT block (N, C, H, W) maps.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasscale.modules.layers import ConvNormAct, DropPath, activation
+from nasscale.specs import ResolvedBlock
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the last-but-one axis: (..., L, C) → (..., L, C).
+
+    ``bias`` is added to the attention logits (Swin's relative position bias and shift mask); it
+    broadcasts against (..., heads, L, L).
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        *lead, length, width = x.shape
+        qkv = self.qkv(x).reshape(*lead, length, 3, self.heads, width // self.heads)
+        q, k, v = qkv.movedim(-3, 0).transpose(-3, -2).unbind(0)  # each (..., heads, L, C/heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(y.transpose(-3, -2).reshape(*lead, length, width))
+
+
+class Mlp(nn.Sequential):
+    def __init__(self, width: int, mid: int, act: str):
+        super().__init__()
+        self.fc1 = nn.Linear(width, mid)
+        self.act = activation(act)
+        self.fc2 = nn.Linear(mid, width)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm encoder layer on (..., L, C): x + MHSA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, width: int, heads: int, mid: int, act: str, drop_path: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, eps=eps)
+        self.attn = SelfAttention(width, heads)
+        self.norm2 = nn.LayerNorm(width, eps=eps)
+        self.mlp = Mlp(width, mid, act)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+# --- MobileViT --------------------------------------------------------------------------------
+
+def unfold(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(N, C, gh·p, gw·p) → (N·p·p, gh·gw, C): sequence i of a sample holds pixel i (row-major
+    inside the p×p patch) of every patch, patches in raster order."""
+    n, c, h, w = x.shape
+    gh, gw = h // p, w // p
+    return x.reshape(n, c, gh, p, gw, p).permute(0, 3, 5, 2, 4, 1).reshape(n * p * p, gh * gw, c)
+
+
+def fold(x: torch.Tensor, p: int, gh: int, gw: int) -> torch.Tensor:
+    """The inverse of ``unfold``: (N·p·p, gh·gw, C) → (N, C, gh·p, gw·p)."""
+    c = x.shape[-1]
+    x = x.reshape(-1, p, p, gh, gw, c).permute(0, 5, 3, 1, 4, 2)  # (N, C, gh, p, gw, p)
+    return x.reshape(-1, c, gh * p, gw * p)
+
+
+class MobileViTBlock(nn.Module):
+    """Local k×k conv → 1×1 to d → unfold → transformer → fold → 1×1 back → concat → fusion."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, cin, cout, d = rb.spec, rb.in_channels, rb.out_channels, rb.spec.transformer_dim
+        self.patch_size = s.patch_size
+        self.conv_kxk = ConvNormAct(cin, cin, s.kernel_size, act=s.activation)
+        self.conv_1x1 = nn.Conv2d(cin, d, 1, bias=False)
+        self.transformer = nn.Sequential(*[
+            TransformerLayer(d, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path, 1e-5)
+            for _ in range(s.transformer_depth)])
+        self.norm = nn.LayerNorm(d)
+        self.conv_proj = ConvNormAct(d, cout, 1, act=s.activation)
+        self.conv_fusion = ConvNormAct(cin + cout, cout, s.kernel_size, act=s.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_1x1(self.conv_kxk(x))
+        h, w = y.shape[-2:]
+        p = self.patch_size
+        gh, gw = math.ceil(h / p), math.ceil(w / p)  # patches per side
+        resized = (gh * p, gw * p) != (h, w)
+        if resized:  # up to whole patches, as timm and ml-cvnets do
+            y = F.interpolate(y, size=(gh * p, gw * p), mode="bilinear", align_corners=False)
+        y = fold(self.norm(self.transformer(unfold(y, p))), p, gh, gw)
+        if resized:
+            y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+        return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
+
+
+# --- ViT ----------------------------------------------------------------------------------------
+
+class ViTEmbed(nn.Module):
+    """(N, C_in, H, W) → p×p conv, stride p → (N, 1 + h·w, C) with class token and positions."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, c = rb.spec, rb.out_channels
+        self.conv_proj = nn.Conv2d(rb.in_channels, c, s.patch_size, s.patch_size)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, c))
+        self.grid = s.out_hw(rb.trained_hw or rb.in_hw)  # the trained patch grid
+        self.pos_embedding = nn.Parameter(
+            torch.empty(1, 1 + self.grid[0] * self.grid[1], c).normal_(std=0.02))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_proj(x)
+        n, c, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (N, C, h, w) -> (N, h·w, C)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        return x + self.position_embedding((h, w))
+
+    def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position embedding for a patch grid: the learned one on the trained grid, else its
+        grid part resized bicubically (align_corners, as torchvision's interpolate_embeddings),
+        with the class-token row kept."""
+        if tuple(grid) == tuple(self.grid):
+            return self.pos_embedding
+        c = self.pos_embedding.shape[-1]
+        token, patches = self.pos_embedding[:, :1], self.pos_embedding[:, 1:]
+        patches = patches.reshape(1, *self.grid, c).permute(0, 3, 1, 2)  # (1, C, gh, gw)
+        patches = F.interpolate(patches, size=tuple(grid), mode="bicubic", align_corners=True)
+        return torch.cat([token, patches.flatten(2).transpose(1, 2)], dim=1)
+
+
+def build_vit(rb: ResolvedBlock) -> nn.Module:
+    s, c = rb.spec, rb.in_channels
+    return TransformerLayer(c, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path, 1e-6)
+
+
+# --- Swin ---------------------------------------------------------------------------------------
+
+class SwinEmbed(nn.Module):
+    """(N, C_in, H, W) → p×p conv, stride p (bias) → (N, h, w, C) → LayerNorm."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        p = rb.spec.patch_size
+        self.conv = nn.Conv2d(rb.in_channels, rb.out_channels, p, p)
+        self.norm = nn.LayerNorm(rb.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x).permute(0, 2, 3, 1))  # (N, C, h, w) -> (N, h, w, C)
+
+
+class PatchMerge(nn.Module):
+    """(N, H, W, C) → 2×2 neighbours concatenated (N, ⌈H/2⌉, ⌈W/2⌉, 4C) → LN → Linear (no bias)."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * rb.in_channels)
+        self.reduction = nn.Linear(4 * rb.in_channels, rb.out_channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[1:3]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))  # an odd side gets a zero row/column
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
+                      dim=-1)
+        return self.reduction(self.norm(x))
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """(w², w²) index into the ((2w−1)², heads) bias table of the offset between two tokens."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                        indexing="ij")).flatten(1)  # (2, w²)
+    offset = (coords[:, :, None] - coords[:, None, :]) + (window - 1)  # (2, w², w²), >= 0
+    return offset[0] * (2 * window - 1) + offset[1]
+
+
+def _regions(size: int, window: int, shift: int) -> torch.Tensor:
+    """1-D region labels of a grid rolled by ``shift``: tokens whose labels differ were not
+    neighbours before the roll and must not attend to each other."""
+    labels = torch.zeros(size, dtype=torch.long)
+    if shift:
+        labels[size - window:size - shift] = 1
+        labels[size - shift:] = 2
+    return labels
+
+
+class WindowAttention(nn.Module):
+    """(S)W-MSA on an (N, H, W, C) grid: pad to whole windows → cyclic shift → attention inside
+    each window with relative position bias (and the shift mask) → reverse shift → unpad."""
+
+    def __init__(self, width: int, heads: int, window: int, shifted: bool):
+        super().__init__()
+        self.window, self.shifted, self.heads = window, shifted, heads
+        self.attn = SelfAttention(width, heads)
+        self.relative_position_bias_table = nn.Parameter(
+            nn.init.trunc_normal_(torch.zeros((2 * window - 1) ** 2, heads), std=0.02))
+        self.register_buffer("relative_position_index",
+                             relative_position_index(window).flatten(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, h, w, c = x.shape
+        win = self.window
+        x = F.pad(x, (0, 0, 0, (-w) % win, 0, (-h) % win))  # zero rows/columns at bottom/right
+        hp, wp = x.shape[1:3]
+        # no shift along a side one window covers whole (torchvision)
+        shift = tuple(win // 2 if self.shifted and win < size else 0 for size in (hp, wp))
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        gh, gw = hp // win, wp // win
+        # (N, hp, wp, C) -> (N, windows, w², C)
+        x = x.reshape(n, gh, win, gw, win, c).transpose(2, 3).reshape(n, gh * gw, win * win, c)
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        bias = bias.reshape(win * win, win * win, self.heads).permute(2, 0, 1)  # (heads, w², w²)
+        if any(shift):
+            bias = bias + self.shift_mask(hp, wp, shift, x.device).unsqueeze(1)  # (nW, h, .., ..)
+        x = self.attn(x, bias.to(x.dtype))
+        x = x.reshape(n, gh, gw, win, win, c).transpose(2, 3).reshape(n, hp, wp, c)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x[:, :h, :w]
+
+    def shift_mask(self, hp: int, wp: int, shift: tuple[int, int],
+                   device: torch.device) -> torch.Tensor:
+        """(windows, w², w²): 0 between tokens of one region of the rolled grid, −100 across."""
+        win = self.window
+        labels = (_regions(hp, win, shift[0])[:, None] * 3
+                  + _regions(wp, win, shift[1])[None, :]).to(device)
+        labels = labels.reshape(hp // win, win, wp // win, win).transpose(1, 2)
+        labels = labels.reshape(-1, win * win)
+        different = labels[:, :, None] != labels[:, None, :]
+        return different.float() * -100.0
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, c = rb.spec, rb.in_channels
+        self.norm1 = nn.LayerNorm(c)
+        self.attn = WindowAttention(c, s.num_heads, s.window_size, s.shifted)
+        self.norm2 = nn.LayerNorm(c)
+        self.mlp = Mlp(c, rb.widths["mid"], s.activation)
+        self.drop_path = DropPath(rb.drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
