@@ -26,7 +26,8 @@ def test_shipped_space_contains_its_named_networks(space_name):
 
 
 def test_required_spaces_are_shipped():
-    assert {"mobilenet_v3_like", "efficientnet_like"} <= set(space_names())
+    assert {"mobilenet_v3_like", "efficientnet_like", "mobilevit_hybrid"} <= set(space_names())
+    assert "mobilevit_xs" in load_space("mobilevit_hybrid").contains
     assert {"mobilenet_v3_large", "mobilenet_v3_small"} <= set(
         load_space("mobilenet_v3_like").contains)
     assert "efficientnet_b0" in load_space("efficientnet_like").contains
@@ -83,6 +84,10 @@ def _with(**changes):
                                          "'kernel_size'?)"),
     (_with(stage={"se_form": "0.25-in"}), "stages[0].se_form: must look like"),
     (_with(resolution=[]), "resolution: must be a list of integers"),
+    (_with(stage={"attention": {"transformer_dim": {"min": 72, "max": 72}, "num_heads": [5]}}),
+     "stages[0].attention: attention.num_heads: transformer width 72 is not divisible by 5"),
+    (_with(stage={"attention": {"kind": "swin", "transformer_dim": 64}}),
+     "stages[0].attention.kind: must be mobilevit"),
     (_with(stages=[]), "stages: must be a non-empty list"),
 ])
 def test_invalid_spaces_name_the_field(data, message):
@@ -106,3 +111,13 @@ def test_per_layer_fields_become_separate_parameters():
     params = space.params_for(nasscale.load("mobilenet_v3_large"))
     assert params["s3.depth"] == 4 and params["s3.kernel_size"] == 3
     assert [params[f"s3.l{j}.expand_ratio"] for j in range(4)] == [6.0, 2.5, 2.3, 2.3]
+
+
+def test_hybrid_space_can_switch_attention_off():
+    space = load_space("mobilevit_hybrid")
+    params = space.params_for(nasscale.load("mobilevit_xs"))
+    assert params["s2.attn"] is True and params["s3.attn.depth"] == 4
+    off = space.sample(optuna.trial.FixedTrial({**params, "s2.attn": False, "s3.attn": False,
+                                                "s4.attn": False}))
+    assert {s.block.kind for s in off.stages} == {"mbconv"}
+    assert nasscale.count(off).total.attention == 0

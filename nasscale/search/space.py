@@ -194,6 +194,85 @@ LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation")
 
 
 @dataclass(frozen=True)
+class AttentionTail:
+    """An optional MobileViT block after a slot's convolutional layers (the MobileViT layout:
+    an MV2 layer that downsamples, then a MobileViT block at the same width).  Its MLP width is
+    ``make_divisible(transformer_dim · mlp_ratio, 8)``, written explicitly (``m``) like the
+    paper's tables."""
+
+    transformer_dim: WidthChoice
+    present: tuple[bool, ...] = (True,)
+    transformer_depth: tuple[int, ...] = (2,)
+    mlp_ratio: tuple[float, ...] = (2.0,)
+    num_heads: tuple[int, ...] = (4,)
+    patch_size: tuple[int, ...] = (2,)
+    kernel_size: tuple[int, ...] = (3,)
+    activation: str = "silu"
+
+    def __post_init__(self) -> None:
+        _choices("attention.present", self.present, (False, True), bool)
+        for name in ("transformer_depth", "num_heads", "patch_size", "kernel_size"):
+            values = _choices(f"attention.{name}", getattr(self, name), kind=int)
+            if any(v < 1 for v in values):
+                raise SpecError("choices must be >= 1", (f"attention.{name}",))
+        _choices("attention.mlp_ratio", self.mlp_ratio, kind=(int, float))
+        for d in self.transformer_dim.values():
+            for h in self.num_heads:
+                if d % h:
+                    raise SpecError(f"transformer width {d} is not divisible by {h} heads",
+                                    ("attention.num_heads",))
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"must be one of {', '.join(ACTIVATIONS)}", ("attention.activation",))
+
+    def _pick(self, trial: Suggester, name: str, values: tuple) -> Any:
+        return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
+
+    def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
+        from nasscale.specs import MobileViTSpec
+
+        if not self._pick(trial, f"s{i}.attn", self.present):
+            return None
+        dim = self.transformer_dim.sample(trial, f"s{i}.attn.dim")
+        ratio = float(self._pick(trial, f"s{i}.attn.mlp_ratio", self.mlp_ratio))
+        return MobileViTSpec(
+            out_channels=width, transformer_dim=dim,
+            transformer_depth=self._pick(trial, f"s{i}.attn.depth", self.transformer_depth),
+            num_heads=self._pick(trial, f"s{i}.attn.heads", self.num_heads),
+            patch_size=self._pick(trial, f"s{i}.attn.patch", self.patch_size),
+            kernel_size=self._pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
+            mid_channels=make_divisible(dim * ratio, 8), activation=self.activation)
+
+    def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
+        from nasscale.specs import MobileViTSpec
+
+        out: dict[str, Any] = {}
+
+        def put(name: str, values: Sequence[Any], value: Any) -> None:
+            if value not in values:
+                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
+            if len(values) > 1:
+                out[name] = value
+
+        put(f"s{i}.attn", self.present, block is not None)
+        if block is None:
+            return out
+        if not isinstance(block, MobileViTSpec) or block.activation != self.activation:
+            raise NotInSpace(f"s{i}: the attention layer must be a {self.activation} mobilevit")
+        put(f"s{i}.attn.dim", list(self.transformer_dim.values()), block.transformer_dim)
+        ratios = [r for r in self.mlp_ratio if make_divisible(block.transformer_dim * r, 8)
+                  == block.mid_channels]
+        if block.mid_channels is None or not ratios:
+            raise NotInSpace(f"s{i}.attn.mlp_ratio: no choice gives MLP width "
+                             f"{block.mid_channels}")
+        put(f"s{i}.attn.mlp_ratio", self.mlp_ratio, ratios[0])
+        put(f"s{i}.attn.depth", self.transformer_depth, block.transformer_depth)
+        put(f"s{i}.attn.heads", self.num_heads, block.num_heads)
+        put(f"s{i}.attn.patch", self.patch_size, block.patch_size)
+        put(f"s{i}.attn.kernel_size", self.kernel_size, block.kernel_size)
+        return out
+
+
+@dataclass(frozen=True)
 class StageChoice:
     """A stage slot.  ``per_layer`` names the layer fields that every layer samples on its own;
     the other fields are shared by the slot's layers (one Optuna parameter each)."""
@@ -203,6 +282,7 @@ class StageChoice:
     width: WidthChoice
     layer: LayerChoice
     per_layer: tuple[str, ...] = ()
+    attention: AttentionTail | None = None
 
     def __post_init__(self) -> None:
         if self.stride not in (1, 2):
@@ -312,6 +392,9 @@ class SearchSpace:
                                           width, slot.stride if j == 0 else 1)
                 stages.append(StageSpec(block, 1 if slot.layerwise else depth))
                 channels = width
+            tail = slot.attention.sample(trial, i, width) if slot.attention else None
+            if tail is not None:
+                stages.append(StageSpec(tail))
         if not stages:
             raise SpecError("every stage slot sampled depth 0", ("stages",))
         head = self.head.sample(trial, channels)
@@ -354,12 +437,20 @@ class SearchSpace:
             return {}
         slot = self.stages[slot_index]
         reasons = []
+        tails = (slot.attention.present if slot.attention else (False,))
         for depth in slot.depth:
-            try:
-                here = self._match_slot(slot, slot_index, layers[:depth], depth)
-                return {**here, **self._match(layers[depth:], slot_index + 1)}
-            except NotInSpace as err:
-                reasons.append(f"depth {depth}: {err}")
+            for tail in (tails if depth else (False,)):
+                try:
+                    here = self._match_slot(slot, slot_index, layers[:depth], depth)
+                    if slot.attention is not None and depth:
+                        block = layers[depth][0] if tail and len(layers) > depth else None
+                        if tail and block is None:
+                            raise NotInSpace("no layer left for the attention block")
+                        here.update(slot.attention.params_for(block, slot_index))
+                    rest = layers[depth + (1 if tail else 0):]
+                    return {**here, **self._match(rest, slot_index + 1)}
+                except NotInSpace as err:
+                    reasons.append(f"depth {depth}{' + attention' if tail else ''}: {err}")
         raise NotInSpace(f"s{slot_index}: " + "; ".join(reasons))
 
     def _match_slot(self, slot: StageChoice, i: int, layers: list, depth: int) -> dict:

@@ -31,6 +31,7 @@ from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
 from nasscale.grammar.text import SE_TOKEN
 from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
 from nasscale.search.space import (
+    AttentionTail,
     HeadChoice,
     LayerChoice,
     SearchSpace,
@@ -42,7 +43,9 @@ from nasscale.zoo import spaces_dir
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "stem",
               "stages", "head")
 STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio", "se",
-              "se_form", "activation", "per_layer")
+              "se_form", "activation", "per_layer", "attention")
+ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
+                  "num_heads", "patch_size", "kernel_size", "activation")
 HEAD_KEYS = ("conv_width", "conv_ratio", "conv_activation", "hidden", "hidden_activation",
              "dropout")
 
@@ -85,11 +88,32 @@ def _stage(data: Any, where: str) -> StageChoice:
                                            for e in layer_args["expand_ratio"])
     if "se_form" in data:
         layer_args["se_form"] = _se_form(data["se_form"], f"{where}.se_form")
+    attention = _attention(data["attention"], f"{where}.attention") \
+        if data.get("attention") else None
     try:
         layer = LayerChoice(**layer_args)
         return StageChoice(stride=data["stride"], depth=_list(data["depth"], f"{where}.depth"),
                            width=_width(data["width"], f"{where}.width"), layer=layer,
-                           per_layer=_list(data.get("per_layer", ()), f"{where}.per_layer"))
+                           per_layer=_list(data.get("per_layer", ()), f"{where}.per_layer"),
+                           attention=attention)
+    except SpecError as err:
+        raise err.with_context(where) from None
+
+
+def _attention(data: Any, where: str) -> AttentionTail:
+    data = dict(check_keys(data, ATTENTION_KEYS, where, required=("transformer_dim",)))
+    kind = data.pop("kind", "mobilevit")
+    if kind != "mobilevit":
+        raise SpecError(f"must be mobilevit (the attention block a stage slot can end with), "
+                        f"got {kind!r}", (f"{where}.kind",))
+    args: dict[str, Any] = {"transformer_dim": _width(data.pop("transformer_dim"),
+                                                      f"{where}.transformer_dim")}
+    for key, value in data.items():
+        args[key] = value if key == "activation" else _list(value, f"{where}.{key}")
+    if "mlp_ratio" in args:
+        args["mlp_ratio"] = tuple(float(r) for r in args["mlp_ratio"])
+    try:
+        return AttentionTail(**args)
     except SpecError as err:
         raise err.with_context(where) from None
 
