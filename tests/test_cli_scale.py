@@ -154,3 +154,19 @@ def test_bad_variant_in_a_family_file_names_file_line_and_field(capsys, tmp_path
                                                      r"field \(did you mean 'width'\?\)"):
         nasscale.load("n4")
     assert nasscale.count("n1").params > 0
+
+
+def test_a_resolution_too_small_for_the_network_is_one_line(capsys):
+    code, out, err = run(capsys, "scale", "convnext_tiny", "--resolution", "16")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "feature map shrinks to 0x0" in err and "(scaling convnext_tiny" in err
+
+
+def test_a_custom_yaml_base_uses_the_default_policy(capsys, tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nresolution: 160\nstem: [conv_k3_s2_c16_hswish]\n"
+                    "stages: [mbconv_r2_k3_s2_e4_c24_relu]\nhead: {blocks: [conv_k1_c96_relu]}\n")
+    code, out, _ = run(capsys, "scale", str(path), "--phi", "1", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["base"] == "mine" and data["resolution"] == 184  # 184 = 8 * 23
+    assert [s["scaled"]["repeats"] for s in data["stages"]][1] == 3

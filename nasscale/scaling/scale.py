@@ -185,8 +185,9 @@ def scale(spec: NetworkSpec, width: float = 1.0, depth: float = 1.0,
             paper=f"{spec.name} scaled: width x{width:.4g}, depth x{depth:.4g}, "
                   f"resolution {spec.resolution} -> {res}")
         resolve(out)
-    except SpecError as err:
-        raise err.with_context(f"scaling {spec.name}") from None
+    except SpecError as err:  # e.g. a resolution so small that a feature map vanishes
+        raise SpecError(f"{err.message} (scaling {spec.name} by width {width:.4g}, depth "
+                        f"{depth:.4g}, resolution {res})", err.where) from None
     return out
 
 
