@@ -2,7 +2,9 @@
 
 A family file holds what its networks share (``family``, ``paper``, ``reference``, ``rounding``)
 and a ``networks`` mapping of name → network (the schema of ``nasscale.grammar.yaml_io``, without
-``name``).  A network's own keys override the family's.
+``name``).  A network's own keys override the family's.  An optional ``variants`` mapping lists
+published scaled networks as a base network plus coefficients (``nasscale.scaling.variants``);
+they are named architectures like the others.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from typing import Any, Mapping
 
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
 from nasscale.grammar.yaml_io import check_keys, in_file, network_from_data, read_yaml
+from nasscale.scaling.variants import variant_from_data
 from nasscale.specs import NetworkSpec, resolve
 
-FAMILY_KEYS = ("family", "paper", "reference", "rounding", "networks")
+FAMILY_KEYS = ("family", "paper", "reference", "rounding", "networks", "variants")
 INHERITED = ("family", "paper", "reference", "rounding")
 
 
@@ -40,6 +43,7 @@ class Entry:
     path: Path
     data: Mapping[str, Any]  # the merged network mapping
     text: str  # the file's text, for line numbers in errors
+    section: str = "networks"  # or "variants": a base network scaled by coefficients
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,14 +59,23 @@ def _entries(root: str) -> dict[str, Entry]:
         except SpecError as err:
             raise in_file(err, path, text) from None
         shared = {k: data[k] for k in INHERITED if k in data}
-        for name, body in networks.items():
-            if name in entries:
-                raise NasscaleError(f"{path}: network {name!r} is also defined in "
-                                    f"{entries[name].path}")
-            if not isinstance(body, Mapping):
-                raise in_file(SpecError("must be a mapping", (f"networks.{name}",)), path, text)
-            entries[name] = Entry(name, data["family"], path, {**shared, **body, "name": name},
+        variants = data.get("variants") or {}
+        if not isinstance(variants, Mapping):
+            raise in_file(SpecError("must be a mapping of name -> variant", ("variants",)), path,
+                          text)
+        # a variant's rounding is its base network's unless the variant gives one
+        inherited = {"networks": shared,
+                     "variants": {k: v for k, v in shared.items() if k != "rounding"}}
+        for section, members in (("networks", networks), ("variants", variants)):
+            for name, body in members.items():
+                if name in entries:
+                    raise NasscaleError(f"{path}: network {name!r} is also defined in "
+                                        f"{entries[name].path}")
+                if not isinstance(body, Mapping):
+                    raise in_file(SpecError("must be a mapping", (f"{section}.{name}",)), path,
                                   text)
+                entries[name] = Entry(name, data["family"], path,
+                                      {**inherited[section], **body, "name": name}, text, section)
     return entries
 
 
@@ -78,13 +91,28 @@ def names() -> list[str]:
 @functools.lru_cache(maxsize=None)
 def _load_named(root: str, name: str) -> NetworkSpec:
     entry = _entries(root)[name]
+    base = _variant_base(root, entry) if entry.section == "variants" else None
     try:
-        spec = network_from_data(entry.data, "")
+        if base is not None:
+            spec = variant_from_data(entry.data, base)
+        else:
+            spec = network_from_data(entry.data, "")
         resolve(spec)
         return spec
     except SpecError as err:
-        where = (f"networks.{name}.{err.where[0]}",) + err.where[1:] if err.where else ()
+        where = (f"{entry.section}.{name}.{err.where[0]}",) + err.where[1:] if err.where else ()
         raise in_file(SpecError(err.message, where), entry.path, entry.text) from None
+
+
+def _variant_base(root: str, entry: Entry) -> NetworkSpec:
+    base = entry.data.get("base")
+    networks = [n for n, e in _entries(root).items() if e.section == "networks"]
+    if base not in networks:
+        err = SpecError(f"must name a network under 'networks:' of a family file"
+                        f"{suggest(str(base), networks)}, got {base!r}",
+                        (f"variants.{entry.name}.base",))
+        raise in_file(err, entry.path, entry.text)
+    return _load_named(root, base)
 
 
 def get(name: str) -> NetworkSpec:

@@ -4,9 +4,15 @@ import torch
 
 import nasscale
 from conftest import affordable
+
+from nasscale import zoo
 from nasscale.grammar import FORMS, parse_block, parse_stage
 from nasscale.modules import BUILDERS
 from nasscale.specs import BLOCK_KINDS, HeadSpec, NetworkSpec
+
+# the networks of the family files; their scaled variants (B1-B7, L2, width multipliers) are
+# built and checked on the meta device in tests/test_variants.py
+NETWORKS = [n for n, e in zoo.entries().items() if e.section == "networks"]
 
 
 def test_every_block_kind_has_text_form_builder_and_cost():
@@ -49,7 +55,7 @@ def test_tiny_architecture_per_kind_builds_runs_and_counts(kind):
     assert nasscale.count(spec).params == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", nasscale.names())
+@pytest.mark.parametrize("name", NETWORKS)
 def test_forward_batch_2_of_every_named_network(name):
     full = nasscale.load(name)
     if affordable(full) is not full:  # too big to build: shapes at full size on the meta device

@@ -14,6 +14,10 @@ POOLS = ("avg", "token")
 #: position or token before pooling (ViT's and Swin's final norm).
 HEAD_NORMS = ("none", "ln", "ln_before_pool")
 DEPTH_ROUNDING = ("ceil", "round", "floor")
+STEM_RULES = ("scale", "fixed")
+HEAD_RULES = ("scale", "grow", "fixed")
+MID_RULES = ("ratio", "width")
+ATTENTION_RULES = ("heads", "head_dim")
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,32 @@ class HeadSpec:
 
 @dataclass(frozen=True)
 class RoundingPolicy:
-    """How a family rounds widths and depths when it is scaled (data, not code).
+    """How a family rounds widths, depths and resolutions when it is scaled (data, not code).
 
     ``divisor``/``min_ratio``: channels to the nearest multiple of ``divisor``, never below
     ``min_ratio`` of the unrounded value.  ``depth``: how scaled repeats are rounded.
+    ``stem``: ``scale`` (the stem's width scales like any channel) or ``fixed``.
+    ``head``: how the last feature width before the classifier scales (the last head conv, or
+    the last hidden linear when there is one): ``scale`` (× w, EfficientNet), ``grow``
+    (× max(1, w): MobileNetV2/V3 keep their 1280/1024 for w < 1) or ``fixed``.
+    ``mid``: how an explicit expanded width (``m<int>``) scales: ``ratio`` keeps mid/in with the
+    scaled input (TF and timm MobileNetV3) or ``width`` multiplies it by w (torchvision).
+    ``attention``: what an attention block keeps fixed when its width scales, ``heads`` (the
+    head count; the width rounds to a multiple of lcm(divisor, heads)) or ``head_dim``.
+    ``resolution_divisor``/``max_resolution``: a scaled input size is rounded to the nearest
+    multiple of ``resolution_divisor`` and capped at ``max_resolution`` (EfficientNetV2: 480).
+    See nasscale.scaling for where each is applied.
     """
 
     divisor: int = 8
     min_ratio: float = 0.9
     depth: str = "ceil"
+    stem: str = "scale"
+    head: str = "scale"
+    mid: str = "ratio"
+    attention: str = "heads"
+    resolution_divisor: int = 8
+    max_resolution: int | None = None
 
     def __post_init__(self) -> None:
         check_int("rounding.divisor", self.divisor)
@@ -85,6 +106,13 @@ class RoundingPolicy:
         if self.min_ratio > 1:
             raise field_error("rounding.min_ratio", "a number in [0, 1]", self.min_ratio)
         check_choice("rounding.depth", self.depth, DEPTH_ROUNDING)
+        check_choice("rounding.stem", self.stem, STEM_RULES)
+        check_choice("rounding.head", self.head, HEAD_RULES)
+        check_choice("rounding.mid", self.mid, MID_RULES)
+        check_choice("rounding.attention", self.attention, ATTENTION_RULES)
+        check_int("rounding.resolution_divisor", self.resolution_divisor)
+        if self.max_resolution is not None:
+            check_int("rounding.max_resolution", self.max_resolution)
 
 
 @dataclass(frozen=True)
