@@ -229,6 +229,13 @@ class ScaleCommand(Command):
         mode.add_argument("--target-params", metavar="PARAMS",
                           help="the largest phi whose network has at most this many "
                           "parameters (5M)")
+        mode.add_argument("--search-coefficients", action="store_true",
+                          help="EfficientNet's step 1: grid-search alpha, beta, gamma at phi=1 "
+                          "with alpha*beta^2*gamma^2 ~ 2 (runs --study on this base)")
+        search = parser.add_argument_group("coefficient search (with --search-coefficients)")
+        search.add_argument("--study", default="studies/efficientnet_coefficients.yaml",
+                            help="coefficient study file (default: %(default)s)")
+        search.add_argument("--out", help="output folder (default: runs/<study>_<base>)")
         coeff = parser.add_argument_group("compound coefficients (with --phi or --target-*)")
         coeff.add_argument("--alpha", metavar="A", help="depth base (default 1.2, >= 1)")
         coeff.add_argument("--beta", metavar="B", help="width base (default 1.1, >= 1)")
@@ -243,6 +250,8 @@ class ScaleCommand(Command):
     def run(self, args):
         from nasscale.reports.scaling import scaling_record, scaling_text
 
+        if args.search_coefficients:
+            return self._search(args)
         summary = self._scaling(args)
         if args.output:
             self._write(args.output, nasscale.dump_network(summary.scaled))
@@ -255,6 +264,42 @@ class ScaleCommand(Command):
             if args.output:
                 print(f"wrote {args.output} (nasscale show {args.output})")
         return 0
+
+    def _search(self, args) -> int:
+        """Run the coefficient study on ``args.network`` and report the best (α, β, γ)."""
+        from pathlib import Path
+
+        from nasscale.search.outputs import summary_text
+        from nasscale.search.runner import RunOptions, run_search
+        from nasscale.search.study import load_study
+
+        other = [o for o in ("phi", "width", "depth", "resolution", "target_flops",
+                             "target_params", "alpha", "beta", "gamma") if getattr(args, o)]
+        if other:
+            raise NasscaleError(f"--search-coefficients searches alpha, beta and gamma itself; "
+                                f"drop --{other[0].replace('_', '-')}")
+        study = load_study(args.study)
+        if study.coefficients is None:
+            raise NasscaleError(f"{args.study}: not a coefficient study (it has no "
+                                "'coefficients' section)")
+        base = nasscale.load(args.network)
+        study = study.replace(coefficients={**study.coefficients, "base": args.network},
+                              name=f"{study.name}_{base.name}")
+        out = Path(args.out or Path("runs") / study.name)
+        summary = run_search(study, RunOptions(out=out))
+        print(summary_text(summary, out))
+        best = summary["best"]
+        if best:
+            from nasscale.search.runner import open_storage
+
+            import optuna
+            trial = optuna.load_study(study_name=study.name, storage=open_storage(None, out)
+                                      ).trials[best[0]["number"]]
+            a, b, g = (trial.user_attrs[k] for k in ("alpha", "beta", "gamma"))
+            print(f"best coefficients for {base.name}: alpha={a:g}, beta={b:g}, gamma={g:g} "
+                  f"(alpha*beta^2*gamma^2 = {a * b * b * g * g:.3f}); the EfficientNet paper "
+                  "found alpha=1.2, beta=1.1, gamma=1.15 for B0 with ImageNet training")
+        return 130 if summary.get("interrupted") else 0
 
     def _scaling(self, args):
         """Check the options (one mode, numbers in range), then scale: a reports.Scaling."""

@@ -83,7 +83,7 @@ class CostEvaluator(Evaluator):
 class ProxyEvaluator(Evaluator):
     proxy: str = "naswot"
     batch_size: int = 16
-    resolution: int | None = None  # default: the candidate's own resolution
+    resolution: int | float | None = None  # pixels, a fraction of the candidate's, or None
     data: str | None = None  # a dataset source for NASWOT's batch (random normal if none)
     _dataset: Any = field(default=None, init=False, repr=False)
 
@@ -100,7 +100,7 @@ class ProxyEvaluator(Evaluator):
 
         from nasscale.search.data import load_dataset, resize
 
-        res = self.resolution or spec.resolution
+        res = spec.resolution
         g = torch.Generator().manual_seed(seed)
         if self.data is None:
             return torch.randn(self.batch_size, spec.in_channels, res, res, generator=g)
@@ -111,9 +111,9 @@ class ProxyEvaluator(Evaluator):
 
     def score(self, spec: NetworkSpec, seed: int) -> float:
         from nasscale.search.proxies import naswot, synflow
+        from nasscale.search.study import eval_resolution
 
-        if self.resolution is not None:
-            spec = spec.replace(resolution=self.resolution)
+        spec = spec.replace(resolution=eval_resolution(self.resolution, spec.resolution))
         model = build_seeded(spec, seed)
         if self.proxy == "synflow":
             return synflow(model, (1, spec.in_channels, spec.resolution, spec.resolution))
@@ -128,6 +128,7 @@ class TrainEvaluator(Evaluator):
     data: str = "digits"
     settings: Any = None  # TrainSettings
     name: str = "accuracy"
+    relative: float | None = None  # train at this fraction of each candidate's resolution
     _dataset: Any = field(default=None, init=False, repr=False)
 
     def score(self, spec: NetworkSpec, seed: int) -> float:
@@ -136,13 +137,17 @@ class TrainEvaluator(Evaluator):
         from nasscale.search.data import load_dataset
         from nasscale.search.train import TrainSettings, train_and_evaluate
 
+        from nasscale.search.study import eval_resolution
+
         if self._dataset is None:
             self._dataset = load_dataset(self.data)
         settings = self.settings or TrainSettings()
-        spec = spec.replace(num_classes=self._dataset.num_classes,
-                            resolution=settings.resolution)
+        res = eval_resolution(self.relative, spec.resolution) if self.relative \
+            else settings.resolution
+        spec = spec.replace(num_classes=self._dataset.num_classes, resolution=res)
         model = build_seeded(spec, seed)
-        return train_and_evaluate(model, self._dataset, replace(settings, seed=seed))
+        return train_and_evaluate(model, self._dataset, replace(settings, seed=seed,
+                                                                resolution=res))
 
     def describe(self) -> str:
         s = self.settings
@@ -199,16 +204,25 @@ def make_evaluator(study) -> Evaluator:
         from nasscale.search.data import load_dataset
         from nasscale.search.train import TrainSettings
 
+        from nasscale.search.study import parse_eval_resolution
+
         data = cfg.pop("data", "digits")
-        settings = TrainSettings(**{k: v for k, v in cfg.items()}, seed=study.seed)
-        evaluator = TrainEvaluator(data=data, settings=settings)
+        res = parse_eval_resolution(cfg.pop("resolution", 32))
+        relative = res if isinstance(res, float) else None
+        settings = TrainSettings(**cfg, resolution=res if relative is None else 32,
+                                 seed=study.seed)
+        evaluator = TrainEvaluator(data=data, settings=settings, relative=relative)
         evaluator._dataset = load_dataset(data)
         return evaluator
     proxy = cfg.get("proxy", "naswot")
     if proxy in ("flops", "params"):
         return CostEvaluator(metric=proxy)
+    from nasscale.search.study import parse_eval_resolution
+
+    res = cfg.get("resolution")
     evaluator = ProxyEvaluator(proxy=proxy, batch_size=cfg.get("batch_size", 16),
-                               resolution=cfg.get("resolution"), data=cfg.get("data"))
+                               resolution=None if res is None else parse_eval_resolution(res),
+                               data=cfg.get("data"))
     if evaluator.data is not None:
         from nasscale.search.data import load_dataset
 

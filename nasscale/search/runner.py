@@ -57,7 +57,18 @@ class Setup:
     evaluator_label: str = "score"
 
 
-def make_sampler(study: StudySpec, worker: int = 0, n_grid: Any = None):
+def make_space(study: StudySpec):
+    """The study's search space: a grammar space, or a coefficient grid."""
+    if study.coefficients is not None:
+        from nasscale.search.coefficients import coefficient_space_from_data
+
+        return coefficient_space_from_data(study.coefficients)
+    from nasscale.search.space_io import load_space
+
+    return load_space(resolve_path(study.space, study.path))
+
+
+def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
     import optuna
 
     cfg = study.sampler
@@ -72,10 +83,7 @@ def make_sampler(study: StudySpec, worker: int = 0, n_grid: Any = None):
         return optuna.samplers.GPSampler(seed=seed,
                                          n_startup_trials=cfg.get("n_startup_trials", 10))
     if name == "grid":
-        if n_grid is None:
-            raise NasscaleError("sampler.name: grid needs a grid (used by "
-                                "`nasscale scale --search-coefficients`)")
-        return optuna.samplers.GridSampler(n_grid, seed=seed)
+        return optuna.samplers.GridSampler(grid or make_space(study).grid(), seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.get("n_startup_trials",
                                                                            10),
                                       multivariate=cfg.get("multivariate", True),
@@ -104,12 +112,11 @@ def make_objective(setup: Setup) -> Objective:
 
     from nasscale.search.evaluators import make_evaluator
     from nasscale.search.latency_source import make_latency_source
-    from nasscale.search.space_io import load_space
 
     study = setup.study
     torch.set_num_threads(int(study.latency.get("threads") or 1))
     return Objective(
-        space=load_space(resolve_path(study.space, study.path)), metrics=study.metrics,
+        space=make_space(study), metrics=study.metrics,
         evaluator=make_evaluator(study), constraints=setup.constraints,
         latency=make_latency_source(study, setup.latency_key) if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
@@ -190,7 +197,11 @@ def run_trials(setup: Setup, ostudy, remaining: int | None, options: RunOptions)
 
 
 def target_trials(study: StudySpec, options: RunOptions) -> int | None:
-    return options.n_trials if options.n_trials is not None else study.trials
+    if options.n_trials is not None:
+        return options.n_trials
+    if study.trials is None and study.coefficients is not None:
+        return len(make_space(study).triples())  # the whole grid
+    return study.trials
 
 
 def remaining_trials(ostudy, target: int | None) -> int | None:
@@ -215,7 +226,8 @@ def check_workers(workers: int) -> int:
 
 def _fingerprint(study: StudySpec) -> dict:
     """What must not change between runs of one Optuna study."""
-    return {"space": study.space, "objectives": [list(o) for o in study.objectives],
+    return {"space": study.space or study.coefficients,
+            "objectives": [list(o) for o in study.objectives],
             "evaluator": study.evaluator, "constraints": list(study.constraints),
             "reward": study.reward, "seed": study.seed,
             "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
@@ -228,12 +240,11 @@ def prepare(study: StudySpec, options: RunOptions):
 
     from nasscale.search.evaluators import make_evaluator
     from nasscale.search.latency_source import evaluate_references, resolve_budgets
-    from nasscale.search.space_io import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = options.study_name or study.name
     url = options.storage or study.storage
-    space = load_space(resolve_path(study.space, study.path))  # fail early on a bad space
+    space = make_space(study)  # fail early on a bad space
     evaluator = make_evaluator(study)  # ... and on a bad dataset or user function
     storage = open_storage(url, options.out)
     directions = [d for _, d in study.objectives]

@@ -33,7 +33,8 @@ from typing import Any
 from nasscale.errors import NasscaleError, SpecError, suggest
 from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
 
-STUDY_KEYS = ("name", "description", "space", "objectives", "evaluator", "reward",
+STUDY_KEYS = ("name", "description", "space", "coefficients", "objectives", "evaluator",
+              "reward",
               "constraints", "latency", "sampler", "trials", "timeout", "seed", "storage",
               "references", "max_memory_gb")
 METRICS = ("score", "reward", "latency", "flops", "params")
@@ -54,7 +55,7 @@ SAMPLER_KEYS = ("name", "n_startup_trials", "population_size", "multivariate")
 @dataclass(frozen=True)
 class StudySpec:
     name: str
-    space: str
+    space: str | None  # a search space name or path; or None with ``coefficients``
     objectives: tuple[tuple[str, str], ...]  # (metric, direction)
     evaluator: dict[str, Any]
     constraints: tuple[str, ...] = ()
@@ -69,6 +70,7 @@ class StudySpec:
     max_memory_gb: float = 8.0
     description: str = ""
     path: str = ""  # the file it came from
+    coefficients: dict[str, Any] | None = None  # EfficientNet step 1 (search/coefficients.py)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -92,8 +94,16 @@ def _positive_int(value: Any, where: str, minimum: int = 1) -> int:
 
 
 def study_from_data(data: Any, path: str = "") -> StudySpec:
-    data = check_keys(data, STUDY_KEYS, "", required=("name", "space", "objectives",
-                                                      "evaluator"))
+    data = check_keys(data, STUDY_KEYS, "", required=("name", "objectives", "evaluator"))
+    if ("space" in data) == ("coefficients" in data):
+        raise SpecError("give either space (an architecture search) or coefficients (a "
+                        "compound-scaling coefficient grid)", ("space",))
+    coefficients = None
+    if "coefficients" in data:
+        from nasscale.search.coefficients import coefficient_space_from_data
+
+        coefficient_space_from_data(data["coefficients"])  # validate now, with its field names
+        coefficients = dict(data["coefficients"])
     objectives = data["objectives"]
     if not isinstance(objectives, dict) or not objectives:
         raise SpecError("must be a mapping of metric -> maximize|minimize, e.g. "
@@ -143,8 +153,12 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
                         f"{', '.join(SAMPLERS)}", ("sampler.name",))
     trials = data.get("trials")
     timeout = data.get("timeout")
-    if trials is None and timeout is None:
+    if trials is None and timeout is None and coefficients is None:
         raise SpecError("give trials and/or timeout", ("trials",))
+    if sampler["name"] == "grid" and coefficients is None:
+        raise SpecError("grid samples coefficient studies only (an architecture space is far "
+                        "too large to enumerate); use tpe, nsga2, gp or random",
+                        ("sampler.name",))
     if trials is not None:
         _positive_int(trials, "trials")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
@@ -156,8 +170,14 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     storage = data.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise SpecError("must be a storage URL string or null", ("storage",))
+    for key in ("batch_size", "epochs", "subset"):
+        if key in evaluator:
+            _positive_int(evaluator[key], f"evaluator.{key}")
+    if "resolution" in evaluator:
+        parse_eval_resolution(evaluator["resolution"], "evaluator.resolution")
     return StudySpec(
-        name=str(data["name"]), space=str(data["space"]),
+        name=str(data["name"]), space=str(data["space"]) if "space" in data else None,
+        coefficients=coefficients,
         objectives=tuple(objectives.items()), evaluator=dict(evaluator),
         constraints=tuple(constraints), reward=reward, latency=latency, sampler=sampler,
         trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
@@ -175,3 +195,28 @@ def load_study(path: str | os.PathLike) -> StudySpec:
         return study_from_data(data, str(path))
     except SpecError as err:
         raise in_file(err, path, text) from None
+
+
+def parse_eval_resolution(value: Any, where: str = "evaluator.resolution") -> int | float:
+    """An evaluator's input size: pixels (``64``) or a fraction of each candidate's own
+    resolution (``"0.25x"``; coefficient studies need this so that γ still matters)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 8:
+        return value
+    if isinstance(value, str) and value.strip().endswith("x"):
+        try:
+            factor = float(value.strip()[:-1])
+        except ValueError:
+            factor = 0.0
+        if 0 < factor <= 4:
+            return factor
+    raise SpecError(f"must be pixels (an integer >= 8) or a fraction of the candidate's "
+                    f"resolution like '0.25x', got {value!r}", (where,))
+
+
+def eval_resolution(value: int | float | None, candidate: int) -> int:
+    """The pixels an evaluator uses for a candidate of ``candidate`` pixels (multiple of 8)."""
+    if value is None:
+        return candidate
+    if isinstance(value, float):
+        return max(8, int(round(candidate * value / 8)) * 8)
+    return int(value)
