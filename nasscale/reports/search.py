@@ -108,7 +108,10 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
                         xytext=(6, 6), fontsize=8)
     limit = (budgets or {}).get(x_metric)
     if limit is not None:
-        ax.axvline(limit, ls="--", c="gray", lw=1, label=f"budget {limit:.4g}")
+        from nasscale.reports.text import si
+
+        text = f"{limit:.2f} ms" if x_metric == "latency" else si(limit)
+        ax.axvline(limit, ls="--", c="gray", lw=1, label=f"{x_metric} budget {text}")
     if x_metric in ("flops", "params"):
         from matplotlib.ticker import FuncFormatter
 

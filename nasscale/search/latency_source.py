@@ -19,15 +19,28 @@ from nasscale.search.objective import Constraint
 from nasscale.specs import NetworkSpec
 
 
+def _search_policy():
+    from nasscale.latency import TimingPolicy
+
+    # a candidate gets about a third of `nasscale cost`'s timing (one second or so for a
+    # mobile network); relative budgets are resolved with the full policy
+    return TimingPolicy().scaled(0.35)
+
+
+SEARCH_POLICY = _search_policy()
+
+
 @dataclass
 class MeasuredLatency:
     settings: object  # nasscale.latency.Settings
     key: dict
 
-    def latency_ms(self, spec: NetworkSpec) -> float:
-        from nasscale.latency import measure_quick
+    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
+        """Quick timing for candidates; ``thorough`` (references, budgets): the full policy."""
+        from nasscale.latency import TimingPolicy, measure
 
-        return measure_quick(spec, self.settings)
+        policy = TimingPolicy() if thorough else SEARCH_POLICY
+        return measure(spec, settings=self.settings, policy=policy).latency_ms
 
     def builds_module(self) -> bool:
         return True
@@ -38,7 +51,7 @@ class PredictedLatency:
     table: object  # nasscale.latency.LatencyTable
     key: dict
 
-    def latency_ms(self, spec: NetworkSpec) -> float:
+    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
         return float(self.table.predict(spec).total_ms)
 
     def builds_module(self) -> bool:
@@ -48,11 +61,43 @@ class PredictedLatency:
 def _settings(study):
     from nasscale.latency import Settings
 
+    from nasscale.latency.measure import mode_of
+
     cfg = study.latency
     return Settings(device=cfg.get("device", "cpu"), threads=int(cfg.get("threads", 1)),
                     batch=int(cfg.get("batch", 1)), dtype=cfg.get("dtype", "float32"),
-                    channels_last=bool(cfg.get("channels_last", False)),
-                    compile=bool(cfg.get("compile", False)))
+                    memory_format="channels_last" if cfg.get("channels_last") else "contiguous",
+                    mode=mode_of(bool(cfg.get("compile", False)), False),
+                    clock=cfg.get("clock", "wall"))
+
+
+def ensure_table(study) -> None:
+    """Complete the study's lookup table from its ``latency.build`` sources (only what is
+    missing is measured; the table is saved as it grows, so an interrupted build resumes)."""
+    cfg = study.latency
+    if cfg.get("source") != "lut" or not cfg.get("build"):
+        return
+    import sys
+
+    from nasscale.latency import build_table
+    from nasscale.latency.build import parse_source
+    from nasscale.reports.progress import Progress
+
+    path = cfg["lut"]
+    sources = [parse_source(s) for s in cfg["build"]]
+    bar = Progress(1, "lut build")
+
+    def progress(done: int, total: int, note: str) -> None:
+        bar.total = max(total, 1)
+        bar.update(done, note)
+
+    try:
+        report = build_table(sources, path, _settings(study), progress=progress)
+    finally:
+        bar.close()
+    if report.new_entries:
+        print(f"nasscale: {path}: measured {report.new_entries} new blocks in "
+              f"{report.seconds:.0f} s ({report.entries} in the table)", file=sys.stderr)
 
 
 def make_latency_source(study, key: dict | None = None):
@@ -69,30 +114,32 @@ def make_latency_source(study, key: dict | None = None):
 
 
 def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict]:
-    """``(constraints, (reward target ms, exponent) | None, latency key)``."""
+    """``(constraints, (reward target ms, exponent) | None, latency key)``: every budget made
+    absolute by ``nasscale.budgets.BudgetResolver`` under the study's measurement key (with a
+    lookup table, reference latencies are predicted from it, under the table's key)."""
+    from nasscale.budgets import BudgetResolver, parse_budget
+
     source = make_latency_source(study) if study.needs_latency else None
     key = source.key if source else {}
-    if not study.constraints and study.reward is None:
-        return (), None, key
-    from nasscale.latency import parse_budget
-
-    def latency_of(name: str) -> float:
-        import nasscale
-
-        return source.latency_ms(nasscale.load(name))
-
+    resolver = BudgetResolver(settings=source.settings if isinstance(source, MeasuredLatency)
+                              else None,
+                              table=source.table if isinstance(source, PredictedLatency)
+                              else None)
     constraints = []
     for i, text in enumerate(study.constraints):
         try:
-            budget = parse_budget(text)
+            resolved = resolver.resolve(parse_budget(text))
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: constraints[{i}]: {err}") from None
-        constraints.append(Constraint(text=text, metric=budget.metric,
-                                      limit=budget.resolve(latency_of)))
+        constraints.append(Constraint(text=text, metric=resolved.budget.metric,
+                                      limit=resolved.limit, op=resolved.budget.op))
     reward = None
     if study.reward is not None:
-        target = parse_budget(f"latency <= {study.reward['target']}")
-        reward = (target.resolve(latency_of), float(study.reward["exponent"]))
+        try:
+            target = resolver.resolve(parse_budget(f"latency <= {study.reward['target']}"))
+        except NasscaleError as err:
+            raise NasscaleError(f"{study.path or 'study'}: reward.target: {err}") from None
+        reward = (target.limit, float(study.reward["exponent"]))
     return tuple(constraints), reward, key
 
 
@@ -112,7 +159,7 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
         ref: dict = {"flops": cost.flops, "params": cost.params, "resolution": spec.resolution}
         try:
             if objective.latency is not None:
-                ref["latency_ms"] = float(objective.latency.latency_ms(spec))
+                ref["latency_ms"] = float(objective.latency.latency_ms(spec, thorough=True))
             if "score" in objective.metrics or "reward" in objective.metrics:
                 ref["score"] = float(objective.evaluator.score(spec, arch_seed(setup.study.seed,
                                                                               spec)))

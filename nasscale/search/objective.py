@@ -37,18 +37,23 @@ class LatencySource(Protocol):
 
 @dataclass(frozen=True)
 class Constraint:
-    """A resolved budget: ``metric <= limit`` (both in the metric's unit).
+    """A resolved budget: ``metric op limit`` (in ms, FLOPs or params).
 
-    The constraint value given to Optuna is the relative excess ``value / limit - 1`` (feasible
-    when <= 0), so budgets in different units weigh alike in the sampler's infeasibility score.
+    The constraint value given to Optuna is the relative excess (``value / limit - 1`` for an
+    upper bound, feasible when <= 0), so budgets in different units weigh alike in the
+    sampler's infeasibility score.
     """
 
     text: str  # as written in the study file
     metric: str  # flops | params | latency
     limit: float
+    op: str = "<="  # <=, <, >= or >
 
     def violation(self, value: float) -> float:
-        return value / self.limit - 1.0
+        excess = value / self.limit - 1.0
+        if self.op in ("<", ">") and excess == 0:
+            return 1e-9  # on the bound of a strict inequality: (barely) infeasible
+        return excess if self.op in ("<=", "<") else -excess
 
 
 def estimate_memory_gb(cost, batch: int = 16) -> float:
@@ -115,8 +120,8 @@ class Objective:
             for c in self.constraints:
                 if c.metric in values:
                     trial.set_constraint(c.text, c.violation(values[c.metric]))
-            reason = "; ".join(f"{c.metric} {_fmt(c.metric, values[c.metric])} > "
-                               f"{_fmt(c.metric, c.limit)} ({c.text})" for c in broken)
+            reason = "; ".join(f"{c.metric} {_fmt(c.metric, values[c.metric])} breaks "
+                               f"{c.op} {_fmt(c.metric, c.limit)} ({c.text})" for c in broken)
             trial.set_user_attr("reason", f"{reason} [{stage}]")
             raise optuna.TrialPruned(reason)
 

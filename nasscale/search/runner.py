@@ -239,7 +239,11 @@ def prepare(study: StudySpec, options: RunOptions):
     import optuna
 
     from nasscale.search.evaluators import make_evaluator
-    from nasscale.search.latency_source import evaluate_references, resolve_budgets
+    from nasscale.search.latency_source import (
+        ensure_table,
+        evaluate_references,
+        resolve_budgets,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = options.study_name or study.name
@@ -267,9 +271,10 @@ def prepare(study: StudySpec, options: RunOptions):
         print(f"nasscale: re-queued {len(recovered)} trial(s) of a worker that died: "
               f"{recovered}", file=sys.stderr)
     shared = ostudy.user_attrs.get("nasscale.shared")
+    ensure_table(study)  # a lookup table the study builds is completed before any trial
     if shared is None:  # first run: resolve relative budgets by measuring, once
         constraints, reward, key = resolve_budgets(study)
-        shared = {"constraints": [[c.text, c.metric, c.limit] for c in constraints],
+        shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
                   "reward": list(reward) if reward else None, "latency_key": key}
         ostudy.set_user_attr("nasscale.shared", shared)
     setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),

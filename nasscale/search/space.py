@@ -522,3 +522,51 @@ def same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
         return blocks, head, n.resolution, n.num_classes, n.in_channels
 
     return shape(a) == shape(b)
+
+
+class RandomSuggester:
+    """Answers ``suggest_*`` uniformly from a ``random.Random``: samples a space without Optuna."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+
+@dataclass(frozen=True)
+class SampledSpace:
+    """A search space as a latency-table source (``lut build space:NAME[:N]``).
+
+    A grammar space can hold tens of thousands of distinct resolved blocks (every input width
+    times every output width, kernel, expansion, ... at every resolution), too many to time
+    one by one; the table's per-kind model extrapolates blocks it has not measured, and reports
+    them.  So the table covers the blocks of ``n`` seeded random networks of the space — the
+    blocks a search meets most — and carriers are sampled from the whole space."""
+
+    space: SearchSpace
+    n: int = 200
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"space:{self.space.name}:{self.n}"
+
+    def sample(self, rng, name: str = "sample") -> NetworkSpec:
+        return self.space.sample(RandomSuggester(rng), name=name)
+
+    def blocks(self):
+        import random
+
+        from nasscale.latency.table import unit_key, units_of
+
+        rng = random.Random(self.seed)
+        blocks: dict[str, Any] = {}
+        heads: dict[str, Any] = {}
+        for i in range(self.n):
+            for unit in units_of(resolve(self.sample(rng, f"s{i}"))):
+                (heads if not hasattr(unit, "spec") else blocks).setdefault(unit_key(unit), unit)
+        return list(blocks.values()), list(heads.values())

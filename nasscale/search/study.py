@@ -13,6 +13,7 @@ Schema::
     reward: {target: 1.0x mobilenet_v3_small, exponent: -0.07}  # MnasNet: score·(lat/T)^w
     constraints: ["latency <= 1.0x mobilenet_v3_small", "flops <= 300M"]
     latency: {source: measure, device: cpu, threads: 1, batch: 1}  # or source: lut, lut: FILE
+             # (+ build: [space:NAME:N, ...]: measure what the table lacks before searching)
     sampler: {name: tpe, n_startup_trials: 10}   # tpe, nsga2, gp, random, grid
     trials: 30
     timeout: 600                          # seconds (optional)
@@ -47,8 +48,8 @@ EVALUATOR_KEYS = {
               "val_fraction", "resolution"),
     "python": ("kind", "target", "name"),
 }
-LATENCY_KEYS = ("source", "lut", "device", "threads", "batch", "dtype", "channels_last",
-                "compile")
+LATENCY_KEYS = ("source", "lut", "build", "device", "threads", "batch", "dtype",
+                "channels_last", "compile", "clock")
 SAMPLER_KEYS = ("name", "n_startup_trials", "population_size", "multivariate")
 
 
@@ -146,6 +147,12 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
                         ("latency.source",))
     if latency["source"] == "lut" and not latency.get("lut"):
         raise SpecError("source lut needs lut: path/to/table.json", ("latency.lut",))
+    if "build" in latency:
+        build = latency["build"]
+        if not isinstance(build, list) or not all(isinstance(b, str) for b in build) or \
+                latency["source"] != "lut":
+            raise SpecError("must be a list of lut sources (space:NAME[:N], around:NAME, network "
+                            "names) with source: lut", ("latency.build",))
     sampler = dict(check_keys(data.get("sampler") or {}, SAMPLER_KEYS, "sampler"))
     sampler.setdefault("name", "tpe")
     if sampler["name"] not in SAMPLERS:

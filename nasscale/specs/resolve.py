@@ -120,6 +120,15 @@ def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_pa
                          drop_path=drop_path, trained_hw=trained_hw)
 
 
+def resolve_block(spec: BlockSpec, in_channels: int, hw: tuple[int, int], section: str = "stage",
+                  stage: int = 0, repeat: int = 0, index: int = 0) -> ResolvedBlock:
+    """One block resolved on its own, for a given input (what a latency table enumerates)."""
+    if section != "stage":
+        stage = -1
+    return _resolve_block(index, section, stage, repeat, spec, in_channels, tuple(hw), 0.0,
+                          spec.in_layout, tuple(hw))
+
+
 def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork:
     """Fix every block's shapes for a square input of ``resolution`` (default: the spec's)."""
     res = spec.resolution if resolution is None else resolution

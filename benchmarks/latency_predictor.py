@@ -1,0 +1,257 @@
+"""How well does the latency table predict measured latency?  N random networks from a space,
+each measured end to end and predicted from the table.
+
+    python benchmarks/latency_predictor.py --space around:mobilenet_v3_large \\
+        --space around:efficientnet_b0 --n 100 --device cpu --out result.json
+
+The table (``--table``, built first when it lacks units of the spaces) covers every block the
+spaces can contain, timed in carrier networks sampled with a seed different from the test
+networks'.  Reports the fraction of predictions within ±5 % and ±10 % of the measurement, the
+mean absolute percentage error, Spearman's ρ between predicted and measured latency, Kendall's τ
+between FLOPs and measured latency (what a FLOPs budget would rank), the time to predict vs the
+time to measure, and the same accuracy with a fifth of the table's entries held out (extrapolated).
+
+Each network is measured in ``--passes`` separate passes over the sample (default 2, the second
+in reverse order); the reference is the mean of the passes' p50s, and the pass-to-pass
+difference is reported as the noise of the reference itself, with the accuracy against each pass
+and against the faster one.  The table's probe network is timed when the table is built and again
+after the measurements, to show how much the machine's speed drifted meanwhile.
+``--rescore RESULT`` recomputes the metrics of a saved result without measuring.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nasscale.costs.analytic import network_cost
+from nasscale.latency import measure
+from nasscale.latency.build import build_table, parse_source
+from nasscale.latency.key import MeasurementKey
+from nasscale.latency.measure import Settings
+from nasscale.latency.stats import kendall_tau, spearman
+from nasscale.latency.table import LatencyTable
+from nasscale.latency.timing import TimingPolicy
+from nasscale.reports.progress import Progress
+from nasscale.reports.text import FLOPS_CONVENTION, si, table
+from nasscale.specs import resolve
+
+
+def accuracy(pred: np.ndarray, meas: np.ndarray) -> dict:
+    err = pred / meas - 1
+    return {"within_5pct": float(np.mean(np.abs(err) <= 0.05)),
+            "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+            "mape": float(np.mean(np.abs(err)) * 100),
+            "median_error_pct": float(np.median(err) * 100),
+            "max_abs_error_pct": float(np.max(np.abs(err)) * 100),
+            "spearman": spearman(pred, meas)}
+
+
+def holdout(tbl: LatencyTable, fraction: float, seed: int) -> LatencyTable:
+    keys = sorted(tbl.entries)
+    drop = set(random.Random(seed).sample(keys, int(len(keys) * fraction)))
+    return LatencyTable(key=tbl.key, entries={k: e for k, e in tbl.entries.items()
+                                              if k not in drop},
+                        overhead_samples_ms=tbl.overhead_samples_ms)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rescore", metavar="RESULT",
+                        help="recompute the metrics of a saved result (measures nothing)")
+    parser.add_argument("--space", action="append",
+                        help="around:NAME (repeat for several; the sample is split evenly)")
+    parser.add_argument("--n", type=int, default=100, help="networks to sample (default 100)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", default=None, choices=("wall", "cpu"),
+                        help="default: cpu (thread CPU time) on the CPU with 1 thread, else wall")
+    parser.add_argument("--table", help="latency table (default: next to --out)")
+    parser.add_argument("--contexts", type=int, default=1, help="carriers per unit in the table")
+    parser.add_argument("--passes", type=int, default=2, help="measurement passes per network")
+    parser.add_argument("--round-s", type=float, default=0.25, help="seconds per timed round")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/latency_predictor.json")
+    args = parser.parse_args(argv)
+    if args.rescore:
+        summarize(json.loads(Path(args.rescore).read_text()), Path(args.rescore))
+        return 0
+    if not args.space:
+        parser.error("--space is required (around:NAME)")
+    clock = args.clock or ("cpu" if args.device == "cpu" and args.threads == 1 else "wall")
+    settings = Settings(device=args.device, threads=args.threads, clock=clock)
+    key = settings.key()
+    out = Path(args.out)
+    table_path = Path(args.table) if args.table else out.with_name(out.stem + "_table.json")
+    spaces = [parse_source(s) for s in args.space]
+    load0 = os.getloadavg()
+
+    # 1. the table (only what is missing is measured)
+    bar = Progress(1, "table")
+
+    def progress(done, total, note):
+        bar.total = max(total, 1)
+        bar.update(done, note)
+
+    report = build_table(spaces, table_path, settings, contexts=args.contexts, seed=args.seed,
+                         progress=progress)
+    bar.close()
+    tbl = LatencyTable.load(table_path)
+    print(f"table {table_path}: {len(tbl)} entries ({report.new_entries} new, "
+          f"{report.carriers} carriers, {report.seconds:.0f} s)", file=sys.stderr)
+
+    # 2. the test networks: another seed than the carriers'
+    rng = random.Random(10_000 + args.seed)
+    nets = [spaces[i % len(spaces)].sample(rng, f"test{i}") for i in range(args.n)]
+    policy = dataclasses.replace(TimingPolicy().scaled(args.round_s / TimingPolicy().round_s),
+                                 max_other_load=0.5, quiet_retries=1, quiet_wait_s=1.0)
+    measured = np.full((args.passes, args.n), np.nan)
+    loads = np.full((args.passes, args.n), np.nan)
+    measure_s = np.zeros(args.n)
+    bar = Progress(args.passes * args.n, "measure")
+    for p in range(args.passes):
+        order = list(range(args.n)) if p % 2 == 0 else list(reversed(range(args.n)))
+        for j, i in enumerate(order):
+            t0 = time.perf_counter()
+            rec = measure(nets[i], settings=settings, policy=policy)
+            measure_s[i] += time.perf_counter() - t0
+            measured[p, i] = rec.latency_ms
+            loads[p, i] = rec.diagnostics.get("other_load") or 0.0
+            bar.update(p * args.n + j + 1, nets[i].name)
+    bar.close()
+    rows, predict_s = [], []
+    held = holdout(tbl, 0.2, args.seed)
+    for i, spec in enumerate(nets):
+        rn = resolve(spec)
+        t0 = time.perf_counter()
+        pred = tbl.predict(rn)
+        predict_s.append(time.perf_counter() - t0)
+        hp = held.predict(rn)
+        cost = network_cost(rn)
+        rows.append({"name": spec.name, "resolution": rn.resolution, "flops": cost.flops,
+                     "params": cost.params, "passes_ms": [float(v) for v in measured[:, i]],
+                     "passes_other_load": [float(v) for v in loads[:, i]],
+                     "predicted_ms": pred.total_ms, "extrapolated": len(pred.extrapolated),
+                     "holdout_predicted_ms": hp.total_ms,
+                     "holdout_extrapolated": len(hp.extrapolated) / len(hp.units)})
+    probe_now = None
+    if tbl.probe_ms:  # the machine's speed at the end vs when the table was built
+        probe_now = measure(tbl.probe_spec(), settings=settings, policy=policy).latency_ms
+    result = {
+        "benchmark": "latency_predictor", "n": args.n, "spaces": [str(s) for s in args.space],
+        "predict_ms_per_network": float(np.mean(predict_s) * 1e3),
+        "measure_s_per_network": float(np.mean(measure_s) / args.passes),
+        "table": {"path": str(table_path), "entries": len(tbl), "carriers": tbl.carriers,
+                  "overhead_ms": tbl.overhead_ms, "build_s": report.seconds,
+                  "new_entries": report.new_entries,
+                  "other_load_median": float(np.median(tbl.other_loads))
+                  if tbl.other_loads else None,
+                  "probe_ms": [p["ms"] for p in tbl.probe["samples"]] if tbl.probe else None},
+        "probe_ms_after_measuring": probe_now,
+        "key": key.as_dict(), "passes": args.passes, "round_s": args.round_s,
+        "machine": platform.processor() or platform.machine(),
+        "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+        "flops_convention": FLOPS_CONVENTION, "rows": rows,
+    }
+    summarize(result, out)
+    return 0
+
+
+def summarize(result: dict, out: Path) -> None:
+    """Accuracy metrics from the rows (the measured passes and the predictions), printed and
+    written; ``--rescore`` reruns this on a saved result without measuring anything."""
+    rows = result["rows"]
+    passes = np.array([r["passes_ms"] for r in rows]).T  # (passes, n)
+    loads = np.array([r["passes_other_load"] for r in rows]).T
+    # the reference is the mean of the passes: this machine's speed drifts up and down by a few
+    # percent over minutes (see the probe), and the table itself averages over its build
+    reference = passes.mean(axis=0)
+    preds = np.array([r["predicted_ms"] for r in rows])
+    flops = np.array([r["flops"] for r in rows], dtype=float)
+    for r, ref in zip(rows, reference):
+        r["measured_ms"] = float(ref)
+        r["error_pct"] = 100 * (r["predicted_ms"] / ref - 1)
+    acc = accuracy(preds, reference)
+    held_acc = accuracy(np.array([r["holdout_predicted_ms"] for r in rows]), reference)
+    noise = (np.abs(passes[0] / passes[1] - 1) * 100) if len(passes) >= 2 else np.zeros(1)
+    quiet = loads.max(axis=0) <= 0.25
+    quiet_acc = accuracy(preds[quiet], reference[quiet]) if quiet.sum() >= 5 else None
+    result.update({
+        **acc, "reference": "mean of the passes' p50",
+        "within_10pct_by_reference": {
+            **{f"pass {i + 1}": accuracy(preds, p)["within_10pct"] for i, p in enumerate(passes)},
+            "min of passes": accuracy(preds, passes.min(axis=0))["within_10pct"],
+            "mean of passes": acc["within_10pct"]},
+        "kendall_tau_flops_vs_measured": kendall_tau(flops, reference),
+        "kendall_tau_predicted_vs_measured": kendall_tau(preds, reference),
+        "spearman_flops_vs_measured": spearman(flops, reference),
+        "holdout_fraction": 0.2,
+        "holdout_extrapolated_units": float(np.mean([r["holdout_extrapolated"] for r in rows])),
+        "holdout": held_acc,
+        "quiet": {"n": int(quiet.sum()), **(quiet_acc or {})},
+        "other_load_reference": {"median": float(np.median(loads)), "max": float(loads.max())},
+        "reference_noise_pct": {"median": float(np.median(noise)),
+                                "p90": float(np.percentile(noise, 90)),
+                                "over_10pct": int(np.sum(noise > 10))},
+    })
+    worst = sorted(rows, key=lambda r: -abs(r["error_pct"]))[:8]
+    print(table(("network", "res", "FLOPs", "passes ms", "predicted ms", "error"),
+                [(r["name"], r["resolution"], si(r["flops"]),
+                  " / ".join(f"{v:.2f}" for v in r["passes_ms"]),
+                  f"{r['predicted_ms']:.2f}", f"{r['error_pct']:+.1f}%") for r in worst],
+                right="res FLOPs passes ms predicted ms error"))
+    print(f"\n(the {len(worst)} largest errors of {result['n']})\n")
+    by_ref = result["within_10pct_by_reference"]
+    tbl = result["table"]
+    probe = ""
+    if tbl.get("probe_ms"):
+        probe = " -> ".join(f"{v:.2f}" for v in tbl["probe_ms"])
+        if result.get("probe_ms_after_measuring"):
+            probe += f" -> {result['probe_ms_after_measuring']:.2f} ms"
+    summary = [
+        ("networks", result["n"]),
+        ("within ±10 %", f"{100 * acc['within_10pct']:.0f} %"),
+        ("within ±5 %", f"{100 * acc['within_5pct']:.0f} %"),
+        ("MAPE", f"{acc['mape']:.2f} %"),
+        ("median error", f"{acc['median_error_pct']:+.2f} %"),
+        ("max |error|", f"{acc['max_abs_error_pct']:.1f} %"),
+        ("Spearman ρ (predicted, measured)", f"{acc['spearman']:.3f}"),
+        ("Kendall τ (predicted, measured)", f"{result['kendall_tau_predicted_vs_measured']:.3f}"),
+        ("Kendall τ (FLOPs, measured)", f"{result['kendall_tau_flops_vs_measured']:.3f}"),
+        ("time to predict / network", f"{result['predict_ms_per_network']:.2f} ms"),
+        ("time to measure / network", f"{result['measure_s_per_network']:.2f} s"),
+        ("within ±10 % of each pass / of the faster pass",
+         " / ".join(f"{100 * v:.0f} %" for k, v in by_ref.items() if k.startswith("pass"))
+         + f" / {100 * by_ref['min of passes']:.0f} %"),
+        ("reference noise (pass 1 vs 2): median / p90 / over 10 %",
+         f"{result['reference_noise_pct']['median']:.1f} % / "
+         f"{result['reference_noise_pct']['p90']:.1f} % / "
+         f"{result['reference_noise_pct']['over_10pct']} networks"),
+        ("probe: table start -> end -> after measuring", probe or "-"),
+        ("other processes during reference / table (median cores)",
+         f"{result['other_load_reference']['median']:.2f} / "
+         f"{tbl.get('other_load_median') or 0:.2f}"),
+        ("within ±10 % where every pass was quiet (< 0.25 cores)",
+         f"{100 * quiet_acc['within_10pct']:.0f} % of {int(quiet.sum())}" if quiet_acc else "-"),
+        ("with 20 % of entries held out: within ±10 %",
+         f"{100 * held_acc['within_10pct']:.0f} % (MAPE {held_acc['mape']:.2f} %, "
+         f"{100 * result['holdout_extrapolated_units']:.0f} % of units extrapolated)"),
+    ]
+    print(table(("metric", "value"), summary))
+    key = MeasurementKey.from_dict(result["key"])
+    print(f"\nkey: {key.describe()}\n{FLOPS_CONVENTION}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

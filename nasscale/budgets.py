@@ -1,0 +1,254 @@
+"""Budgets on FLOPs, params and latency: ``parse_budget(text)`` and ``BudgetResolver``.
+
+A budget is ``<metric> <operator> <bound>``::
+
+    flops <= 300M               params < 5M               latency <= 8ms
+    flops <= 0.7x efficientnet_b0                         latency <= 0.8x mobilenet_v3_large
+    params <= 80% of mobilenet_v2                         latency <= 1.2 x my_net.yaml
+
+- metric: ``latency``, ``flops`` (alias ``macs``: FLOPs are multiply-accumulates here) or
+  ``params``; operator: ``<=``, ``<``, ``>=``, ``>``;
+- an absolute bound has a unit: latency ``ms``, ``us`` or ``s`` (required); FLOPs and params an
+  optional SI suffix ``K``, ``M``, ``G``, ``T`` (decimal: 300M = 300,000,000), optionally followed
+  by ``FLOPs``/``MACs`` or ``params``;
+- a relative bound is a factor times a named network (a zoo name or a network YAML path):
+  ``0.8x NAME``, ``0.8 x NAME`` or ``80% [of] NAME``.
+
+Resolving turns a budget into an absolute limit.  FLOPs and params of the reference are counted
+analytically at the reference's own resolution.  A relative *latency* is resolved by measuring the
+reference in this process under the same measurement key as the candidates (or by predicting it
+from a latency table, when one is given: then the table's key is the key), so the budget means the
+same on every machine.  References are measured once per resolver.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from nasscale.errors import NasscaleError, SpecError
+
+if TYPE_CHECKING:
+    from nasscale.latency.key import MeasurementKey
+    from nasscale.latency.measure import Settings
+    from nasscale.latency.table import LatencyTable
+
+METRICS = ("latency", "flops", "params")
+ALIASES = {"macs": "flops", "flop": "flops", "parameters": "params", "param": "params"}
+OPERATORS = ("<=", "<", ">=", ">")
+SI = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+TIME_UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+UNITS_HELP = {"latency": "ms, us or s (e.g. 'latency <= 8ms')",
+              "flops": "none or K, M, G, T, optionally followed by FLOPs/MACs "
+                       "(e.g. 'flops <= 300M')",
+              "params": "none or K, M, G, optionally followed by params (e.g. 'params <= 5M')"}
+BASE_UNIT = {"latency": "ms", "flops": "FLOPs", "params": "params"}
+
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_BUDGET = re.compile(r"^\s*([A-Za-z]+)\s*(<=|>=|<|>|=<|=>|==|=|≤|≥)\s*(.*?)\s*$")
+_RELATIVE_X = re.compile(rf"^({_NUMBER})\s*[x×*]\s*(\S.*)$")
+_RELATIVE_PCT = re.compile(rf"^({_NUMBER})\s*%\s*(?:of\s+)?(\S.*)$")
+_ABSOLUTE = re.compile(rf"^({_NUMBER})\s*([A-Za-zµ]*)$")
+
+
+def _err(text: str, message: str) -> SpecError:
+    return SpecError(message, (f"budget {text!r}",))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A parsed budget.  Absolute: ``value`` in base units (ms, FLOPs, params).  Relative:
+    ``factor`` times ``reference`` (a network name or YAML path)."""
+
+    metric: str
+    op: str
+    value: float | None = None
+    factor: float | None = None
+    reference: str | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.reference is not None
+
+    def __str__(self) -> str:
+        if self.relative:
+            return f"{self.metric} {self.op} {self.factor:g}x {self.reference}"
+        if self.metric == "latency":
+            return f"{self.metric} {self.op} {self.value:g}ms"
+        return f"{self.metric} {self.op} {_si(self.value)}"
+
+
+def _si(value: float) -> str:
+    for suffix, div in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= div:
+            return f"{value / div:g}{suffix}"
+    return f"{value:g}"
+
+
+def parse_quantity(text: str, metric: str, where: str | None = None) -> float:
+    """``'300M'`` → 3e8 FLOPs, ``'8ms'``/``'500us'`` → milliseconds, ``'5M params'`` → 5e6."""
+    where = where or text
+    m = _ABSOLUTE.match(text.replace(" ", "")) if text else None
+    if not m:
+        raise _err(where, f"cannot read {text!r} as a {metric} bound; write a number with "
+                          f"{UNITS_HELP[metric]}, or a factor times a network (e.g. "
+                          f"'0.8x mobilenet_v3_large')")
+    number, unit = float(m.group(1)), m.group(2)
+    if metric == "latency":
+        scale = TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
+        if scale is None:
+            need = "needs a unit" if not unit else f"unit {unit!r} is not a time unit"
+            raise _err(where, f"latency {need}; allowed: {UNITS_HELP['latency']}")
+        return number * scale
+    low = unit.lower()
+    words = ("flops", "flop", "macs", "mac") if metric == "flops" else ("params", "param")
+    for word in words:
+        if low.endswith(word):
+            low = low[: -len(word)]
+            break
+    if low not in SI or (metric == "params" and low == "t"):
+        raise _err(where, f"unit {unit!r} is not a {metric} unit; allowed: {UNITS_HELP[metric]}")
+    return number * SI[low]
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse one budget (see the module docstring); a malformed one raises a one-line
+    ``SpecError`` that names what is allowed."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError("a budget must be a non-empty string like 'flops <= 300M' or "
+                        "'latency <= 0.8x mobilenet_v3_large'")
+    m = _BUDGET.match(text)
+    if not m:
+        raise _err(text, "must read '<metric> <operator> <bound>', e.g. 'flops <= 300M' or "
+                         "'latency <= 0.8x mobilenet_v3_large'; metrics: "
+                         + ", ".join(METRICS) + "; operators: " + ", ".join(OPERATORS))
+    word, op, rhs = m.group(1).lower(), m.group(2), m.group(3)
+    metric = ALIASES.get(word, word)
+    if metric not in METRICS:
+        raise _err(text, f"unknown metric {m.group(1)!r}; allowed: {', '.join(METRICS)}")
+    op = {"=<": "<=", "=>": ">=", "≤": "<=", "≥": ">="}.get(op, op)
+    if op not in OPERATORS:
+        raise _err(text, f"operator {op!r} is not allowed; allowed: {', '.join(OPERATORS)}")
+    if not rhs:
+        raise _err(text, f"lacks a bound after {op!r}; write a number with "
+                         f"{UNITS_HELP[metric]} or a factor times a network")
+    rel = _RELATIVE_X.match(rhs) or _RELATIVE_PCT.match(rhs)
+    if rel:  # no unit starts with x, ×, * or %
+        factor = float(rel.group(1)) / (100.0 if rel.re is _RELATIVE_PCT else 1.0)
+        reference = rel.group(2).strip()
+        if factor <= 0:
+            raise _err(text, f"factor must be > 0, got {rel.group(1)}")
+        _check_reference(text, reference)
+        return Budget(metric, op, factor=factor, reference=reference)
+    value = parse_quantity(rhs, metric, text)
+    if value <= 0:
+        raise _err(text, f"bound must be > 0, got {rhs}")
+    return Budget(metric, op, value=value)
+
+
+def _check_reference(text: str, reference: str) -> None:
+    from nasscale.zoo import load
+
+    try:
+        load(reference)
+    except NasscaleError as err:
+        raise _err(text, f"reference network: {err}") from None
+
+
+# --- resolution -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedBudget:
+    """A budget with its absolute ``limit`` (ms, FLOPs or params) and where the limit came from."""
+
+    budget: Budget
+    limit: float
+    reference_value: float | None = None
+    source: str = "absolute"
+    key: "MeasurementKey | None" = None
+
+    def satisfied(self, value: float) -> bool:
+        op = self.budget.op
+        return {"<=": value <= self.limit, "<": value < self.limit,
+                ">=": value >= self.limit, ">": value > self.limit}[op]
+
+    def margin(self, value: float) -> float:
+        """``value / limit - 1``: negative when below the limit."""
+        return value / self.limit - 1
+
+    def __str__(self) -> str:
+        unit = BASE_UNIT[self.budget.metric]
+        limit = f"{self.limit:.3f} ms" if unit == "ms" else f"{_si(self.limit)} {unit}"
+        return f"{self.budget} → {self.budget.metric} {self.budget.op} {limit} ({self.source})"
+
+    def as_dict(self) -> dict:
+        return {"budget": str(self.budget), "metric": self.budget.metric, "op": self.budget.op,
+                "limit": self.limit, "unit": BASE_UNIT[self.budget.metric],
+                "reference": self.budget.reference, "factor": self.budget.factor,
+                "reference_value": self.reference_value, "source": self.source,
+                "key": self.key.as_dict() if self.key else None}
+
+
+@dataclass
+class BudgetResolver:
+    """Resolves budgets against one measurement key, measuring each reference network once.
+
+    ``settings`` say how latency is measured (:class:`nasscale.latency.Settings`); with a
+    ``table``, reference latencies are predicted from it instead, under the table's key.
+    ``measure`` is the measuring function (``nasscale.latency.measure`` by default).
+    """
+
+    settings: "Settings | None" = None
+    table: "LatencyTable | None" = None
+    measure: Callable | None = None
+    _cache: dict = field(default_factory=dict)
+
+    def resolve(self, budget: "Budget | str") -> ResolvedBudget:
+        if isinstance(budget, str):
+            budget = parse_budget(budget)
+        if not budget.relative:
+            key = self.key() if budget.metric == "latency" else None
+            return ResolvedBudget(budget, float(budget.value), source="absolute", key=key)
+        value, source, key = self.reference_value(budget.metric, budget.reference)
+        return ResolvedBudget(budget, budget.factor * value, value, source, key)
+
+    def key(self) -> "MeasurementKey":
+        if self.table is not None:
+            return self.table.key
+        from nasscale.latency.measure import Settings
+
+        return (self.settings or Settings()).key()
+
+    def reference_value(self, metric: str, reference: str):
+        """(value, how it was obtained, key) of a reference network, cached."""
+        cache_key = (metric, reference)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = self._reference(metric, reference)
+        return self._cache[cache_key]
+
+    def _reference(self, metric: str, reference: str):
+        import nasscale
+
+        spec = nasscale.load(reference)
+        if metric in ("flops", "params"):
+            cost = nasscale.count(spec)
+            value = cost.flops if metric == "flops" else cost.params
+            return float(value), f"{spec.name} counted at {spec.resolution}x{spec.resolution}", None
+        if self.table is not None:
+            pred = self.table.predict(spec)
+            extra = f", {len(pred.extrapolated)} units extrapolated" if pred.extrapolated else ""
+            return pred.total_ms, f"{spec.name} predicted from the latency table{extra}", \
+                self.table.key
+        from nasscale.latency.measure import Settings, measure
+
+        settings = self.settings or Settings()
+        record = (self.measure or measure)(spec, settings=settings)
+        return record.latency_ms, (f"{spec.name} measured here: p50 of {record.stats.n} runs at "
+                                   f"{record.resolution}x{record.resolution}"), record.key
+
+
+def resolve_budgets(budgets, settings: "Settings | None" = None,
+                    table: "LatencyTable | None" = None) -> list[ResolvedBudget]:
+    """Resolve several budgets with one resolver (each reference measured once)."""
+    resolver = BudgetResolver(settings=settings, table=table)
+    return [resolver.resolve(b) for b in budgets]

@@ -1,0 +1,35 @@
+"""Latency: measurement on CPU and CUDA, and a per-block lookup table that predicts it.
+
+::
+
+    rec = measure("mobilenet_v3_large", device="cpu", threads=1)   # -> LatencyRecord
+    rec.latency_ms, rec.stats.p90, rec.key                          # p50, p90, measurement key
+
+    build_table(["around:mobilenet_v3_large"], "lut.json")          # (sources may be specs/spaces)
+    table = LatencyTable.load("lut.json")
+    pred = table.predict(nasscale.resolve(spec))                     # -> Prediction
+    pred.total_ms, pred.units, pred.extrapolated
+
+Torch is imported only when something is measured; the table and the predictor need numpy only.
+"""
+from nasscale.latency.key import MeasurementKey, current_key
+from nasscale.latency.measure import LatencyRecord, Settings, measure
+from nasscale.latency.space import Neighbourhood, around
+from nasscale.latency.table import LatencyTable, Prediction, UnitPrediction, unit_key
+from nasscale.latency.timing import LatencyStats, TimingPolicy
+
+
+def build_table(sources, out, settings=None, **options):
+    """Measure every unit of ``sources`` (``around:NAME`` strings, names, YAML paths, specs or
+    spaces) missing from the table at ``out``; see :func:`nasscale.latency.build.build_table`."""
+    from nasscale.latency.build import build_table as _build, parse_source
+
+    parsed = [parse_source(s) if isinstance(s, str) else s for s in sources]
+    return _build(parsed, out, settings or Settings(), **options)
+
+
+__all__ = [
+    "LatencyRecord", "LatencyStats", "LatencyTable", "MeasurementKey", "Neighbourhood",
+    "Prediction", "Settings", "TimingPolicy", "UnitPrediction", "around", "build_table",
+    "current_key", "measure", "unit_key",
+]

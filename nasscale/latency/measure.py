@@ -1,0 +1,254 @@
+"""End-to-end latency of a network: ``measure(spec_or_name, device=..., ...) -> LatencyRecord``.
+
+The network is built from its spec, put in eval mode with every conv → BatchNorm pair folded into
+one conv (what any inference runtime does, and why FLOPs do not count BN), converted to the dtype
+and memory format, optionally compiled or captured in a CUDA graph, and timed under
+``torch.inference_mode`` by the protocol of :mod:`nasscale.latency.timing`.  The thread count is
+set for the measurement and restored afterwards; it may never exceed the cores.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from nasscale.costs.analytic import network_cost
+from nasscale.errors import NasscaleError
+from nasscale.latency.key import MeasurementKey, current_key
+from nasscale.latency.timing import (
+    CpuStopwatch,
+    CudaStopwatch,
+    LatencyStats,
+    TimingPolicy,
+    time_runs,
+)
+from nasscale.specs import NetworkSpec, ResolvedNetwork, resolve
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure with; ``key()`` adds the machine and validates everything."""
+
+    device: str = "cpu"
+    threads: int = 1
+    dtype: str = "float32"
+    batch: int = 1
+    memory_format: str = "contiguous"
+    mode: str = "eager"
+    clock: str = "wall"
+    allocator: str = "steady"
+
+    def key(self) -> MeasurementKey:
+        return current_key(self.device, self.threads, self.dtype, self.batch, self.memory_format,
+                           self.mode, self.clock, self.allocator)
+
+    @classmethod
+    def of_key(cls, key: MeasurementKey) -> "Settings":
+        """Settings that reproduce ``key`` (the allocator's name is mapped back to its policy)."""
+        allocator = "default" if key.allocator.endswith("-default") else "steady"
+        return cls(key.device, key.threads, key.dtype, key.batch, key.memory_format, key.mode,
+                   key.clock, allocator)
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def mode_of(compile: bool, cuda_graphs: bool) -> str:
+    return {(False, False): "eager", (True, False): "compile", (False, True): "cuda-graph",
+            (True, True): "compile+cuda-graph"}[(bool(compile), bool(cuda_graphs))]
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One network's measured latency with its costs and key; ``latency_ms`` is the p50."""
+
+    name: str
+    resolution: int
+    params: int
+    flops: int  # multiply-accumulates per image (batch 1 convention)
+    stats: LatencyStats
+    key: MeasurementKey
+    diagnostics: dict
+    compile_s: float = 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        return self.stats.p50
+
+    def as_dict(self) -> dict:
+        from nasscale.reports.text import FLOPS_CONVENTION
+
+        s = self.stats
+        return {"name": self.name, "resolution": self.resolution, "params": self.params,
+                "flops": self.flops, "flops_convention": FLOPS_CONVENTION,
+                "latency_ms": s.p50, "latency_p90_ms": s.p90, "latency_p10_ms": s.p10,
+                "latency_min_ms": s.min, "latency_max_ms": s.max, "latency_mean_ms": s.mean,
+                "latency_spread": s.spread, "runs": s.n, "key": self.key.as_dict(),
+                "diagnostics": self.diagnostics, "compile_s": self.compile_s}
+
+
+# --- preparing a network ------------------------------------------------------------------
+
+def fold_batchnorm(model):
+    """Fold every Conv2d → BatchNorm2d pair of ``ConvNormAct`` layers into one conv (eval)."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from nasscale.modules.layers import ConvNormAct
+
+    for module in model.modules():
+        if isinstance(module, ConvNormAct) and len(module) > 1 \
+                and isinstance(module[1], nn.BatchNorm2d):
+            module[0] = fuse_conv_bn_eval(module[0], module[1])
+            module[1] = nn.Identity()
+    return model
+
+
+@dataclass
+class Prepared:
+    """A built network ready to time: ``forward()`` runs it once on ``inputs``; ``units`` are the
+    modules whose chain the network runs (stem, stage, head blocks, then the head), for per-block
+    timing in eager mode."""
+
+    rn: ResolvedNetwork
+    model: object
+    inputs: object
+    forward: Callable[[], object]
+    units: list
+    stopwatch: Callable[[], object]
+    compile_s: float = 0.0
+
+
+def _torch_dtype(torch, name: str):
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def prepare(spec: NetworkSpec, settings: Settings, resolution: int | None = None,
+            policy: TimingPolicy | None = None) -> Prepared:
+    """Build, fold, convert and (optionally) compile/capture a network for timing."""
+    import torch
+
+    from nasscale.modules import build_network
+
+    rn = resolve(spec, resolution)
+    device = torch.device("cuda" if settings.device == "cuda" else "cpu")
+    dtype = _torch_dtype(torch, settings.dtype)
+    fmt = (torch.channels_last if settings.memory_format == "channels_last"
+           else torch.contiguous_format)
+    model = fold_batchnorm(build_network(spec, rn.resolution).eval())
+    model = model.to(device=device, dtype=dtype, memory_format=fmt)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(settings.batch, spec.in_channels, rn.resolution, rn.resolution,
+                    generator=generator).to(device=device, dtype=dtype, memory_format=fmt)
+    units = [*model.stem, *(b for stage in model.stages for b in stage), *model.head_blocks,
+             model.head]
+    forward: Callable[[], object] = lambda: model(x)  # noqa: E731
+    compile_s = 0.0
+    if settings.mode != "eager":
+        t0 = time.perf_counter()
+        forward = _compiled_forward(torch, model, x, settings.mode)
+        compile_s = time.perf_counter() - t0
+    if settings.device == "cuda":
+        stopwatch = lambda: CudaStopwatch(torch)  # noqa: E731
+    else:
+        ratio = (policy or TimingPolicy()).preempt_ratio
+        stopwatch = lambda: CpuStopwatch(settings.clock, settings.threads, ratio)  # noqa: E731
+    return Prepared(rn, model, x, forward, units, stopwatch, compile_s)
+
+
+def _compiled_forward(torch, model, x, mode: str) -> Callable[[], object]:
+    """torch.compile and/or a CUDA graph; the first calls (compilation, capture) happen here."""
+    try:
+        if mode == "compile":
+            compiled = torch.compile(model)
+            with torch.inference_mode():
+                compiled(x)
+            return lambda: compiled(x)
+        if mode == "compile+cuda-graph":  # inductor's CUDA-graph trees
+            compiled = torch.compile(model, mode="reduce-overhead")
+            with torch.inference_mode():
+                for _ in range(3):
+                    compiled(x)
+            return lambda: compiled(x)
+        # eager network captured in one CUDA graph, replayed on the same static input
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            model(x)
+        return graph.replay
+    except NasscaleError:
+        raise
+    except Exception as err:  # compiler missing, op not capturable, ...: one line, not a trace
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NasscaleError(f"mode {mode!r} failed: {type(err).__name__}: {first}") from None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Set torch's intra-op threads for a block of code, restoring them afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_guarded(fn: Callable[[], object], what: str) -> object:
+    """Turn a torch failure (dtype or op unsupported on this device, out of memory) into a
+    one-line error."""
+    try:
+        return fn()
+    except NasscaleError:
+        raise
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NasscaleError(f"{what}: {type(err).__name__}: {first}") from None
+
+
+# --- the measurement ----------------------------------------------------------------------
+
+def measure(spec_or_name: "NetworkSpec | str", device: str = "cpu", threads: int = 1,
+            batch: int = 1, resolution: int | None = None, dtype: str = "float32",
+            channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False,
+            clock: str = "wall", allocator: str = "steady",
+            policy: TimingPolicy = TimingPolicy(), settings: Settings | None = None
+            ) -> LatencyRecord:
+    """Measure a network's latency (a zoo name, a network YAML path or a spec).
+
+    ``settings`` (a :class:`Settings`) replaces the individual keyword arguments when given.
+    Returns a :class:`LatencyRecord`: p50/p90/min/spread in ms, runs, params, FLOPs, the key.
+    """
+    from nasscale.zoo import load
+
+    spec = load(spec_or_name)
+    if settings is None:
+        settings = Settings(device, threads, dtype, batch,
+                            "channels_last" if channels_last else "contiguous",
+                            mode_of(compile, cuda_graphs), clock, allocator)
+    key = settings.key()
+    cost = network_cost(resolve(spec, resolution))
+    what = f"measuring {spec.name} ({settings.device}, {settings.dtype})"
+    import torch
+
+    with torch_threads(settings.threads), torch.inference_mode():
+        prepared = run_guarded(lambda: prepare(spec, settings, resolution, policy), what)
+
+        def run(sw):
+            prepared.forward()
+            sw.lap()
+
+        runs = run_guarded(lambda: time_runs(run, prepared.stopwatch(), policy), what)
+    return LatencyRecord(name=spec.name, resolution=cost.network.resolution,
+                         params=cost.params, flops=cost.flops,
+                         stats=LatencyStats.of(runs.totals), key=key,
+                         diagnostics=runs.diagnostics(), compile_s=prepared.compile_s)

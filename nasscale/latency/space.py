@@ -1,0 +1,166 @@
+"""A seeded neighbourhood of a named network: the interim search space of the latency table.
+
+Until the search issue defines search spaces, ``lut build`` and the predictor benchmark need a
+space whose networks look like real MobileNetV3 / EfficientNet variants and whose *blocks* can be
+enumerated.  ``Neighbourhood(base)`` is that space.  Each stage row of the base may independently
+change
+
+- its kernel size (``kernels``, 3/5/7),
+- its expansion (MBConv/Fused-MBConv ``expand_ratio`` from ``expand_ratios``; a bneck's explicit
+  expanded width times one of ``mid_factors``, rounded to 8; rows with expansion 1 keep it),
+- its output width (times one of ``width_factors``, rounded to 8),
+- its depth (``repeats`` plus one of ``depth_deltas``, at least 1),
+
+while the stem, the head, activations and SE stay as in the base, and the input is one of
+``resolutions`` (default: the base's).  ``sample(rng)`` draws one network; ``blocks()`` lists every
+distinct resolved block any network of the space can contain (plus the head), which is what a
+latency table must cover.  The protocol a space offers the latency table is just these two methods.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from nasscale.errors import SpecError
+from nasscale.specs import (
+    BlockSpec,
+    BneckSpec,
+    FusedMBConvSpec,
+    MBConvSpec,
+    NetworkSpec,
+    ResolvedBlock,
+    ResolvedHead,
+    StageSpec,
+    make_divisible,
+    resolve,
+)
+from nasscale.specs.resolve import resolve_block
+
+SEARCHABLE = (MBConvSpec, FusedMBConvSpec, BneckSpec)
+
+
+@dataclass(frozen=True)
+class RowChoice:
+    """What one stage row of a sampled network chose."""
+
+    kernel_size: int
+    expansion: float  # expand_ratio, or the factor on a bneck's mid_channels
+    width_factor: float
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Networks around ``base`` (a named or loaded network whose stages are MBConv-like)."""
+
+    base: NetworkSpec
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expand_ratios: tuple[float, ...] = (3.0, 4.0, 6.0)
+    mid_factors: tuple[float, ...] = (0.75, 1.0, 1.25)
+    width_factors: tuple[float, ...] = (0.75, 1.0, 1.25)
+    depth_deltas: tuple[int, ...] = (-1, 0, 1)
+    resolutions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, stage in enumerate(self.base.stages):
+            if not isinstance(stage.block, SEARCHABLE):
+                raise SpecError(f"a {stage.block.kind} block cannot vary here; the space around "
+                                f"a network needs mbconv, fused or bneck stages",
+                                (f"stages[{i}]",))
+        if not self.resolutions:
+            object.__setattr__(self, "resolutions", (self.base.resolution,))
+
+    @property
+    def name(self) -> str:
+        return f"around:{self.base.name}"
+
+    # --- one row --------------------------------------------------------------------------
+
+    def _expansions(self, block: BlockSpec) -> tuple[float, ...]:
+        if isinstance(block, BneckSpec):
+            return self.mid_factors
+        if block.expand_ratio == 1.0:  # MobileNetV2 t=1 / EfficientNet stage 1: no expand conv
+            return (1.0,)
+        return self.expand_ratios
+
+    def _row_options(self, stage: StageSpec) -> Iterator[RowChoice]:
+        depths = sorted({max(1, stage.repeats + d) for d in self.depth_deltas})
+        for k, e, w in itertools.product(self.kernels, self._expansions(stage.block),
+                                         self.width_factors):
+            for r in depths:
+                yield RowChoice(k, e, w, r)
+
+    def _row_block(self, block: BlockSpec, choice: RowChoice) -> BlockSpec:
+        width = make_divisible(block.out_channels * choice.width_factor, 8)
+        changes: dict[str, object] = {"kernel_size": choice.kernel_size, "out_channels": width}
+        if isinstance(block, BneckSpec):
+            changes["mid_channels"] = make_divisible(block.mid_channels * choice.expansion, 8)
+        elif block.expand_ratio is not None:
+            changes["expand_ratio"] = choice.expansion
+        else:  # an explicit mid width (a pruned base): scale it like a bneck's
+            changes["mid_channels"] = make_divisible(block.mid_channels * choice.expansion, 8)
+        return dataclasses.replace(block, **changes)
+
+    # --- the protocol ---------------------------------------------------------------------
+
+    def network(self, choices: tuple[RowChoice, ...], resolution: int, name: str) -> NetworkSpec:
+        """The network of one choice per stage row."""
+        stages = tuple(StageSpec(self._row_block(s.block, c), c.repeats)
+                       for s, c in zip(self.base.stages, choices))
+        return self.base.replace(name=name, stages=stages, resolution=resolution, expected=None,
+                                 paper="", reference="")
+
+    def sample(self, rng: random.Random, name: str = "sample") -> NetworkSpec:
+        """One network, every choice uniform and independent."""
+        choices = tuple(rng.choice(list(self._row_options(s))) for s in self.base.stages)
+        return self.network(choices, rng.choice(self.resolutions), name)
+
+    def blocks(self) -> tuple[list[ResolvedBlock], list[ResolvedHead]]:
+        """Every distinct resolved block (stem, stages, head blocks) and head of the space.
+
+        Walks the stages keeping the set of possible (input width, feature-map size) states; the
+        first repeat of a row meets every state, later repeats take the row's own width.
+        """
+        found: dict[tuple, ResolvedBlock] = {}
+        heads: dict[ResolvedHead, None] = {}
+        for res in self.resolutions:
+            rn = resolve(self.base, res)
+            for rb in rn.section("stem"):
+                found.setdefault(_identity(rb), rb)
+            states = {(rn.section("stem")[-1].out_channels, rn.section("stem")[-1].out_hw)
+                      if rn.section("stem") else (self.base.in_channels, (res, res))}
+            for i, stage in enumerate(self.base.stages):
+                new_states = set()
+                for choice in self._row_options(stage):
+                    block = self._row_block(stage.block, choice)
+                    for cin, hw in states:
+                        first = resolve_block(block, cin, hw, "stage", i, 0)
+                        found.setdefault(_identity(first), first)
+                        out = (first.out_channels, first.out_hw)
+                        if choice.repeats > 1:
+                            rest = resolve_block(block.with_stride(1), *out, "stage", i, 1)
+                            found.setdefault(_identity(rest), rest)
+                        new_states.add(out)
+                states = new_states
+            for cin, hw in states:
+                for j, block in enumerate(self.base.head.blocks):
+                    rb = resolve_block(block, cin, hw, "head", -1, j)
+                    found.setdefault(_identity(rb), rb)
+                    cin, hw = rb.out_channels, rb.out_hw
+                h = rn.head
+                heads.setdefault(dataclasses.replace(h, in_channels=cin, hw=hw), None)
+        return list(found.values()), list(heads)
+
+
+def _identity(rb: ResolvedBlock) -> tuple:
+    return (rb.spec, rb.in_channels, rb.in_hw)
+
+
+def around(name_or_spec: "str | NetworkSpec", **options: object) -> Neighbourhood:
+    """The neighbourhood of a zoo name, a network YAML path or a spec."""
+    from nasscale.zoo import load
+
+    return Neighbourhood(load(name_or_spec), **options)

@@ -1,0 +1,379 @@
+"""The latency lookup table: one measured latency per distinct resolved block, and the predictor.
+
+**Units.**  A network runs as a chain of *units*: its stem blocks, its stage blocks, its head
+blocks, then the head (pool → norm → hidden linears → classifier).  A unit's table key is its
+canonical text and input shape, ``bneck_k5_s2_m72_c40_relu_se@24x56x56`` or
+``head_avgpool_fc1280-hswish_fc1000@960x7x7``; drop-path rates and names do not change it.
+
+**Prediction** = sum of the units' table latencies + the table's framework overhead (the
+network's own module calls, measured as end-to-end minus the sum of the units on every carrier
+network).  A unit missing from the table is *extrapolated*: the nearest entry of the same kind,
+kernel, stride and input size (else of the same kind) scaled by a per-kind linear model of
+latency in multiply-accumulates and activation traffic fitted on the table; the prediction lists
+every extrapolated unit with the entry and model it used.
+
+**File.**  JSON a person can read: ``format``, ``version``, the measurement ``key``, the
+``method`` and timing policy, the ``sources`` measured into it, the ``probe`` network with its
+end-to-end latency at the start and end of every build, the ``overhead`` samples, the
+cores other processes kept busy while each carrier was timed (``other_load``) and one
+entry per unit key with its ``kind``, latency ``ms`` (mean over contexts of the per-context
+median), per-context ``samples_ms``, ``flops`` and ``params``.  It is written atomically (temp
+file + rename), so an interrupted build leaves the last complete state.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from nasscale.costs.analytic import block_cost, head_cost
+from nasscale.errors import NasscaleError
+from nasscale.grammar.text import format_block
+from nasscale.latency.key import MeasurementKey
+from nasscale.specs import NetworkSpec, ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
+
+FORMAT = "nasscale-latency-table"
+VERSION = 1
+MAX_SAMPLES = 8  # per-context medians kept per entry
+
+
+# --- unit keys ------------------------------------------------------------------------------
+
+def block_key(rb: ResolvedBlock) -> str:
+    return f"{format_block(rb.spec)}@{rb.in_channels}x{rb.in_hw[0]}x{rb.in_hw[1]}"
+
+
+def head_key(head: ResolvedHead) -> str:
+    parts = ["head_avgpool"]
+    if head.norm != "none":
+        parts.append(head.norm)
+    parts += [f"fc{w}-{head.hidden_activation}" for w in head.hidden]
+    parts.append(f"fc{head.num_classes}")
+    return "_".join(parts) + f"@{head.in_channels}x{head.hw[0]}x{head.hw[1]}"
+
+
+def unit_key(unit: "ResolvedBlock | ResolvedHead") -> str:
+    return head_key(unit) if isinstance(unit, ResolvedHead) else block_key(unit)
+
+
+def units_of(rn: ResolvedNetwork) -> list["ResolvedBlock | ResolvedHead"]:
+    """The chain a network runs: its resolved blocks, then its head."""
+    return [*rn.blocks, rn.head]
+
+
+def unit_label(unit: "ResolvedBlock | ResolvedHead") -> str:
+    if isinstance(unit, ResolvedHead):
+        return "classifier"
+    if unit.section == "stage":
+        return f"stage {unit.stage + 1}.{unit.repeat + 1}"
+    return f"{unit.section} {unit.repeat + 1}"
+
+
+def unit_features(unit: "ResolvedBlock | ResolvedHead") -> tuple[str, int, int, float]:
+    """(kind, MACs, params, activation elements) — what the extrapolation model reads."""
+    if isinstance(unit, ResolvedHead):
+        cost = head_cost(unit)
+        acts = unit.in_channels * unit.hw[0] * unit.hw[1] + sum(unit.hidden) + unit.num_classes
+        return "head", cost.flops, cost.params, float(acts)
+    cost = block_cost(unit)
+    h_in, h_out = unit.in_hw[0] * unit.in_hw[1], unit.out_hw[0] * unit.out_hw[1]
+    mid = unit.widths.get("mid", 0)
+    acts = unit.in_channels * h_in + unit.out_channels * h_out + mid * (h_in + 2 * h_out)
+    return unit.kind, cost.flops, cost.params, float(acts)
+
+
+# --- entries and predictions ----------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One unit's latency: ``ms`` is the mean of ``samples_ms``, one median per context."""
+
+    kind: str
+    samples_ms: list[float]
+    flops: int
+    params: int
+    activations: float
+    context: str = "carrier"  # measured inside a carrier network of the space
+
+    @property
+    def ms(self) -> float:
+        return float(np.mean(self.samples_ms))
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "ms": round(self.ms, 5),
+                "samples_ms": [round(s, 5) for s in self.samples_ms], "flops": self.flops,
+                "params": self.params, "activations": self.activations, "context": self.context}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Entry":
+        return cls(kind=data["kind"], samples_ms=list(data["samples_ms"]), flops=data["flops"],
+                   params=data["params"], activations=data["activations"],
+                   context=data.get("context", "carrier"))
+
+
+@dataclass(frozen=True)
+class UnitPrediction:
+    index: int
+    label: str  # "stem 1", "stage 3.2", "head 1", "classifier"
+    key: str
+    ms: float
+    extrapolated: bool
+    basis: str  # "table", or how the estimate was made
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency: ``total_ms`` = sum of ``units`` + ``overhead_ms``."""
+
+    total_ms: float
+    overhead_ms: float
+    units: tuple[UnitPrediction, ...]
+    key: MeasurementKey
+
+    @property
+    def extrapolated(self) -> list[UnitPrediction]:
+        return [u for u in self.units if u.extrapolated]
+
+    def as_dict(self) -> dict:
+        return {"predicted_ms": self.total_ms, "overhead_ms": self.overhead_ms,
+                "extrapolated": [u.key for u in self.extrapolated],
+                "units": [{"label": u.label, "key": u.key, "ms": u.ms,
+                           "extrapolated": u.extrapolated, "basis": u.basis}
+                          for u in self.units], "key": self.key.as_dict()}
+
+
+# --- the table ------------------------------------------------------------------------------
+
+@dataclass
+class LatencyTable:
+    """Unit latencies measured under one key.  ``predict(network)`` sums them (see module doc)."""
+
+    key: MeasurementKey
+    entries: dict[str, Entry] = field(default_factory=dict)
+    overhead_samples_ms: list[float] = field(default_factory=list)
+    other_loads: list[float] = field(default_factory=list)  # per carrier, cores
+    sources: list[str] = field(default_factory=list)
+    carriers: int = 0
+    method: str = "in-context"
+    policy: dict = field(default_factory=dict)
+    probe: dict | None = None  # {"network": YAML mapping, "samples": [{"ms", "at", ...}]}
+    _models: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def probe_ms(self) -> float | None:
+        """Median build-time latency of the probe network (see ``add_probe``)."""
+        if not self.probe or not self.probe["samples"]:
+            return None
+        return float(np.median([s["ms"] for s in self.probe["samples"]]))
+
+    def probe_spec(self) -> NetworkSpec | None:
+        from nasscale.grammar.yaml_io import network_from_data
+
+        return network_from_data(self.probe["network"]) if self.probe else None
+
+    def add_probe(self, spec: NetworkSpec, ms: float, other_load: float | None) -> None:
+        """Record one end-to-end latency of the probe network, measured when (and while) the
+        table is built: re-measuring it later tells whether the machine still runs at the speed
+        the table was measured at."""
+        import datetime
+
+        from nasscale.grammar.yaml_io import network_to_data
+
+        if self.probe is None:
+            self.probe = {"network": network_to_data(spec), "samples": []}
+        self.probe["samples"].append({
+            "ms": round(ms, 5), "other_load": None if other_load is None else round(other_load, 3),
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+    @property
+    def overhead_ms(self) -> float:
+        return float(np.median(self.overhead_samples_ms)) if self.overhead_samples_ms else 0.0
+
+    def add(self, unit: "ResolvedBlock | ResolvedHead", ms: float, context: str = "carrier"
+            ) -> None:
+        key = unit_key(unit)
+        if key in self.entries:
+            samples = self.entries[key].samples_ms
+            samples.append(ms)
+            del samples[:-MAX_SAMPLES]
+        else:
+            kind, flops, params, acts = unit_features(unit)
+            self.entries[key] = Entry(kind, [ms], flops, params, acts, context)
+        self._models.clear()
+
+    def contexts(self, key: str) -> int:
+        entry = self.entries.get(key)
+        return len(entry.samples_ms) if entry else 0
+
+    # --- prediction ------------------------------------------------------------------------
+
+    def predict(self, network: "ResolvedNetwork | NetworkSpec | str",
+                resolution: int | None = None) -> Prediction:
+        """Predicted latency of a network (resolved, a spec, a zoo name or a YAML path)."""
+        if not isinstance(network, ResolvedNetwork):
+            from nasscale.zoo import load
+
+            network = resolve(load(network), resolution)
+        units = []
+        for i, unit in enumerate(units_of(network)):
+            key = unit_key(unit)
+            entry = self.entries.get(key)
+            if entry is not None:
+                units.append(UnitPrediction(i, unit_label(unit), key, entry.ms, False, "table"))
+            else:
+                ms, basis = self._extrapolate(unit)
+                units.append(UnitPrediction(i, unit_label(unit), key, ms, True, basis))
+        total = sum(u.ms for u in units) + self.overhead_ms
+        return Prediction(total, self.overhead_ms, tuple(units), self.key)
+
+    def _model(self, kind: str) -> tuple[np.ndarray, int, str]:
+        """Per-kind fit of ms ≈ a + b·MACs + c·activations, least relative squares, with
+        non-negative coefficients; falls back to all entries when a kind has fewer than 4."""
+        if kind in self._models:
+            return self._models[kind]
+        rows = [e for e in self.entries.values() if e.kind == kind]
+        scope = kind
+        if len(rows) < 4:
+            rows, scope = list(self.entries.values()), "all kinds"
+        if not rows:
+            raise NasscaleError("the latency table is empty: nothing to extrapolate from")
+        x = np.array([[1.0, e.flops / 1e6, e.activations / 1e6] for e in rows])
+        y = np.array([e.ms for e in rows])
+        w = 1.0 / np.maximum(y, 1e-6)
+        active = [0, 1, 2]
+        coef = np.zeros(3)
+        while active:
+            sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], y * w, rcond=None)
+            if (sol >= 0).all():
+                coef[:] = 0
+                coef[active] = sol
+                break
+            active.pop(int(np.argmin(sol)))
+        self._models[kind] = (coef, len(rows), scope)
+        return self._models[kind]
+
+    def _extrapolate(self, unit: "ResolvedBlock | ResolvedHead") -> tuple[float, str]:
+        kind, flops, _, acts = unit_features(unit)
+        coef, n, scope = self._model(kind)
+
+        def f(fl: float, ac: float) -> float:
+            return float(coef @ np.array([1.0, fl / 1e6, ac / 1e6]))
+
+        estimate = f(flops, acts)
+        near = self._nearest(unit, kind, flops)
+        if near is not None and f(near[1].flops, near[1].activations) > 0 and estimate > 0:
+            key, entry = near
+            ms = entry.ms * estimate / f(entry.flops, entry.activations)
+            return ms, f"{key} scaled by the {scope} model ({n} entries)"
+        return max(estimate, 0.0), f"the {scope} model ({n} entries)"
+
+    def _nearest(self, unit, kind: str, flops: int) -> tuple[str, Entry] | None:
+        """The same-kind entry most like ``unit``: closest in MACs and input size, preferring the
+        same kernel and stride."""
+        if isinstance(unit, ResolvedHead):
+            sig, hw = (None, 1, unit.hw), unit.hw
+        else:
+            spec = unit.spec
+            hw = unit.in_hw
+            sig = (getattr(spec, "kernel_size", None), getattr(spec, "stride", 1), hw)
+        best, best_score = None, math.inf
+        for key, entry in self.entries.items():
+            if entry.kind != kind:
+                continue
+            k, s, ehw = _signature(key)
+            score = (abs(math.log((entry.flops + 1) / (flops + 1)))
+                     + abs(math.log(ehw[0] / hw[0])) + 0.5 * (k != sig[0]) + 0.5 * (s != sig[1]))
+            if score < best_score:
+                best, best_score = (key, entry), score
+        return best
+
+    # --- file ------------------------------------------------------------------------------
+
+    def as_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "key": self.key.as_dict(),
+                "method": self.method, "policy": self.policy, "sources": self.sources,
+                "carriers": self.carriers, "probe": self.probe,
+                "overhead": {"ms": round(self.overhead_ms, 5),
+                             "samples_ms": [round(s, 5) for s in self.overhead_samples_ms]},
+                "other_load": {"median": float(np.median(self.other_loads))
+                               if self.other_loads else None, "samples": self.other_loads},
+                "entries": {k: self.entries[k].as_dict() for k in sorted(self.entries)}}
+
+    def save(self, path: "str | os.PathLike") -> None:
+        """Write atomically: a crash leaves either the old file or the new one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.as_dict(), f, indent=1)
+                f.write("\n")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the table from others
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "LatencyTable":
+        path = Path(path)
+        if not path.exists():
+            raise NasscaleError(f"{path}: no such file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise NasscaleError(f"{path}: not a readable latency table ({err})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise NasscaleError(f"{path}: not a latency table (format must be {FORMAT!r}; "
+                                "build one with `nasscale lut build`)")
+        if data.get("version") != VERSION:
+            raise NasscaleError(f"{path}: version {data.get('version')!r} is not supported "
+                                f"(this nasscale reads version {VERSION})")
+        try:
+            return cls(key=MeasurementKey.from_dict(data["key"], f"{path}: key"),
+                       entries={k: Entry.from_dict(v) for k, v in data["entries"].items()},
+                       overhead_samples_ms=list(data["overhead"]["samples_ms"]),
+                       other_loads=list(data.get("other_load", {}).get("samples", [])),
+                       sources=list(data.get("sources", [])), carriers=data.get("carriers", 0),
+                       method=data.get("method", "in-context"), policy=data.get("policy", {}),
+                       probe=data.get("probe"))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise NasscaleError(f"{path}: malformed latency table (missing or bad {err})") \
+                from None
+
+
+def _signature(key: str) -> tuple:
+    """(kernel, stride, input HxW) from a block key, for nearest-entry search."""
+    text, shape = key.rsplit("@", 1)
+    tokens = text.split("_")
+    k = next((int(t[1:]) for t in tokens if t[:1] == "k" and t[1:].isdigit()), None)
+    s = next((int(t[1:]) for t in tokens if t[:1] == "s" and t[1:].isdigit()), 1)
+    _, h, w = shape.split("x")
+    return (k, s, (int(h), int(w)))
+
+
+def missing_keys(table: LatencyTable, units: Iterable["ResolvedBlock | ResolvedHead"],
+                 contexts: int = 1) -> dict[str, "ResolvedBlock | ResolvedHead"]:
+    """Units (by key) that have fewer than ``contexts`` measurements in the table."""
+    out = {}
+    for unit in units:
+        key = unit_key(unit)
+        if table.contexts(key) < contexts:
+            out.setdefault(key, unit)
+    return out

@@ -1,0 +1,102 @@
+"""Budgets in searches: analytic rejection before building, latency (measured or predicted),
+the MnasNet reward, and infeasible trials never reported as best."""
+import json
+import os
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+import nasscale
+from nasscale.cli import main
+from nasscale.search.storage import open_storage
+
+SUPPORT = Path(__file__).parent / "support"
+
+
+@pytest.fixture(autouse=True)
+def support_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(SUPPORT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(SUPPORT), os.environ.get("PYTHONPATH", "")) if p))
+
+
+def run_study(tmp_path, capsys, **fields):
+    data = {"name": "b", "space": "mobilenet_v3_like", "objectives": {"score": "maximize"},
+            "evaluator": {"kind": "python", "target": "evalfns:width_score"},
+            "trials": 12, "seed": 1, "references": []}
+    data.update(fields)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    code = main(["search", str(path), "--out", str(out), "--no-progress"])
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    study = optuna.load_study(study_name=data["name"], storage=open_storage(None, out))
+    return study, out, output.out
+
+
+def test_flops_budget_rejects_before_building_and_best_is_feasible(tmp_path, capsys):
+    study, out, text = run_study(tmp_path, capsys, constraints=["flops <= 0.5x mobilenet_v3_large"])
+    limit = nasscale.count("mobilenet_v3_large").flops * 0.5
+    states = {t.state.name for t in study.trials}
+    assert states <= {"COMPLETE", "PRUNED"} and "PRUNED" in states
+    for t in study.trials:
+        violation = t.constraints["flops <= 0.5x mobilenet_v3_large"]
+        assert violation == pytest.approx(t.user_attrs["flops"] / limit - 1)
+        if t.state.name == "PRUNED":
+            assert violation > 0 and "rejected before building" in t.user_attrs["reason"]
+            assert "score" not in t.user_attrs  # never evaluated
+        else:
+            assert violation <= 0
+    best = nasscale.load(str(out / "best.yaml"))
+    assert nasscale.count(best).flops <= limit
+    frame = pd.read_csv(out / "trials.csv")
+    assert (frame["feasible"] == (frame["state"] == "COMPLETE")).all()
+    assert "budgets: flops <= 0.5x mobilenet_v3_large (= 108.29M)" in text
+
+
+def test_measured_latency_budget_and_mnasnet_reward(tmp_path, capsys):
+    study, out, _ = run_study(
+        tmp_path, capsys, trials=4, objectives={"reward": "maximize"},
+        constraints=["latency <= 1000ms"], reward={"target": "20ms", "exponent": -0.07})
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert done
+    for t in done:
+        ua = t.user_attrs
+        assert 0 < ua["latency_ms"] < 1000
+        assert ua["reward"] == pytest.approx(ua["score"] * (ua["latency_ms"] / 20) ** -0.07)
+        assert t.value == pytest.approx(ua["reward"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latency_key"]["device"] == "cpu" and summary["latency_key"]["threads"] == 1
+
+
+def test_predicted_latency_rejects_before_building(tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    # the table of one network; the search extrapolates the blocks it lacks
+    assert main(["lut", "build", "mobilenet_v3_small", "--out", str(lut), "--quiet"]) == 0
+    capsys.readouterr()
+    study, out, text = run_study(
+        tmp_path, capsys, constraints=["latency <= 1.0x mobilenet_v3_small"],
+        latency={"source": "lut", "lut": str(lut)}, trials=10)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned
+    assert all("prediction, before building" in t.user_attrs["reason"]
+               or "rejected before building" in t.user_attrs["reason"] for t in pruned)
+    limit = study.user_attrs["nasscale.shared"]["constraints"][0][2]
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            assert t.user_attrs["latency_ms"] <= limit
+
+
+def test_malformed_budget_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "b", "space": "mobilenet_v3_like", "objectives": {"score": "maximize"},
+        "evaluator": {"kind": "python", "target": "evalfns:width_score"}, "trials": 2,
+        "constraints": ["latency <= 8 furlongs"]}))
+    assert main(["search", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "constraints[0]" in err and "latency" in err and err.count("\n") == 1
