@@ -89,6 +89,8 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
                     references=refs, budgets=budgets,
                     title=f"{setup.study_name}: {setup.evaluator_label} vs {x_metric}")
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    failures = (frame[frame["state"] == "FAIL"]["reason"].fillna("").str.slice(0, 120)
+                .value_counts().head(3).to_dict() if len(frame) else {})
     summary = {
         "study": setup.study_name, "storage": redact(setup.storage) or str(out / "study.journal"),
         "objectives": dict(study.objectives), "score": setup.evaluator_label,
@@ -97,6 +99,7 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
         "latency_key": setup.latency_key, "trials": len(trials),
         "states": {str(k): int(v) for k, v in counts.items()},
         "feasible": int(frame["feasible"].sum()) if len(frame) else 0,
+        "failure_reasons": {str(k): int(v) for k, v in failures.items()},
         "best": [{"number": n, **metrics_of(by_number[n])} for n in best],
         "references": setup.references, "flops_convention": FLOPS_CONVENTION,
     }
@@ -109,6 +112,8 @@ def summary_text(summary: dict, out: Path) -> str:
     lines = [f"study {summary['study']}: {summary['trials']} trials "
              + ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
              + f"; {summary['feasible']} feasible"]
+    for reason, n in summary.get("failure_reasons", {}).items():
+        lines.append(f"failed x{n}: {reason}")
     if summary["constraints"]:
         lines.append("budgets: " + "; ".join(
             f"{c['budget']} (= {c['limit']:.3f} ms)" if c["metric"] == "latency"

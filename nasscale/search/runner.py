@@ -128,7 +128,9 @@ def worker_main(setup: Setup, quota: int | None, timeout: float | None, worker: 
     ``timeout``).  Its sampler is seeded with ``seed + worker``."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
+    # the progress bar): Optuna's per-trial tracebacks would only bury them
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     if quota == 0:
         return
     storage = open_storage(setup.storage, Path(setup.out))
@@ -245,7 +247,9 @@ def prepare(study: StudySpec, options: RunOptions):
         resolve_budgets,
     )
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
+    # the progress bar): Optuna's per-trial tracebacks would only bury them
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = options.study_name or study.name
     url = options.storage or study.storage
     space = make_space(study)  # fail early on a bad space
