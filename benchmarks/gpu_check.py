@@ -29,7 +29,7 @@ import nasscale
 from nasscale.latency import LatencyTable, Settings, TimingPolicy, around, measure
 from nasscale.latency.build import build_table
 from nasscale.latency.key import available_cores
-from nasscale.latency.stats import kendall_tau, spearman
+from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
 
 NETWORKS = ("mobilenet_v3_large", "efficientnet_b0", "mobilenet_v3_small", "convnext_tiny")

@@ -37,7 +37,7 @@ from nasscale.latency import measure
 from nasscale.latency.build import build_table, parse_source
 from nasscale.latency.key import MeasurementKey
 from nasscale.latency.measure import Settings
-from nasscale.latency.stats import kendall_tau, spearman
+from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.latency.table import LatencyTable
 from nasscale.latency.timing import TimingPolicy
 from nasscale.reports.progress import Progress

@@ -22,7 +22,7 @@ import optuna
 import torch
 
 import nasscale
-from nasscale.reports.stats import kendall, spearman
+from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import table
 from nasscale.search import load_space
 from nasscale.search.evaluators import CostEvaluator, ProxyEvaluator, TrainEvaluator, arch_seed
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     for name in proxies:
         vals = [r[name] for r in rows]
         result_rows.append({"proxy": name, "spearman": spearman(vals, acc),
-                            "kendall": kendall(vals, acc),
+                            "kendall": kendall_tau(vals, acc),
                             "seconds_per_arch": sum(r[f"{name}_s"] for r in rows) / len(rows)})
     print(table(("proxy", "Spearman rho", "Kendall tau", "s/arch"),
                 [(r["proxy"], f"{r['spearman']:+.3f}", f"{r['kendall']:+.3f}",

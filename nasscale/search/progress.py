@@ -1,22 +1,18 @@
-"""A progress bar on stderr that reads the study's storage (so it also follows workers)."""
+"""Search progress on stderr, read from the study's storage (so it follows every worker)."""
 from __future__ import annotations
 
-import sys
+from nasscale.reports.progress import Progress as Bar
 
 
 class Progress:
+    """Polls the Optuna study and draws trials done out of the target, with the count of
+    trials that are feasible, over budget, failed and running."""
+
     def __init__(self, study, target: int | None, enabled: bool = True, score: str = "score"):
         self.study = study
-        self.enabled = enabled and target != 0
-        self.bar = None
         self.start = self._counts()["done"]
-        self.score = score
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=None if target is None else target - self.start,
-                            desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True,
-                            leave=True)
+        total = (target - self.start) if target is not None else 0
+        self.bar = Bar(max(total, 1), "search", enabled=enabled and target != 0)
 
     def _counts(self) -> dict[str, int]:
         counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
@@ -26,15 +22,14 @@ class Progress:
         return counts
 
     def update(self) -> None:
-        if not self.bar:
+        if not self.bar.enabled:
             return
         c = self._counts()
-        self.bar.n = c["done"] - self.start
-        self.bar.set_postfix_str(f"ok {c['COMPLETE']}, over budget {c['PRUNED']}, "
-                                 f"failed {c['FAIL']}, running {c['RUNNING']}", refresh=False)
-        self.bar.refresh()
+        done = c["done"] - self.start
+        if done > self.bar.total:  # a timeout-only study has no target: grow as it goes
+            self.bar.total = done
+        self.bar.update(done, f"ok {c['COMPLETE']}, over budget {c['PRUNED']}, "
+                              f"failed {c['FAIL']}, running {c['RUNNING']}")
 
     def close(self) -> None:
-        if self.bar:
-            self.bar.close()
-            self.bar = None
+        self.bar.close()
