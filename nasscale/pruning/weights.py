@@ -1,0 +1,398 @@
+"""Carry weights into a pruned network: keep the filters with the largest L2 norm.
+
+Every parameter and buffer of a block's module has *axes*: for each dimension, the width it
+runs over (``in``, ``out``, ``mid``, ``se``, ``attention``, ``heads``), a concatenation of
+widths (Swin's patch merging: four copies of ``in``; MobileViT's fusion conv: ``in`` then
+``out``; a qkv projection: three copies of its width), or ``None`` (kernel, positions, classes).
+``AXES`` is that registry, one entry per module class (a test fails when a module of any
+named network has a tensor the registry does not describe).
+
+The channels kept of a group are chosen once, by the L2 norm of the filters that *produce*
+them (dimension 0 of every weight whose dimension 0 runs over the group, summed over the
+group's blocks: a residual chain's channels are kept or dropped together), and every tensor
+that touches the group is sliced with the same indices, so downstream input channels follow.
+An attention width keeps its head structure: with the head count fixed (MobileViT) every head
+keeps the same number of its own channels; with the head dimension fixed (ViT, Swin) whole
+heads are kept, the ones with the largest norm.  Derived widths (SE squeezes) keep their own
+largest filters.  BatchNorm statistics are sliced like the weights.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nasscale.errors import NasscaleError
+from nasscale.modules import attention as A
+from nasscale.modules import blocks as B
+from nasscale.modules.layers import ConvNormAct
+from nasscale.modules.network import Head, Network
+from nasscale.pruning.groups import Group, has_expand
+from nasscale.specs import ResolvedNetwork
+
+_BN = ("weight", "bias", "running_mean", "running_var")
+
+
+def _cna(prefix: str, out: str, inp: str | None, depthwise: bool = False, bn: bool = True,
+         bias: bool = False) -> dict:
+    axes = {f"{prefix}0.weight": (out, None if depthwise else inp)}
+    if bias:
+        axes[f"{prefix}0.bias"] = (out,)
+    if bn:
+        axes.update({f"{prefix}1.{n}": (out,) for n in _BN})
+    return axes
+
+
+def _se(prefix: str, channels: str) -> dict:
+    gate = "." + channels.lstrip(".")  # the gate has the channels' indices but is no feature
+    return {f"{prefix}fc1.weight": ("se", channels), f"{prefix}fc1.bias": ("se",),
+            f"{prefix}fc2.weight": (gate, "se"), f"{prefix}fc2.bias": (gate,)}
+
+
+def _transformer(prefix: str, width: str, writes: str) -> dict:
+    """A pre-norm transformer layer on a stream of ``width``; ``writes``: the axis name of the
+    rows that add into the stream (its producers)."""
+    qkv = ("." + width,) * 3  # q, k, v follow the stream's channels, head by head
+    return {f"{prefix}norm1.weight": (width,), f"{prefix}norm1.bias": (width,),
+            f"{prefix}attn.qkv.weight": (qkv, width), f"{prefix}attn.qkv.bias": (qkv,),
+            f"{prefix}attn.proj.weight": (writes, "." + width),
+            f"{prefix}attn.proj.bias": (writes,),
+            f"{prefix}norm2.weight": (width,), f"{prefix}norm2.bias": (width,),
+            f"{prefix}mlp.fc1.weight": ("mid", width), f"{prefix}mlp.fc1.bias": ("mid",),
+            f"{prefix}mlp.fc2.weight": (writes, "mid"), f"{prefix}mlp.fc2.bias": (writes,)}
+
+
+def _conv_axes(m: nn.Module, rb) -> dict:
+    conv = m[0]
+    return _cna("", "out", "in", bn=isinstance(m[1], nn.BatchNorm2d) if len(m) > 1 else False,
+                bias=conv.bias is not None)
+
+
+def _ds_axes(m: B.DepthwiseSeparable, rb) -> dict:
+    axes = {**_cna("dw.", "in", "in", depthwise=True), **_cna("pw.", "out", "in")}
+    if not isinstance(m.se, nn.Identity):
+        axes.update(_se("se.", "in"))
+    return axes
+
+
+def _ir_axes(m: B.InvertedResidual, rb) -> dict:
+    mid = "mid" if has_expand(rb) else "in"
+    axes = {**_cna("dw.", "." + mid, mid, depthwise=True), **_cna("project.", "out", mid)}
+    if mid == "mid":
+        axes.update(_cna("expand.", "mid", "in"))
+    if not isinstance(m.se, nn.Identity):
+        axes.update(_se("se.", mid))
+    return axes
+
+
+def _fused_axes(m: B.FusedMBConv, rb) -> dict:
+    if not has_expand(rb):
+        return _cna("expand.", "out", "in")
+    axes = {**_cna("expand.", "mid", "in"), **_cna("project.", "out", "mid")}
+    if not isinstance(m.se, nn.Identity):
+        axes.update(_se("se.", "mid"))
+    return axes
+
+
+def _convnext_axes(m: B.ConvNeXtBlock, rb) -> dict:
+    axes = {"dwconv.weight": ("in", None), "dwconv.bias": ("in",), "norm.weight": ("in",),
+            "norm.bias": ("in",), "pwconv1.weight": ("mid", "in"), "pwconv1.bias": ("mid",),
+            "pwconv2.weight": ("out", "mid"), "pwconv2.bias": ("out",)}
+    if m.layer_scale is not None:
+        axes["layer_scale"] = ("out",)
+    return axes
+
+
+def _patchify_axes(m, rb) -> dict:
+    return {"0.weight": ("out", "in"), "0.bias": ("out",), "1.weight": ("out",),
+            "1.bias": ("out",)}
+
+
+def _lndown_axes(m, rb) -> dict:
+    return {"0.weight": ("in",), "0.bias": ("in",), "1.weight": ("out", "in"), "1.bias": ("out",)}
+
+
+def _mobilevit_axes(m: A.MobileViTBlock, rb) -> dict:
+    d = "attention"
+    axes = {**_cna("conv_kxk.", "in", "in"), "conv_1x1.weight": (d, "in"),
+            "norm.weight": (d,), "norm.bias": (d,), **_cna("conv_proj.", ".out", d),
+            **_cna("conv_fusion.", "out", ("in", "out"))}
+    for i in range(len(m.transformer)):
+        axes.update(_transformer(f"transformer.{i}.", d, d))
+    return axes
+
+
+def _vitembed_axes(m, rb) -> dict:
+    return {"conv_proj.weight": ("out", "in"), "conv_proj.bias": ("out",),
+            "class_token": (None, None, "out"), "pos_embedding": (None, None, "out")}
+
+
+def _vit_axes(m, rb) -> dict:
+    return _transformer("", "in", "out")
+
+
+def _swinembed_axes(m, rb) -> dict:
+    return {"conv.weight": ("out", "in"), "conv.bias": ("out",), "norm.weight": ("out",),
+            "norm.bias": ("out",)}
+
+
+def _swin_axes(m, rb) -> dict:
+    axes = _transformer("", "in", "out")
+    for name in [k for k in axes if k.startswith("attn.")]:
+        axes["attn." + name] = axes.pop(name)
+    axes["attn.relative_position_bias_table"] = (None, "heads")
+    return axes
+
+
+def _patchmerge_axes(m, rb) -> dict:
+    four = ("in", "in", "in", "in")
+    return {"norm.weight": (four,), "norm.bias": (four,), "reduction.weight": ("out", four)}
+
+
+#: module class -> (module, resolved block) -> {tensor name: axes}
+AXES: dict[type[nn.Module], Callable[[nn.Module, object], dict]] = {
+    ConvNormAct: _conv_axes,
+    B.DepthwiseSeparable: _ds_axes,
+    B.InvertedResidual: _ir_axes,
+    B.FusedMBConv: _fused_axes,
+    B.ConvNeXtBlock: _convnext_axes,
+    B.Patchify: _patchify_axes,
+    B.LNDownsample: _lndown_axes,
+    A.MobileViTBlock: _mobilevit_axes,
+    A.ViTEmbed: _vitembed_axes,
+    A.TransformerLayer: _vit_axes,
+    A.SwinEmbed: _swinembed_axes,
+    A.SwinBlock: _swin_axes,
+    A.PatchMerge: _patchmerge_axes,
+}
+
+#: tensors that carry no channel axis (copied as they are)
+_PLAIN = ("num_batches_tracked", "relative_position_index")
+
+
+def block_modules(model: Network) -> list[nn.Module]:
+    """The block modules in flat order: stem, every stage's repeats, head blocks."""
+    return [*model.stem, *(b for stage in model.stages for b in stage), *model.head_blocks]
+
+
+def block_axes(module: nn.Module, rb) -> dict:
+    fn = AXES.get(type(module))
+    if fn is None:
+        raise NasscaleError(f"cannot carry weights of a {type(module).__name__} "
+                            f"({rb.kind} block): no entry in nasscale.pruning.weights.AXES")
+    return fn(module, rb)
+
+
+def head_axes(model: Network, rn: ResolvedNetwork) -> dict:
+    """Axes of the head's tensors: ``in`` is the features' group, ``hidden{k}`` the hidden
+    widths; the classifier's rows (classes) never change."""
+    axes: dict = {}
+    if isinstance(model.head.norm, nn.LayerNorm):
+        axes.update({"norm.weight": ("in",), "norm.bias": ("in",)})
+    prev = "in"
+    for k in range(len(rn.head.hidden)):
+        axes[f"hidden.{2 * k}.weight"] = (f"hidden{k}", prev)
+        axes[f"hidden.{2 * k}.bias"] = (f"hidden{k}",)
+        prev = f"hidden{k}"
+    axes["classifier.weight"] = (None, prev)
+    axes["classifier.bias"] = (None,)
+    return axes
+
+
+def check_covered(model: Network, rn: ResolvedNetwork) -> list[str]:
+    """Tensors of ``model`` that the registry does not describe (empty when all are)."""
+    missing = []
+    for i, (module, rb) in enumerate(zip(block_modules(model), rn.blocks)):
+        axes = block_axes(module, rb)
+        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+            if name not in axes and not name.endswith(_PLAIN):
+                missing.append(f"block {i} ({rb.kind}): {name} {tuple(t.shape)}")
+            elif name in axes and len(axes[name]) > t.dim():
+                missing.append(f"block {i} ({rb.kind}): {name} has {t.dim()} dims, axes "
+                               f"{axes[name]}")
+    axes = head_axes(model, rn)
+    for name, t in [*model.head.named_parameters(), *model.head.named_buffers()]:
+        if name not in axes:
+            missing.append(f"head: {name} {tuple(t.shape)}")
+    return missing
+
+
+# --- choosing and slicing -------------------------------------------------------------------------
+
+def _segments(axis) -> tuple[str, ...]:
+    return axis if isinstance(axis, tuple) else (axis,)
+
+
+def _sizes(rb) -> dict[str, int]:
+    sizes = {"in": rb.in_channels, "out": rb.out_channels, **dict(rb.widths)}
+    spec = rb.spec
+    if hasattr(spec, "transformer_dim"):
+        sizes["attention"] = spec.transformer_dim
+    if hasattr(spec, "num_heads"):
+        sizes["heads"] = spec.num_heads
+    return sizes
+
+
+def bindings(rn: ResolvedNetwork, groups: list[Group]) -> list[dict[str, str | None]]:
+    """For every flat block, the group behind each of its axis names."""
+    by_field: dict[tuple[int, str], str] = {}
+    for g in groups:
+        for m in g.members:
+            if m.block is not None:
+                by_field[(m.block, m.field)] = g.name
+    out = []
+    current = None  # group of the tensor flowing in
+    for i, rb in enumerate(rn.blocks):
+        names = {"in": current, "out": by_field.get((i, "out_channels"), current),
+                 "mid": by_field.get((i, "mid_channels")),
+                 "attention": by_field.get((i, "transformer_dim"))}
+        if names["mid"] is None and not has_expand(rb):
+            names["mid"] = current
+        out.append(names)
+        current = names["out"]
+    return out
+
+
+def select_channels(model: Network, rn: ResolvedNetwork, groups: list[Group],
+                    widths: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The kept channel indices (sorted) of every group whose width changes."""
+    binds = bindings(rn, groups)
+    by_name = {g.name: g for g in groups}
+    score: dict[str, torch.Tensor] = {}
+    for module, rb, names in zip(block_modules(model), rn.blocks, binds):
+        sizes = _sizes(rb)
+        axes = block_axes(module, rb)
+        for pname, param in module.named_parameters():
+            ax = axes.get(pname)
+            if ax is None or param.dim() < 2 or ax[0] is None:
+                continue
+            for seg in set(_segments(ax[0])):
+                g = names.get(seg)
+                if g in widths and _is_producer(seg):
+                    _accumulate(score, g, ax[0], param, sizes, names)
+    head = dict(model.head.named_parameters())
+    for k in range(len(rn.head.hidden)):
+        g = f"head.hidden[{k}]"
+        if g in widths:
+            w = head[f"hidden.{2 * k}.weight"].detach().float()
+            score[g] = w.pow(2).sum(1)
+    kept = {}
+    for g, width in widths.items():
+        group = by_name[g]
+        s = score.get(g)
+        if s is None:
+            raise NasscaleError(f"{g}: no filter produces this group's channels")
+        kept[g] = _top(s, width, group)
+    return kept
+
+
+def _is_producer(seg: str) -> bool:
+    """Rows under ``seg`` are filters that write the group's tensor: not rows indexed by the
+    block's input (a depthwise conv, q/k/v), nor rows marked ``.`` (same channels, other
+    tensor: a depthwise conv after an expand conv, an SE gate)."""
+    return seg != "in" and not seg.startswith(".")
+
+
+def _accumulate(score, group, axis0, param, sizes, names) -> None:
+    offset = 0
+    for seg in _segments(axis0):
+        n = sizes[seg.lstrip(".")]
+        if _is_producer(seg) and names.get(seg) == group:
+            rows = param[offset:offset + n].detach().float().reshape(n, -1)
+            score[group] = score.get(group, torch.zeros(n)) + rows.pow(2).sum(1)
+        offset += n
+
+
+def _top(score: torch.Tensor, width: int, group: Group) -> torch.Tensor:
+    """The ``width`` best channels, keeping the head structure of an attention width."""
+    n = score.numel()
+    if not group.heads:
+        return torch.sort(torch.topk(score, width).indices).values
+    _, _, policy, head_dim = group.heads[0]
+    heads = n // head_dim
+    per_head = score.reshape(heads, head_dim)
+    if policy == "head_dim":  # keep whole heads, the strongest
+        keep = torch.sort(torch.topk(per_head.sum(1), width // head_dim).indices).values
+        return (keep[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+    k = width // heads  # the head count stays: each head keeps its own best channels
+    idx = torch.sort(torch.topk(per_head, k, dim=1).indices, dim=1).values
+    return (idx + torch.arange(heads)[:, None] * head_dim).reshape(-1)
+
+
+def _slice(tensor: torch.Tensor, axes, old: dict[str, int], new: dict[str, int],
+           index: dict[str, torch.Tensor | None]) -> torch.Tensor:
+    out = tensor
+    for dim, axis in enumerate(axes):
+        if axis is None:
+            continue
+        parts, offset, changed = [], 0, False
+        for seg in _segments(axis):
+            seg = seg.lstrip(".")
+            idx = index.get(seg)
+            if idx is None:
+                parts.append(torch.arange(offset, offset + old[seg]))
+            else:
+                parts.append(idx + offset)
+                changed = True
+            offset += old[seg]
+        if changed:
+            out = out.index_select(dim, torch.cat(parts))
+    return out
+
+
+def carry_weights(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,
+                  new_rn: ResolvedNetwork, groups: list[Group], widths: dict[str, int]) -> None:
+    """Copy ``old_model``'s weights into ``new_model`` (the network pruned to ``widths``),
+    keeping the largest-norm filters of every pruned group (see module doc)."""
+    kept = select_channels(old_model, old_rn, groups, widths)
+    binds = bindings(old_rn, groups)
+    by_name = {g.name: g for g in groups}
+    with torch.no_grad():
+        for old_m, new_m, rb_old, rb_new, names in zip(block_modules(old_model),
+                                                      block_modules(new_model), old_rn.blocks,
+                                                      new_rn.blocks, binds):
+            old_sizes, new_sizes = _sizes(rb_old), _sizes(rb_new)
+            index: dict[str, torch.Tensor | None] = {
+                axis: kept.get(g) if g is not None else None for axis, g in names.items()}
+            axes = block_axes(old_m, rb_old)
+            if "se" in old_sizes and old_sizes.get("se") != new_sizes.get("se"):
+                index["se"] = _derived(old_m, axes, "se", new_sizes["se"])
+            if "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
+                g = names.get("in")
+                head_dim = by_name[g].heads[0][3]
+                index["heads"] = torch.unique(kept[g] // head_dim)
+            _copy(old_m, new_m, axes, old_sizes, new_sizes, index)
+        head_index = {"in": kept.get(binds[-1]["out"]) if binds else None}
+        for k in range(len(new_rn.head.hidden)):
+            head_index[f"hidden{k}"] = kept.get(f"head.hidden[{k}]")
+        sizes_old = {"in": old_rn.head.in_channels,
+                     **{f"hidden{k}": w for k, w in enumerate(old_rn.head.hidden)}}
+        sizes_new = {"in": new_rn.head.in_channels,
+                     **{f"hidden{k}": w for k, w in enumerate(new_rn.head.hidden)}}
+        _copy(old_model.head, new_model.head, head_axes(old_model, old_rn), sizes_old, sizes_new,
+              head_index)
+
+
+def _derived(module: nn.Module, axes: dict, axis: str, width: int) -> torch.Tensor:
+    """Kept channels of a derived width: its own largest producing filters."""
+    params = dict(module.named_parameters())
+    score = None
+    for name, ax in axes.items():
+        if ax and ax[0] == axis and params[name].dim() >= 2:
+            s = params[name].detach().float().reshape(params[name].shape[0], -1).pow(2).sum(1)
+            score = s if score is None else score + s
+    return torch.sort(torch.topk(score, width).indices).values
+
+
+def _copy(old_m: nn.Module, new_m: nn.Module, axes: dict, old_sizes: dict, new_sizes: dict,
+          index: dict) -> None:
+    old_t = {**dict(old_m.named_parameters()), **dict(old_m.named_buffers())}
+    for name, t in [*new_m.named_parameters(), *new_m.named_buffers()]:
+        src = old_t[name]
+        if name in axes:
+            src = _slice(src, axes[name], old_sizes, new_sizes, index)
+        if src.shape != t.shape:
+            raise NasscaleError(f"carrying weights: {name} would be {tuple(src.shape)} but the "
+                                f"pruned network needs {tuple(t.shape)}")
+        t.copy_(src)
