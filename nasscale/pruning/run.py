@@ -1,0 +1,135 @@
+"""``nasscale prune``: set up a NetAdapt run (target, resource, evaluator, weights), run it,
+measure the result, and write every output.
+
+Outputs in ``--out`` (default ``runs/prune_<network>_<metric>``):
+
+- ``iterations/000_start.yaml`` and ``iterations/NNN.yaml``: the network after every iteration;
+- ``final.yaml``: the pruned network (``nasscale show final.yaml`` reads it);
+- ``iterations.csv``: iteration, group pruned, widths, limit, resource, score, FLOPs, params;
+- ``summary.json``: the ``--format json`` object;
+- ``pruned.pt``: the pruned network's ``state_dict``, when ``--weights`` came in;
+- ``latency_table.json``: the lookup table grown during a latency run (unless ``--lut``).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nasscale.errors import NasscaleError
+from nasscale.pruning.evaluate import make_evaluator
+from nasscale.pruning.groups import prunable, width_groups
+from nasscale.pruning.netadapt import Options, Result, netadapt
+from nasscale.pruning.resource import LatencyResource, make_resource, parse_target
+from nasscale.specs import NetworkSpec
+
+
+@dataclass
+class PruneRequest:
+    network: str
+    target: str
+    device: str = "cpu"
+    threads: int = 1
+    lut: str | None = None
+    evaluator: str | None = None
+    weights: str | None = None
+    out: str | None = None
+    seed: int = 0
+    options: Options = Options()
+    verbose: bool = True
+    #: latency timing policy for carriers and measurements (None: the defaults; tests: QUICK)
+    timing: object = None
+
+
+def load_weights(path: str, spec: NetworkSpec):
+    """A module of ``spec`` with the checkpoint's weights (a ``state_dict``, or a mapping with
+    ``state_dict``/``model``), or a clear error naming the file."""
+    import torch
+
+    from nasscale.modules import build_network
+
+    p = Path(path)
+    if not p.exists():
+        raise NasscaleError(f"--weights {path}: no such file")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise NasscaleError(f"--weights {path}: cannot read a checkpoint ({err})") from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+    if not isinstance(state, dict):
+        raise NasscaleError(f"--weights {path}: expected a state_dict, got {type(state).__name__}")
+    model = build_network(spec)
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(
+        model.state_dict())
+    if missing or unexpected:
+        some = sorted(missing)[:2] + sorted(unexpected)[:2]
+        raise NasscaleError(f"--weights {path}: not a state_dict of {spec.name}'s nasscale module "
+                            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
+                            f"{', '.join(some)}); save it with torch.save(nasscale.build(spec)"
+                            ".state_dict(), FILE)")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise NasscaleError(f"--weights {path}: shapes differ from {spec.name}: {first}") from None
+    return model.eval()
+
+
+def _log(verbose: bool):
+    def log(msg: str) -> None:
+        if verbose:
+            print(f"nasscale prune: {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def run_prune(req: PruneRequest) -> tuple[Result, Path]:
+    import nasscale
+    from nasscale.latency.measure import Settings
+    from nasscale.reports.pruning import write_outputs
+
+    spec = nasscale.load(req.network)
+    target = parse_target(req.target)
+    out = Path(req.out or Path("runs") / f"prune_{spec.name}_{target.metric}")
+    log = _log(req.verbose)
+    evaluator = make_evaluator(req.evaluator, req.seed)
+    model = load_weights(req.weights, spec) if req.weights else None
+    evaluator.check(spec, model is not None)
+    settings = Settings(device=req.device, threads=req.threads)
+    if target.metric != "latency" and req.lut:
+        raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
+    resource = make_resource(target.metric, req.lut, out, settings, log)
+    if isinstance(resource, LatencyResource) and req.timing is not None:
+        resource.carrier_policy = resource.measure_policy = req.timing
+    start_ms = None
+    if isinstance(resource, LatencyResource):
+        log(f"measuring {spec.name} end to end ({settings.device}, {settings.threads} thread)")
+        start_ms = resource.measure(spec)
+        resource.calibrate(spec, start_ms)
+        log(f"{spec.name}: {start_ms:.3f} ms measured; lookup table {resource.path} "
+            f"({len(resource.table)} blocks, calibration x{resource.scale:.3f})")
+    out.mkdir(parents=True, exist_ok=True)
+    from nasscale.reports.pruning import iteration_line, write_iteration
+
+    write_iteration(out, 0, spec)
+    log(f"{len(width_groups(prunable(spec)))} width groups; evaluator: {evaluator.describe()}")
+
+    def on_iteration(it):
+        write_iteration(out, it.index, it.spec)
+        log(iteration_line(it, target.metric))
+
+    result = netadapt(spec, target, resource, evaluator, req.options, model, log, on_iteration)
+    result.start_measured_ms = start_ms
+    if isinstance(resource, LatencyResource):
+        log("measuring the pruned network end to end")
+        result.measured_ms = resource.measure(result.final)
+        result.extra["carriers_timed"] = resource.carriers
+        result.extra["lut"] = str(resource.path)
+    if result.model is not None:
+        from nasscale.pruning.netadapt import _reorder_model
+
+        result.model = _reorder_model(result.model, result.final)
+    write_outputs(result, out)
+    return result, out
