@@ -574,7 +574,7 @@ class PruneCommand(Command):
 
         parser.add_argument("network", help="architecture name or a network .yaml file")
         parser.add_argument("--target", required=True, metavar="METRIC=BOUND",
-                            help=f"what to reach: {TARGET_HELP}")
+                            help="what to reach: " + TARGET_HELP.replace("%", "%%"))
         parser.add_argument("--device", choices=DEVICES, default="cpu",
                             help="where latency is measured (default: cpu)")
         parser.add_argument("--threads", type=int, default=1,
@@ -584,7 +584,7 @@ class PruneCommand(Command):
                             "OUT/latency_table.json, built as pruning goes)")
         parser.add_argument("--evaluator", metavar="SPEC",
                             help=f"how proposals are scored: {EVALUATOR_HELP} (default: "
-                            "proxy:naswot,resolution=0.5x,batch=16)")
+                            "proxy:naswot,resolution=0.5x,batch=16)".replace("%", "%%"))
         parser.add_argument("--weights", metavar="CKPT",
                             help="state_dict of the network's nasscale module: kept filters "
                             "carry their weights, and OUT/pruned.pt is written")

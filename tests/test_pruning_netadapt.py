@@ -245,3 +245,13 @@ def test_latency_target_with_a_growing_table(tmp_path):
     assert lut.exists() and result.extra["carriers_timed"] >= 1
     table = nasscale.latency.LatencyTable.load(lut)
     assert not table.predict(resolve(result.final)).extrapolated  # every block was measured
+
+
+def test_every_command_has_help(capsys):
+    from nasscale.cli import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([command.name, "--help"])
+        assert exit_.value.code == 0
+    assert "--target METRIC=BOUND" in capsys.readouterr().out
