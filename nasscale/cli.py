@@ -590,9 +590,9 @@ class PruneCommand(Command):
                             "carry their weights, and OUT/pruned.pt is written")
         parser.add_argument("--out", metavar="DIR",
                             help="output folder (default: runs/prune_<network>_<metric>)")
-        parser.add_argument("--step", type=float, default=0.03,
+        parser.add_argument("--step", type=float, default=0.025,
                             help="first iteration's resource reduction, a fraction of the "
-                            "start's (default 0.03)")
+                            "start's (default 0.025)")
         parser.add_argument("--decay", type=float, default=0.96,
                             help="the step is multiplied by this every iteration (default 0.96)")
         parser.add_argument("--max-iterations", type=int, default=200)

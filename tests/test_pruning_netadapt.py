@@ -243,6 +243,9 @@ def test_latency_target_with_a_growing_table(tmp_path):
     assert result.met  # predicted latency meets the limit
     assert result.measured_ms is not None and result.start_measured_ms is not None
     assert lut.exists() and result.extra["carriers_timed"] >= 1
+    meas = result.extra["measured"]  # start and result measured alternately
+    assert meas["ratio"] == pytest.approx(meas["pruned_ms"] / meas["start_ms"], rel=0.5)
+    assert isinstance(result.extra["measured_meets_target"], bool)
     table = nasscale.latency.LatencyTable.load(lut)
     assert not table.predict(resolve(result.final)).extrapolated  # every block was measured
 

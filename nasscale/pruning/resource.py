@@ -137,6 +137,7 @@ class LatencyResource(Resource):
     #: defaults, ``CARRIER_POLICY`` and ``TimingPolicy()``); tests pass ``timing.QUICK``
     carrier_policy: object = None
     measure_policy: object = None
+    drift: list = field(default_factory=list)  # per carrier: table ms / measured ms (known)
     table: object = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -162,18 +163,37 @@ class LatencyResource(Resource):
         return self.value(spec)
 
     def measure_units(self, spec: NetworkSpec) -> None:
-        """Time ``spec`` as a carrier: every unit in context, saved to the table."""
+        """Time ``spec`` as a carrier and add the units the table lacks.
+
+        Units the table has keep their values: re-timing them would move the prediction of
+        every network that contains them with the machine's drift (5 % between runs minutes
+        apart on the development VM), and the search would then take noise for savings.
+        Instead the units already known measure the drift of this carrier, and the new units
+        are scaled by it: ``known table ms / known measured ms``, so all entries stay on one
+        scale."""
         from nasscale.latency.build import time_carrier
-        from nasscale.latency.table import units_of
+        from nasscale.latency.table import unit_key, units_of
 
         units = units_of(resolve(spec))
         timing = (time_carrier(spec, self.settings) if self.carrier_policy is None
                   else time_carrier(spec, self.settings, self.carrier_policy))
+        known = [(u, ms) for u, ms in zip(units, timing.units_ms) if unit_key(u) in self.table]
+        factor = 1.0
+        if known:
+            measured = sum(ms for _, ms in known)
+            if measured > 0:
+                factor = sum(self.table.entries[unit_key(u)].ms for u, _ in known) / measured
+        added = set()
         for unit, ms in zip(units, timing.units_ms):
-            self.table.add(unit, ms, "carrier")
-        self.table.overhead_samples_ms.append(timing.overhead_ms)
+            key = unit_key(unit)
+            if key not in self.table and key not in added:
+                self.table.add(unit, ms * factor, "carrier")
+                added.add(key)
+        if not known:
+            self.table.overhead_samples_ms.append(timing.overhead_ms)
         if timing.other_load is not None:
             self.table.other_loads.append(round(timing.other_load, 3))
+        self.drift.append(round(factor, 4))
         self.table.carriers += 1
         self.carriers += 1
         if "netadapt" not in self.table.sources:
@@ -187,6 +207,27 @@ class LatencyResource(Resource):
         policy = self.measure_policy or (TimingPolicy() if thorough
                                          else TimingPolicy().scaled(0.35))
         return float(measure(spec, settings=self.settings, policy=policy).latency_ms)
+
+    def measure_median(self, spec: NetworkSpec, repeats: int = 3) -> float:
+        """The median of ``repeats`` end-to-end measurements (one can be an outlier: on the
+        development VM a single measurement was 40 % off now and then)."""
+        import statistics
+
+        return statistics.median(self.measure(spec) for _ in range(repeats))
+
+    def compare(self, a: NetworkSpec, b: NetworkSpec, rounds: int = 3
+                ) -> tuple[float, float, float]:
+        """Measure ``a`` and ``b`` alternately, ``rounds`` times each: (median ms of a, median
+        ms of b, median of the per-round ratios b/a).  Alternating cancels the machine's drift,
+        which a before/after pair minutes apart does not."""
+        import statistics
+
+        pairs = []
+        for _ in range(rounds):
+            ma, mb = self.measure(a), self.measure(b)
+            pairs.append((ma, mb))
+        return (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs),
+                statistics.median(p[1] / p[0] for p in pairs))
 
     def calibrate(self, spec: NetworkSpec, measured_ms: float) -> None:
         """Scale predictions so that ``spec`` predicts its measured latency."""
