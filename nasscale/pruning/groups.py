@@ -173,12 +173,14 @@ def _attention_unit(spec: BlockSpec, policy, heads_field: str, width: int) -> tu
     return math.lcm(policy.divisor, heads), head_dim
 
 
-def width_groups(spec: NetworkSpec) -> list[Group]:
-    """The prunable groups of a *flat* network (see ``flatten``), in network order."""
+def width_groups(spec: NetworkSpec, names: list[str] | None = None) -> list[Group]:
+    """The prunable groups of a *flat* network (see ``flatten``), in network order.  ``names``:
+    a name per block (default ``stages[i]`` of the flat form; ``block_names(original)`` names
+    them after the network they came from)."""
     rn = resolve(spec)
     policy = spec.rounding
     blocks = rn.blocks
-    names = _block_names(spec)
+    names = names or _block_names(spec)
     # group under construction: name -> dict(role, width, members, unit, heads)
     groups: dict[str, dict] = {}
     order: list[str] = []
@@ -220,6 +222,15 @@ def width_groups(spec: NetworkSpec) -> list[Group]:
         new(f"head.hidden[{k}]", "hidden", width, Member(None, "hidden", k))
     return [Group(name, g["role"], g["width"], tuple(g["members"]), g["unit"],
                   tuple(g["heads"])) for name, g in ((n, groups[n]) for n in order)]
+
+
+def block_names(spec: NetworkSpec) -> list[str]:
+    """Each block of ``flatten(spec)`` named after ``spec``: ``stages[2]`` for a one-block
+    stage, ``stages[2][1]`` for repeat 1 of a stage of several."""
+    return ([f"stem[{i}]" for i in range(len(spec.stem))]
+            + [f"stages[{s}]" if st.repeats == 1 else f"stages[{s}][{r}]"
+               for s, st in enumerate(spec.stages) for r in range(st.repeats)]
+            + [f"head.blocks[{i}]" for i in range(len(spec.head.blocks))])
 
 
 def _block_names(spec: NetworkSpec) -> list[str]:

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nasscale.errors import NasscaleError, SpecError
-from nasscale.pruning.groups import Group, compact, prunable, prune, width_groups
+from nasscale.pruning.groups import (
+    Group,
+    block_names,
+    compact,
+    prunable,
+    prune,
+    width_groups,
+)
 from nasscale.pruning.resource import Resource, Target, format_amount
 from nasscale.specs import NetworkSpec, resolve
 
@@ -143,7 +150,8 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         model = _reorder_model(model, current)
     start_value = resource.confirm(current)
     limit = target.limit(start_value)
-    groups = width_groups(current)
+    names = block_names(spec)  # groups are named after the network as the user wrote it
+    groups = width_groups(current, names)
     if not groups:
         raise NasscaleError(f"{spec.name} has no width that can be pruned")
     smallest = prune(current, minimal_widths(current, groups), groups)
@@ -202,7 +210,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
             reasons = "; ".join(f"{p.label}: {p.error}" for p in proposals[:3])
             raise NasscaleError(f"iteration {i + 1}: every proposal failed to score ({reasons})")
         _, chosen = best
-        groups = width_groups(chosen.spec)
+        groups = width_groups(chosen.spec, names)
         cost = network_cost(resolve(chosen.spec))
         it = Iteration(index=i + 1, limit=it_limit, group=chosen.group,
                        old_width=chosen.old_width, width=chosen.width,

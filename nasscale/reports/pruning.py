@@ -122,9 +122,10 @@ def result_text(result, out: Path | None = None) -> str:
         meas = result.extra.get("measured")
         if meas:
             ok = "meets" if result.extra.get("measured_meets_target") else "MISSES"
-            lines.append(f"  measured alternately, 3 rounds: {meas['start_ms']:.3f} ms -> "
-                         f"{meas['pruned_ms']:.3f} ms, ratio {meas['ratio']:.3f} ({ok} the "
-                         f"target {result.target}; predicted {result.final_resource:.3f} ms)")
+            lines.append(f"  measured alternately, {meas['rounds']} rounds: "
+                         f"{meas['start_ms']:.3f} ms -> {meas['pruned_ms']:.3f} ms, median "
+                         f"ratio {meas['ratio']:.3f} ({ok} the target {result.target}; "
+                         f"predicted {result.final_resource:.3f} ms)")
     lines.append(f"  resource: {result.resource_note}")
     lines.append(f"  score: {result.evaluator_note}")
     if out is not None:
