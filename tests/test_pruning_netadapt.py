@@ -258,3 +258,30 @@ def test_every_command_has_help(capsys):
             main([command.name, "--help"])
         assert exit_.value.code == 0
     assert "--target METRIC=BOUND" in capsys.readouterr().out
+
+
+def test_a_measured_miss_prunes_on(tmp_path, monkeypatch):
+    """The table predicts within a few percent; when the measured ratio misses the target, the
+    limit is tightened by the miss and pruning goes on."""
+    from nasscale.pruning.resource import LatencyResource
+    from nasscale.pruning.run import PruneRequest, run_prune
+
+    calls = []
+
+    def compare(self, a, b, rounds=3):
+        calls.append(b)
+        return (10.0, 9.5, 0.95) if len(calls) == 1 else (10.0, 8.5, 0.85)
+
+    monkeypatch.setattr(LatencyResource, "compare", compare)
+    net = tmp_path / "tiny192.yaml"
+    net.write_text(TINY.replace("resolution: 32", "resolution: 192"))
+    result, out = run_prune(PruneRequest(network=str(net), target="latency=0.9x",
+                                         lut=str(tmp_path / "lut.json"), out=str(tmp_path / "o"),
+                                         evaluator="proxy:naswot,batch=8", verbose=False,
+                                         timing=QUICK))
+    assert len(calls) == 2 and result.extra["measured_meets_target"]
+    first_final = calls[0]
+    assert nasscale.count(result.final).flops < nasscale.count(first_final).flops
+    indices = [it.index for it in result.iterations]
+    assert indices == list(range(1, len(indices) + 1))
+    assert len(list((out / "iterations").glob("*.yaml"))) == len(indices) + 1

@@ -138,9 +138,13 @@ def minimal_widths(spec: NetworkSpec, groups: list[Group]) -> dict[str, int]:
 def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
              options: Options = Options(), model=None,
              log: Callable[[str], None] | None = None,
-             on_iteration: Callable[[Iteration], None] | None = None) -> Result:
+             on_iteration: Callable[[Iteration], None] | None = None, *,
+             first_iteration: int = 0, names: list[str] | None = None,
+             base_name: str | None = None) -> Result:
     """Prune ``spec`` until ``resource`` meets ``target`` (see module doc).  ``model``: a module
-    of ``spec`` with trained weights (carried into every proposal), or ``None``."""
+    of ``spec`` with trained weights (carried into every proposal), or ``None``.
+    ``first_iteration``, ``names`` and ``base_name`` continue an earlier run: its iteration
+    count (the step keeps decaying from there), its block names and its network's name."""
     from nasscale.costs.analytic import network_cost
 
     t0 = time.perf_counter()
@@ -150,7 +154,8 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         model = _reorder_model(model, current)
     start_value = resource.confirm(current)
     limit = target.limit(start_value)
-    names = block_names(spec)  # groups are named after the network as the user wrote it
+    names = names or block_names(spec)  # groups are named after the network as written
+    base_name = base_name or spec.name
     groups = width_groups(current, names)
     if not groups:
         raise NasscaleError(f"{spec.name} has no width that can be pruned")
@@ -169,7 +174,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
     start_score = score
     value = start_value
     iterations: list[Iteration] = []
-    i = 0
+    i = first_iteration
     while value > limit and i < options.max_iterations:
         t_it = time.perf_counter()
         step = options.initial_step * start_value * options.decay ** i
@@ -218,7 +223,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
                        delta_score=chosen.score - score, saved=value - chosen.resource,
                        proposals=len(proposals), flops=cost.flops, params=cost.params,
                        seconds=time.perf_counter() - t_it,
-                       spec=compact(chosen.spec).replace(name=f"{spec.name}_netadapt{i + 1}"))
+                       spec=compact(chosen.spec).replace(name=f"{base_name}_netadapt{i + 1}"))
         iterations.append(it)
         if on_iteration:
             on_iteration(it)
@@ -230,8 +235,8 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
                             f"{format_amount(target.metric, value)} (target "
                             f"{format_amount(target.metric, limit)}); raise --max-iterations")
     final = compact(current).replace(
-        name=f"{spec.name}_pruned", expected=None, reference="",
-        paper=f"{spec.name} pruned by NetAdapt to {target} ({len(iterations)} iterations)")
+        name=f"{base_name}_pruned", expected=None, reference="",
+        paper=f"{base_name} pruned by NetAdapt to {target} ({i} iterations)")
     return Result(start=spec, final=final, target=target, limit=limit,
                   start_resource=start_value, final_resource=value, start_score=start_score,
                   iterations=iterations, metric=target.metric,

@@ -123,24 +123,64 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
     result = netadapt(spec, target, resource, evaluator, req.options, model, log, on_iteration)
     result.start_measured_ms = start_ms
     if isinstance(resource, LatencyResource):
-        log("measuring the start and the pruned network end to end, alternately (5 rounds)")
-        s_ms, f_ms, ratio = resource.compare(spec, result.final, rounds=5)
-        result.measured_ms = f_ms
-        result.extra["measured"] = {"start_ms": s_ms, "pruned_ms": f_ms, "ratio": ratio,
-                                    "rounds": 5}
-        result.extra["measured_meets_target"] = (ratio <= target.factor if target.factor
-                                                 else f_ms <= target.value)
-        result.extra["carriers_timed"] = resource.carriers
-        if resource.drift:
-            import statistics
-
-            result.extra["carrier_drift"] = {"median": statistics.median(resource.drift),
-                                             "min": min(resource.drift),
-                                             "max": max(resource.drift)}
-        result.extra["lut"] = str(resource.path)
+        result = _verify_latency(result, spec, target, resource, evaluator, req, log,
+                                 on_iteration)
     if result.model is not None:
         from nasscale.pruning.netadapt import _reorder_model
 
         result.model = _reorder_model(result.model, result.final)
     write_outputs(result, out)
     return result, out
+
+
+def _verify_latency(result: Result, spec: NetworkSpec, target, resource: LatencyResource,
+                    evaluator, req: PruneRequest, log, on_iteration, rounds: int = 5,
+                    extra_runs: int = 2) -> Result:
+    """Measure the start and the result alternately; when the *measured* latency misses the
+    target (the table predicts within a few percent, not exactly), tighten the predicted limit
+    by the miss and prune on, at most ``extra_runs`` times."""
+    import statistics
+
+    from nasscale.pruning.groups import block_names
+    from nasscale.pruning.resource import Target
+
+    names = block_names(spec)
+    for attempt in range(extra_runs + 1):
+        log(f"measuring the start and the pruned network end to end, alternately "
+            f"({rounds} rounds)")
+        s_ms, f_ms, ratio = resource.compare(spec, result.final, rounds=rounds)
+        meets = ratio <= target.factor if target.factor else f_ms <= target.value
+        result.measured_ms = f_ms
+        result.extra["measured"] = {"start_ms": s_ms, "pruned_ms": f_ms, "ratio": ratio,
+                                    "rounds": rounds}
+        result.extra["measured_meets_target"] = meets
+        result.extra["carriers_timed"] = resource.carriers
+        result.extra["lut"] = str(resource.path)
+        if resource.drift:
+            result.extra["carrier_drift"] = {"median": statistics.median(resource.drift),
+                                             "min": min(resource.drift),
+                                             "max": max(resource.drift)}
+        if meets or attempt == extra_runs:
+            return result
+        miss = (target.factor / ratio) if target.factor else target.value / f_ms
+        limit = result.final_resource * miss
+        log(f"measured {f_ms:.3f} ms (ratio {ratio:.3f}) misses {target}; pruning on to a "
+            f"predicted {limit:.3f} ms")
+        tighter = Target("latency", value=limit, text=f"latency={limit:.3f}ms")
+        try:
+            more = netadapt(result.final, tighter, resource, evaluator, req.options,
+                            result.model, log, on_iteration,
+                            first_iteration=len(result.iterations), names=names,
+                            base_name=spec.name)
+        except NasscaleError as err:
+            log(f"cannot prune further: {err}")
+            result.extra["note"] = f"measured latency misses the target; pruning on failed: {err}"
+            return result
+        result.iterations += more.iterations
+        result.final, result.final_resource, result.model = (more.final, more.final_resource,
+                                                             more.model)
+        result.final = result.final.replace(paper=f"{spec.name} pruned by NetAdapt to {target} "
+                                            f"({len(result.iterations)} iterations)")
+        result.limit = min(result.limit, limit)
+        result.seconds += more.seconds
+    return result
