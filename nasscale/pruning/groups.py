@@ -79,10 +79,6 @@ class Group:
     unit: int = 8
     heads: tuple[tuple[int, str, str, int], ...] = ()  # (block, heads field, policy, head_dim)
 
-    @property
-    def min_width(self) -> int:
-        return self.unit
-
     def widths_below(self) -> list[int]:
         """Every width this group may shrink to, largest first."""
         top = (self.width - 1) // self.unit * self.unit

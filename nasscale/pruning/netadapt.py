@@ -151,7 +151,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
     log = log or (lambda _msg: None)
     current = prunable(spec)
     if model is not None:
-        model = _reorder_model(model, current)
+        model = regroup_model(model, current)
     start_value = resource.confirm(current)
     limit = target.limit(start_value)
     names = names or block_names(spec)  # groups are named after the network as written
@@ -271,30 +271,25 @@ def _proposals(current: NetworkSpec, groups: list[Group], limit: float, resource
     return out
 
 
-def _reorder_model(model, flat: NetworkSpec):
-    """A module of ``flat`` holding ``model``'s weights, where ``flat`` has the same blocks in
+def regroup_model(model, spec: NetworkSpec):
+    """A module of ``spec`` holding ``model``'s weights, where ``spec`` has the same blocks in
     the same order as ``model``'s network, grouped into stages differently (``flatten`` and
     ``compact`` regroup, nothing else)."""
-    from nasscale.modules import build_network
-
-    flat_model = build_network(flat)
-    src = list(_block_state(model))
-    dst = list(_block_state(flat_model))
-    if len(src) != len(dst):
-        raise NasscaleError("the weights do not match the network's blocks")
     import torch
 
-    with torch.no_grad():
-        for (_, a), (_, b) in zip(src, dst):
-            b.load_state_dict(a.state_dict())
-        flat_model.head.load_state_dict(model.head.state_dict())
-    return flat_model
-
-
-def _block_state(model):
+    from nasscale.modules import build_network
     from nasscale.pruning.weights import block_modules
 
-    return enumerate(block_modules(model))
+    out = build_network(spec)
+    src, dst = block_modules(model), block_modules(out)
+    if len(src) != len(dst):
+        raise NasscaleError(f"the weights do not match {spec.name}'s blocks "
+                            f"({len(src)} against {len(dst)})")
+    with torch.no_grad():
+        for a, b in zip(src, dst):
+            b.load_state_dict(a.state_dict())
+        out.head.load_state_dict(model.head.state_dict())
+    return out.train(model.training)
 
 
 def _carried(model, current: NetworkSpec, p: Proposal, groups: list[Group]):

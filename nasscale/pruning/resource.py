@@ -128,7 +128,6 @@ class LatencyResource(Resource):
 
     path: Path
     settings: object  # nasscale.latency.Settings
-    log: object = None  # callable(str) for progress notes
     metric: str = "latency"
     unit: str = "ms"
     scale: float = 1.0
@@ -241,11 +240,11 @@ class LatencyResource(Resource):
                 f"{key.device_name}, {key.threads} thread(s), batch {key.batch})")
 
 
-def make_resource(metric: str, lut: str | None, out: Path, settings, log=None) -> Resource:
+def make_resource(metric: str, lut: str | None, out: Path, settings) -> Resource:
     if metric != "latency":
         return CountResource(metric)
     path = Path(lut) if lut else out / "latency_table.json"
     try:
-        return LatencyResource(path=path, settings=settings, log=log)
+        return LatencyResource(path=path, settings=settings)
     except NasscaleError as err:
         raise NasscaleError(f"--lut: {err}") from None

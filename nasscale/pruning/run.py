@@ -100,7 +100,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
     settings = Settings(device=req.device, threads=req.threads)
     if target.metric != "latency" and req.lut:
         raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
-    resource = make_resource(target.metric, req.lut, out, settings, log)
+    resource = make_resource(target.metric, req.lut, out, settings)
     if isinstance(resource, LatencyResource) and req.timing is not None:
         resource.carrier_policy = resource.measure_policy = req.timing
     start_ms = None
@@ -126,9 +126,9 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         result = _verify_latency(result, spec, target, resource, evaluator, req, log,
                                  on_iteration)
     if result.model is not None:
-        from nasscale.pruning.netadapt import _reorder_model
+        from nasscale.pruning.netadapt import regroup_model
 
-        result.model = _reorder_model(result.model, result.final)
+        result.model = regroup_model(result.model, result.final)
     write_outputs(result, out)
     return result, out
 

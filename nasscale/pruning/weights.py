@@ -267,9 +267,8 @@ def select_channels(model: Network, rn: ResolvedNetwork, groups: list[Group],
             ax = axes.get(pname)
             if ax is None or param.dim() < 2 or ax[0] is None:
                 continue
-            for seg in set(_segments(ax[0])):
-                g = names.get(seg)
-                if g in widths and _is_producer(seg):
+            for g in {names.get(seg) for seg in _segments(ax[0]) if _is_producer(seg)}:
+                if g in widths:
                     _accumulate(score, g, ax[0], param, sizes, names)
     head = dict(model.head.named_parameters())
     for k in range(len(rn.head.hidden)):
