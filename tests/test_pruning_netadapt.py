@@ -285,3 +285,16 @@ def test_a_measured_miss_prunes_on(tmp_path, monkeypatch):
     indices = [it.index for it in result.iterations]
     assert indices == list(range(1, len(indices) + 1))
     assert len(list((out / "iterations").glob("*.yaml"))) == len(indices) + 1
+
+
+def test_latency_on_a_missing_device_or_too_many_threads(tiny, tmp_path, capsys):
+    import os
+
+    if not torch.cuda.is_available():
+        assert main(["prune", str(tiny), "--target", "latency=0.8x", "--device", "cuda",
+                     "--out", str(tmp_path / "o")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    cores = len(os.sched_getaffinity(0))
+    assert main(["prune", str(tiny), "--target", "latency=0.8x", "--threads", str(cores + 1),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "threads" in capsys.readouterr().err

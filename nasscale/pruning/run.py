@@ -100,6 +100,8 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
     settings = Settings(device=req.device, threads=req.threads)
     if target.metric != "latency" and req.lut:
         raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
+    if target.metric == "latency":
+        settings.key()  # no such device, too many threads: say so before anything else
     resource = make_resource(target.metric, req.lut, out, settings)
     if isinstance(resource, LatencyResource) and req.timing is not None:
         resource.carrier_policy = resource.measure_policy = req.timing
