@@ -11,6 +11,7 @@ import nasscale
 from nasscale.modules import build_network
 from nasscale.pruning import prunable, prune, width_groups
 from nasscale.pruning.weights import (
+    _segments,
     bindings,
     block_axes,
     block_modules,
@@ -19,10 +20,6 @@ from nasscale.pruning.weights import (
     head_axes,
 )
 from nasscale.specs import resolve
-
-
-def _segments(axis):
-    return axis if isinstance(axis, tuple) else (axis,)
 
 
 def _zero_rows(tensor, axis0, sizes, names, group, rows):

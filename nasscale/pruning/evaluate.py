@@ -69,6 +69,13 @@ class PruneEvaluator:
     fn: Callable | None = None
     seed: int = 0
     _dataset: Any = field(default=None, init=False, repr=False)
+    _proxy: Any = field(default=None, init=False, repr=False)  # the search's ProxyEvaluator
+
+    def __post_init__(self) -> None:
+        if self.kind == "proxy":
+            from nasscale.search.evaluators import ProxyEvaluator
+
+            self._proxy = ProxyEvaluator(proxy=self.proxy, batch_size=self.batch, data=self.data)
 
     @property
     def name(self) -> str:
@@ -91,6 +98,8 @@ class PruneEvaluator:
             from nasscale.search.data import load_dataset
 
             self._dataset = load_dataset(self.data)
+            if self._proxy is not None:
+                self._proxy._dataset = self._dataset
         return self._dataset
 
     def check(self, spec: NetworkSpec, weighted: bool) -> None:
@@ -103,8 +112,6 @@ class PruneEvaluator:
                 "the data first, or prune without --weights (structure only)")
 
     def score(self, spec: NetworkSpec, model=None):
-        import torch
-
         from nasscale.search.evaluators import arch_seed, build_seeded
 
         seed = arch_seed(self.seed, spec)
@@ -126,26 +133,12 @@ class PruneEvaluator:
                 return float(result), model
             except (TypeError, ValueError):
                 raise NasscaleError(f"{self.text} returned {result!r}, not a number") from None
-        from nasscale.search.proxies import naswot, synflow
         from nasscale.search.study import eval_resolution
 
         res = eval_resolution(self.resolution, spec.resolution)
-        if self.proxy == "synflow":
-            import copy
-
-            return float(synflow(copy.deepcopy(model), (1, spec.in_channels, res, res))), model
-        g = torch.Generator().manual_seed(self.seed)
-        data = self.dataset()
-        if data is None:
-            batch = torch.randn(self.batch, spec.in_channels, res, res, generator=g)
-        else:
-            from nasscale.search.data import resize
-
-            idx = torch.randperm(len(data.y), generator=g)[:self.batch]
-            batch = resize(data.x[idx], res)
         was_training = model.training
-        try:
-            return float(naswot(model, batch)), model
+        try:  # every proposal sees the same batch (the study seed), so scores compare
+            return float(self._proxy.score_module(model, spec, self.seed, res)), model
         finally:
             model.train(was_training)
 

@@ -95,12 +95,11 @@ class ProxyEvaluator(Evaluator):
                                 f"{', '.join(PROXIES)}, flops, params")
         self.name = self.proxy
 
-    def _batch(self, spec: NetworkSpec, seed: int):
+    def _batch(self, spec: NetworkSpec, seed: int, res: int):
         import torch
 
         from nasscale.search.data import load_dataset, resize
 
-        res = spec.resolution
         g = torch.Generator().manual_seed(seed)
         if self.data is None:
             return torch.randn(self.batch_size, spec.in_channels, res, res, generator=g)
@@ -110,17 +109,20 @@ class ProxyEvaluator(Evaluator):
         return resize(self._dataset.x[idx], res)
 
     def score(self, spec: NetworkSpec, seed: int) -> float:
-        from nasscale.search.proxies import naswot, synflow
         from nasscale.search.study import eval_resolution
 
         spec = spec.replace(resolution=eval_resolution(self.resolution, spec.resolution))
-        model = build_seeded(spec, seed)
-        if self.proxy == "synflow":
-            return synflow(model, (1, spec.in_channels, spec.resolution, spec.resolution))
-        return naswot(model, self._batch(spec, seed))
+        return self.score_module(build_seeded(spec, seed), spec, seed, spec.resolution)
 
-    def describe(self) -> str:
-        return f"{self.proxy} (batch {self.batch_size}, {self.data or 'random inputs'})"
+    def score_module(self, model, spec: NetworkSpec, batch_seed: int, res: int) -> float:
+        """The proxy of a module that already exists (a pruned network carrying weights), on
+        inputs of ``res`` pixels; ``batch_seed`` draws NASWOT's batch (keep it fixed to compare
+        modules on the same inputs)."""
+        from nasscale.search.proxies import naswot, synflow
+
+        if self.proxy == "synflow":  # works on a float64 copy
+            return synflow(model, (1, spec.in_channels, res, res))
+        return naswot(model, self._batch(spec, batch_seed, res))
 
 
 @dataclass
