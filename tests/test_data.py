@@ -32,7 +32,7 @@ def test_image_folder(tmp_path):
         for i in range(3):
             Image.new("RGB", (20, 16), color).save(tmp_path / label / f"{i}.png")
     d = load_dataset(str(tmp_path))
-    assert d.classes == ("cat", "dog") and d.x.shape == (6, 3, 64, 64)
+    assert d.classes == ("cat", "dog") and d.x.shape == (6, 3, 16, 20)
     assert d.y.tolist() == [0, 0, 0, 1, 1, 1]
 
 
@@ -49,7 +49,7 @@ def test_bad_npz(tmp_path, make, message):
 
 
 def test_unknown_source():
-    with pytest.raises(nasscale.NasscaleError, match="not 'digits', an existing .npz"):
+    with pytest.raises(nasscale.NasscaleError, match="not testbed, digits, an existing .npz"):
         load_dataset("nowhere/at/all")
 
 
@@ -59,5 +59,6 @@ def test_short_training_on_digits_learns():
     spec = nasscale.load("mobilenet_v3_small").replace(num_classes=10, resolution=32)
     torch.manual_seed(0)
     acc = train_and_evaluate(nasscale.build(spec), data,
-                             TrainSettings(epochs=3, subset=1000, resolution=32, seed=0))
+                             TrainSettings(epochs=3, subset=1000, resolution=32, seed=0,
+                                           augment=False))  # flips and crops break digits
     assert acc > 0.6  # chance is 0.1; 3 short epochs reach about 0.94 here

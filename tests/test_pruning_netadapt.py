@@ -163,9 +163,11 @@ def test_train_evaluator_fine_tunes_carried_weights(tiny, tmp_path):
 
     result, out = run_prune(PruneRequest(
         network=str(tiny), target="flops=0.9x", weights=str(ckpt), out=str(tmp_path / "o"),
-        evaluator="train:digits,epochs=1,subset=160,resolution=32", verbose=False))
+        evaluator="train:digits,epochs=1,final_epochs=1,subset=160,resolution=32,device=cpu",
+        verbose=False))
     assert result.met and 0 <= result.iterations[-1].score <= 1
     assert (out / "pruned.pt").exists()
+    assert result.long_term["epochs"] == 1 and 0 <= result.long_term["accuracy_after"] <= 1
 
 
 def test_weights_that_do_not_fit_are_a_clear_error(tiny, tmp_path, capsys):

@@ -10,7 +10,10 @@ width, a multiple of its unit, whose network meets ``limit_i`` (the other groups
 With weights, each proposal keeps the largest-norm filters (``nasscale.pruning.weights``).
 Every proposal is scored (``nasscale.pruning.evaluate``), and the one with the best score change
 per unit of resource saved, ``(score - score(current)) / (resource(current) - resource)``,
-becomes the current network.  This repeats until the target is met.
+becomes the current network.  This repeats until the target is met.  With the ``train``
+evaluator the scoring is NetAdapt's *short-term* fine-tuning (a few steps per proposal, from
+the carried weights); the *long-term* fine-tuning of the final network happens once, after
+``netadapt`` returns and the result is settled (``nasscale.pruning.run``).
 
 Defaults: ``initial_step=0.025`` (2.5 % of the start's resource) and ``decay=0.96``, the values
 of the example that comes with the authors' PyTorch reimplementation of NetAdapt.  Each
@@ -111,6 +114,9 @@ class Result:
     resource_note: str
     evaluator_note: str
     model: object = None  # final module, when weights were carried
+    #: NetAdapt's long-term fine-tuning of the final network (``run_prune``): epochs, lr,
+    #: accuracy_before, accuracy_after, steps, seconds, device, history; None when not run
+    long_term: dict | None = None
     measured_ms: float | None = None  # the final network, measured (latency targets)
     start_measured_ms: float | None = None
     seconds: float = 0.0

@@ -6,9 +6,20 @@ Outputs in ``--out`` (default ``runs/prune_<network>_<metric>``):
 - ``iterations/000_start.yaml`` and ``iterations/NNN.yaml``: the network after every iteration;
 - ``final.yaml``: the pruned network (``nasscale show final.yaml`` reads it);
 - ``iterations.csv``: iteration, group pruned, widths, limit, resource, score, FLOPs, params;
-- ``summary.json``: the ``--format json`` object;
-- ``pruned.pt``: the pruned network's ``state_dict``, when ``--weights`` came in;
+- ``summary.json``: the ``--format json`` object (with ``long_term``: the long-term
+  fine-tuning's epochs, lr and held-out top-1 before and after, when it ran);
+- ``pruned.pt``: the pruned network's ``state_dict``, when ``--weights`` came in (after the
+  long-term fine-tuning, when the ``train`` evaluator runs one);
 - ``latency_table.json``: the lookup table grown during a latency run (unless ``--lut``).
+
+Order: NetAdapt's iterations (short-term fine-tuning inside each score), then for a latency
+target the end-to-end check that may prune on, and only then, once, the long-term fine-tuning
+of the settled final network (``PruneEvaluator.fine_tune``).
+
+``--weights`` reads a plain ``state_dict`` or a ``nasscale train -o FILE`` file
+(``nasscale.modules.checkpoint``).  When the file's classifier has another number of classes
+than the network as named (``nasscale train`` sizes it to the data), the network takes the
+file's: the weights decide what the pruned network classifies.
 """
 from __future__ import annotations
 
@@ -41,41 +52,13 @@ class PruneRequest:
     timing: object = None
 
 
-def load_weights(path: str, spec: NetworkSpec):
-    """A module of ``spec`` with the checkpoint's weights (a ``state_dict``, or a mapping with
-    ``state_dict``/``model``), or a clear error naming the file."""
-    import torch
+def load_weights(path, spec: NetworkSpec):
+    """A module of ``spec`` holding the weights file's tensors, or an error naming the file
+    (``nasscale.modules.checkpoint.load_weights``; imported here so that this module loads
+    without torch)."""
+    from nasscale.modules.checkpoint import load_weights as load
 
-    from nasscale.modules import build_network
-
-    p = Path(path)
-    if not p.exists():
-        raise NasscaleError(f"--weights {path}: no such file")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
-        raise NasscaleError(f"--weights {path}: cannot read a checkpoint ({err})") from None
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict):
-        raise NasscaleError(f"--weights {path}: expected a state_dict, got {type(state).__name__}")
-    model = build_network(spec)
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(
-        model.state_dict())
-    if missing or unexpected:
-        some = sorted(missing)[:2] + sorted(unexpected)[:2]
-        raise NasscaleError(f"--weights {path}: not a state_dict of {spec.name}'s nasscale module "
-                            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
-                            f"{', '.join(some)}); save it with torch.save(nasscale.build(spec)"
-                            ".state_dict(), FILE)")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise NasscaleError(f"--weights {path}: shapes differ from {spec.name}: {first}") from None
-    return model.eval()
+    return load(path, spec)
 
 
 def _log(verbose: bool):
@@ -95,8 +78,15 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
     out = Path(req.out or Path("runs") / f"prune_{spec.name}_{target.metric}")
     log = _log(req.verbose)
     evaluator = make_evaluator(req.evaluator, req.seed)
-    model = load_weights(req.weights, spec) if req.weights else None
+    model = None
+    if req.weights:
+        from nasscale.modules.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(req.weights)
+        spec = _classes_of_weights(spec, ckpt, log)
+        model = load_weights(ckpt, spec)
     evaluator.check(spec, model is not None)
+    long_term = evaluator.final_settings(weighted=model is not None)
     settings = Settings(device=req.device, threads=req.threads)
     if target.metric != "latency" and req.lut:
         raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
@@ -131,8 +121,25 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         from nasscale.pruning.netadapt import regroup_model
 
         result.model = regroup_model(result.model, result.final)
+        if long_term is not None:  # once, on the settled final network
+            log(f"long-term fine-tuning of {result.final.name}: {long_term.epochs} epoch(s) at "
+                f"lr {long_term.lr:g}")
+            result.long_term = evaluator.fine_tune(result.final, result.model, long_term,
+                                                   progress=req.verbose)
+            log(f"top-1 {result.long_term['accuracy_before']:.4f} -> "
+                f"{result.long_term['accuracy_after']:.4f} after long-term fine-tuning")
     write_outputs(result, out)
     return result, out
+
+
+def _classes_of_weights(spec: NetworkSpec, ckpt, log) -> NetworkSpec:
+    """``spec`` with the weights file's number of classes (see module doc)."""
+    n = ckpt.num_classes
+    if n is None or n == spec.num_classes:
+        return spec
+    log(f"--weights {ckpt.path}: its classifier has {n} classes ({spec.name} as named has "
+        f"{spec.num_classes}); pruning the {n}-class network")
+    return spec.replace(num_classes=n)
 
 
 def _verify_latency(result: Result, spec: NetworkSpec, target, resource: LatencyResource,

@@ -15,6 +15,10 @@ An attention width keeps its head structure: with the head count fixed (MobileVi
 keeps the same number of its own channels; with the head dimension fixed (ViT, Swin) whole
 heads are kept, the ones with the largest norm.  Derived widths (SE squeezes) keep their own
 largest filters.  BatchNorm statistics are sliced like the weights.
+
+``carry_block``/``carry_head`` copy one block (the head) at a time, so weight inheritance
+(``nasscale.search.inherit``) reuses them for a candidate whose blocks are a subset of the
+parent's; there a smaller kernel takes the centre of the parent's (``centre_crop``).
 """
 from __future__ import annotations
 
@@ -346,31 +350,50 @@ def carry_weights(old_model: Network, old_rn: ResolvedNetwork, new_model: Networ
     keeping the largest-norm filters of every pruned group (see module doc)."""
     kept = select_channels(old_model, old_rn, groups, widths)
     binds = bindings(old_rn, groups)
-    by_name = {g.name: g for g in groups}
     with torch.no_grad():
         for old_m, new_m, rb_old, rb_new, names in zip(block_modules(old_model),
                                                       block_modules(new_model), old_rn.blocks,
                                                       new_rn.blocks, binds):
-            old_sizes, new_sizes = _sizes(rb_old), _sizes(rb_new)
-            index: dict[str, torch.Tensor | None] = {
-                axis: kept.get(g) if g is not None else None for axis, g in names.items()}
-            axes = block_axes(old_m, rb_old)
-            if "se" in old_sizes and old_sizes.get("se") != new_sizes.get("se"):
-                index["se"] = _derived(old_m, axes, "se", new_sizes["se"])
-            if "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
-                g = names.get("in")
-                head_dim = by_name[g].heads[0][3]
-                index["heads"] = torch.unique(kept[g] // head_dim)
-            _copy(old_m, new_m, axes, old_sizes, new_sizes, index)
-        head_index = {"in": kept.get(binds[-1]["out"]) if binds else None}
-        for k in range(len(new_rn.head.hidden)):
-            head_index[f"hidden{k}"] = kept.get(f"head.hidden[{k}]")
-        sizes_old = {"in": old_rn.head.in_channels,
-                     **{f"hidden{k}": w for k, w in enumerate(old_rn.head.hidden)}}
-        sizes_new = {"in": new_rn.head.in_channels,
-                     **{f"hidden{k}": w for k, w in enumerate(new_rn.head.hidden)}}
-        _copy(old_model.head, new_model.head, head_axes(old_model, old_rn), sizes_old, sizes_new,
-              head_index)
+            carry_block(old_m, rb_old, new_m, rb_new, names, kept, groups)
+        carry_head(old_model, old_rn, new_model, new_rn, binds[-1]["out"] if binds else None,
+                   kept)
+
+
+def carry_block(old_m: nn.Module, rb_old, new_m: nn.Module, rb_new, names: dict,
+                kept: dict[str, torch.Tensor], groups: list[Group],
+                crop_kernels: bool = False) -> None:
+    """Copy one block's tensors into a smaller block of the same kind: ``names`` binds the
+    old block's axis names to width groups (``bindings``), ``kept`` holds the channels kept of
+    each group that shrinks (``select_channels``).  Tensors only the old block has (an SE the
+    new block drops) are left out.  ``crop_kernels``: a smaller spatial kernel takes the
+    centre of the old one (weight inheritance; pruning never changes kernels)."""
+    old_sizes, new_sizes = _sizes(rb_old), _sizes(rb_new)
+    index: dict[str, torch.Tensor | None] = {
+        axis: kept.get(g) if g is not None else None for axis, g in names.items()}
+    axes = block_axes(old_m, rb_old)
+    if "se" in old_sizes and new_sizes.get("se") not in (None, 0, old_sizes["se"]):  # 0: none
+        index["se"] = _derived(old_m, axes, "se", new_sizes["se"])
+    if "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
+        g = names.get("in")
+        head_dim = next(x for x in groups if x.name == g).heads[0][3]
+        index["heads"] = torch.unique(kept[g] // head_dim)
+    _copy(old_m, new_m, axes, old_sizes, new_sizes, index, crop_kernels)
+
+
+def carry_head(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,
+               new_rn: ResolvedNetwork, features: str | None,
+               kept: dict[str, torch.Tensor]) -> None:
+    """Copy the head: ``features`` is the group of the tensor it pools (the last block's
+    ``out`` binding); hidden widths keep ``kept["head.hidden[k]"]``; classes never change."""
+    head_index = {"in": kept.get(features) if features is not None else None}
+    for k in range(len(new_rn.head.hidden)):
+        head_index[f"hidden{k}"] = kept.get(f"head.hidden[{k}]")
+    sizes_old = {"in": old_rn.head.in_channels,
+                 **{f"hidden{k}": w for k, w in enumerate(old_rn.head.hidden)}}
+    sizes_new = {"in": new_rn.head.in_channels,
+                 **{f"hidden{k}": w for k, w in enumerate(new_rn.head.hidden)}}
+    _copy(old_model.head, new_model.head, head_axes(old_model, old_rn), sizes_old, sizes_new,
+          head_index)
 
 
 def _derived(module: nn.Module, axes: dict, axis: str, width: int) -> torch.Tensor:
@@ -384,14 +407,32 @@ def _derived(module: nn.Module, axes: dict, axis: str, width: int) -> torch.Tens
     return torch.sort(torch.topk(score, width).indices).values
 
 
+def centre_crop(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The centre of a conv weight's spatial dims (a 3x3 kernel from a 5x5 one); the other
+    dims must already match.  Odd kernels with padding k // 2 keep their centre aligned, so a
+    cropped conv equals the old one whose outer ring of weights is zero."""
+    if tensor.dim() != 4 or len(shape) != 4 or tensor.shape[:2] != shape[:2]:
+        return tensor
+    (h, w), (nh, nw) = tensor.shape[2:], shape[2:]
+    if nh > h or nw > w or (h - nh) % 2 or (w - nw) % 2:
+        return tensor
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return tensor[:, :, top:top + nh, left:left + nw]
+
+
 def _copy(old_m: nn.Module, new_m: nn.Module, axes: dict, old_sizes: dict, new_sizes: dict,
-          index: dict) -> None:
+          index: dict, crop_kernels: bool = False) -> None:
     old_t = {**dict(old_m.named_parameters()), **dict(old_m.named_buffers())}
     for name, t in [*new_m.named_parameters(), *new_m.named_buffers()]:
-        src = old_t[name]
+        src = old_t.get(name)
+        if src is None:
+            raise NasscaleError(f"carrying weights: the smaller network has {name} "
+                                f"{tuple(t.shape)}, which the source block lacks")
         if name in axes:
             src = _slice(src, axes[name], old_sizes, new_sizes, index)
+        if crop_kernels and src.shape != t.shape:
+            src = centre_crop(src, t.shape)
         if src.shape != t.shape:
             raise NasscaleError(f"carrying weights: {name} would be {tuple(src.shape)} but the "
-                                f"pruned network needs {tuple(t.shape)}")
+                                f"smaller network needs {tuple(t.shape)}")
         t.copy_(src)

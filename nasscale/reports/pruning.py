@@ -51,6 +51,8 @@ def result_record(result, out: Path | None = None) -> dict:
         "seconds": round(result.seconds, 1),
         **result.extra,
     }
+    if result.long_term is not None:  # NetAdapt's long-term fine-tuning of the final network
+        record["long_term"] = result.long_term
     if result.metric == "latency":
         record["latency_ms"] = result.measured_ms
         record["latency_predicted_ms"] = result.final_resource
@@ -128,6 +130,12 @@ def result_text(result, out: Path | None = None) -> str:
                          f"predicted {result.final_resource:.3f} ms)")
     lines.append(f"  resource: {result.resource_note}")
     lines.append(f"  score: {result.evaluator_note}")
+    lt = result.long_term
+    if lt is not None:
+        lines.append(f"  long-term fine-tuning: {lt['epochs']} epoch(s) at lr {lt['lr']:g} "
+                     f"({lt['steps']} steps, {lt['device']}, {lt['seconds']:.0f} s): held-out "
+                     f"top-1 {100 * lt['accuracy_before']:.2f}% -> "
+                     f"{100 * lt['accuracy_after']:.2f}%")
     if out is not None:
         lines.append(f"  wrote {Path(out) / 'final.yaml'}, {Path(out) / 'iterations.csv'}, "
                      f"{Path(out) / 'iterations'}/"

@@ -11,12 +11,16 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from nasscale.search.objective import trial_status
+
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
 def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
                  score_name: str = "score") -> pd.DataFrame:
-    """One row per trial: number, state, feasibility, reason, metrics, constraint values
+    """One row per trial: number, Optuna state, status (feasible, over budget, stopped early,
+    failed, running: ``trial_status``), feasibility, reason, metrics (an early-stopped trial's
+    score is its last reported one), epochs trained (train evaluator), constraint values
     (``constraint: <budget>``, feasible when <= 0), parameters (``param: <name>``), seconds,
     and the architecture as block strings joined by ``;``."""
     rows = []
@@ -26,6 +30,7 @@ def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
+            "status": trial_status(t),
             "feasible": (t.state.name == "COMPLETE"
                          and all(v <= 0 for v in t.constraints.values())),
             "reason": ua.get("reason", t.system_attrs.get("fail_reason", "") or ""),
@@ -34,6 +39,7 @@ def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
             "flops": ua.get("flops"),
             "params": ua.get("params"),
             "resolution": ua.get("resolution"),
+            "epochs": ua.get("epochs"),
         }
         if "reward" in metrics:
             row["reward"] = ua.get("reward")
@@ -46,7 +52,8 @@ def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["number", "state", "feasible", "reason", score_name])
+        return pd.DataFrame(columns=["number", "state", "status", "feasible", "reason",
+                                     score_name])
     fixed = [c for c in rows[0] if not c.startswith(("constraint: ", "param: "))
              and c not in ("seconds", "architecture")]
     constraints = sorted(c for c in frame.columns if c.startswith("constraint: "))
@@ -71,8 +78,9 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
                 front: Sequence[int] = (), references: Mapping[str, Mapping] | None = None,
                 budgets: Mapping[str, float] | None = None, title: str = "") -> Path:
     """Score vs latency (or FLOPs): feasible trials, the Pareto front joined by a line,
-    infeasible (rejected) trials, failed ones are left out, reference networks as labelled
-    stars, and the budget as a dashed line."""
+    infeasible (rejected) trials, trials stopped early at their last reported score, failed
+    ones are left out, reference networks as labelled stars, and the budget as a dashed
+    line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +94,8 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
     ycol = score_name if have_score else None
     done = frame[frame[xcol].notna()] if xcol in frame else frame.iloc[0:0]
     feasible = done[done["feasible"]]
-    infeasible = done[(~done["feasible"]) & (done["state"].isin(["COMPLETE", "PRUNED"]))]
+    infeasible = done[done["status"] == "over budget"]
+    stopped = done[done["status"] == "stopped early"]
     if ycol:
         ax.scatter(feasible[xcol], feasible[ycol], s=18, c="tab:blue", label="feasible")
         shown = infeasible[infeasible[ycol].notna()]
@@ -98,6 +107,10 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
                        label=f"over budget, not scored ({len(infeasible) - len(shown)})")
             for x in infeasible[infeasible[ycol].isna()][xcol]:
                 ax.axvline(x, ymax=0.03, color="tab:red", alpha=0.5, lw=1)
+        stopped = stopped[stopped[ycol].notna()]
+        if len(stopped):
+            ax.scatter(stopped[xcol], stopped[ycol], s=22, facecolors="none",
+                       edgecolors="tab:orange", marker="v", label="stopped early")
         pf = feasible[feasible["number"].isin(list(front))].sort_values(xcol)
         if len(pf):
             ax.plot(pf[xcol], pf[ycol], "-o", c="tab:green", ms=6, label="Pareto front")

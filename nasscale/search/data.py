@@ -2,13 +2,20 @@
 
 Sources (``load_dataset(source)``):
 
+- ``testbed``: 32×32 grey crops of the 16 photographs scikit-image ships, one class per
+  photograph (1,920 training and 640 held-out images; the ``testbed`` extra installs
+  scikit-image).  Does not saturate: the networks to rank differ by tens of points (see
+  ``nasscale.search.testbed``).  No network access.
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes; the
-  ``demo`` extra installs scikit-learn).  No network access.
+  ``demo`` extra installs scikit-learn).  It saturates (93–99 % after short training), so it
+  cannot rank networks; it stays for quick demos.
 - ``path/to/data.npz``: arrays ``x`` and ``y`` (or ``x_train``/``y_train`` and
   ``x_test``/``y_test``, used as the held-out split).  ``x`` is (N, H, W), (N, H, W, C) or
   (N, C, H, W), uint8 (0–255) or float.
 - ``path/to/folder``: one subfolder per class holding images (png, jpg, bmp, ...), read with
-  Pillow.
+  Pillow, as torchvision's ``ImageFolder`` lays them out.  All images must have one size
+  (resize them first, or pass ``size`` to resize on load); a class without images, an
+  unreadable file or a single class is an error naming it.
 
 Images become float tensors (N, 3, H, W) normalised per channel; grey images are repeated to 3
 channels.  ``Dataset.at(resolution)`` resizes (bilinear) to the training resolution.
@@ -131,40 +138,78 @@ def from_npz(path: Path) -> Dataset:
                    test_y=ty)
 
 
-def from_folder(root: Path, size: int = 64) -> Dataset:
-    """Class-per-subfolder images, resized to ``size`` on load (Pillow)."""
+def from_folder(root: Path, size: int | None = None) -> Dataset:
+    """Class-per-subfolder images (Pillow), at their own size or resized to ``size``."""
     try:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise NasscaleError("reading image folders needs Pillow: pip install pillow") from None
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise NasscaleError(f"{root}: needs one subfolder per class (at least 2), found "
-                            f"{len(classes)}")
-    xs, ys = [], []
+        raise NasscaleError(f"data {root}: needs one subfolder per class (at least 2), found "
+                            f"{len(classes)}{': ' + classes[0] if classes else ''}")
+    xs, ys, sizes = [], [], {}
     for label, name in enumerate(classes):
-        for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+        files = [f for f in sorted((root / name).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise NasscaleError(f"data {root}: class folder {name!r} has no images "
+                                f"({', '.join(IMAGE_SUFFIXES)})")
+        for f in files:
+            try:
                 with Image.open(f) as im:
-                    im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                    im = im.convert("RGB")
+                    if size is not None:
+                        im = im.resize((size, size), Image.BILINEAR)
                     xs.append(np.asarray(im, dtype=np.uint8))
-                ys.append(label)
-    if not xs:
-        raise NasscaleError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its subfolders")
+            except (OSError, UnidentifiedImageError) as err:
+                raise NasscaleError(f"data {f}: cannot read as an image ({err})") from None
+            sizes.setdefault(xs[-1].shape[:2], []).append(f)
+            ys.append(label)
+    if len(sizes) > 1:
+        common = max(sizes, key=lambda k: len(sizes[k]))
+        odd = next(f for k, fs in sizes.items() if k != common for f in fs)
+        shapes = ", ".join(f"{w}x{h}: {len(fs)}" for (h, w), fs in sorted(sizes.items()))
+        raise NasscaleError(f"data {root}: images have mixed sizes ({shapes}; e.g. "
+                            f"{odd.relative_to(root)}); resize them to one size first, or give "
+                            "an image size to resize on load (nasscale train --image-size N)")
     (x,) = _normalise(_to_nchw(np.stack(xs), str(root)))
     return Dataset(x=x, y=torch.as_tensor(ys, dtype=torch.int64), classes=tuple(classes),
                    name=root.name)
 
 
-def load_dataset(source: str) -> Dataset:
+def testbed() -> Dataset:
+    from nasscale.search.testbed import PHOTOS, testbed_arrays
+
+    x, y, tx, ty = testbed_arrays()
+    x, tx = _normalise(_to_nchw(x, "testbed"), _to_nchw(tx, "testbed"))
+    return Dataset(x=x, y=torch.as_tensor(y), classes=PHOTOS, name="testbed",
+                   test_x=tx, test_y=torch.as_tensor(ty))
+
+
+SOURCES = ("testbed", "digits")
+
+
+def _checked(d: Dataset) -> Dataset:
+    present = torch.unique(d.y).numel()
+    if present < 2:
+        raise NasscaleError(f"data {d.name}: needs images of at least 2 classes, found {present}")
+    return d
+
+
+def load_dataset(source: str, size: int | None = None) -> Dataset:
+    """A dataset by source: ``testbed``, ``digits``, an ``.npz`` file or an image folder
+    (``size``: resize a folder's images on load)."""
+    source = str(source)
     if source == "digits":
         return digits()
+    if source == "testbed":
+        return testbed()
     path = Path(source)
     if path.suffix == ".npz":
         if not path.exists():
             raise NasscaleError(f"{path}: no such file")
-        return from_npz(path)
+        return _checked(from_npz(path))
     if path.is_dir():
-        return from_folder(path)
-    raise NasscaleError(f"data: {source!r} is not 'digits', an existing .npz file or a folder "
-                        "with one subfolder per class")
+        return _checked(from_folder(path, size))
+    raise NasscaleError(f"data: {source!r} is not {', '.join(SOURCES)}, an existing .npz file or "
+                        "a folder with one subfolder per class")

@@ -9,7 +9,9 @@ the study's seed:
 - ``CostEvaluator``: ``flops`` or ``params`` as the naive baselines a proxy must beat;
 - ``TrainEvaluator``: short training on a dataset, top-1 on its held-out split;
 - ``PythonEvaluator``: a user function ``package.module:function`` called with the built
-  module and the spec, returning a number (or a mapping with a ``score``).
+  module and the spec, returning a number (or a mapping with a ``score``);
+- ``InheritEvaluator`` (``nasscale.search.inherit``): weights carried from a trained parent
+  that contains the candidate, fine-tuned a few steps, top-1 on the held-out split.
 """
 from __future__ import annotations
 
@@ -48,13 +50,20 @@ def build_seeded(spec: NetworkSpec, seed: int):
 
 class Evaluator(ABC):
     """Scores a candidate network; higher is better.  ``name`` labels the metric in tables
-    and plots; ``needs_module`` says whether scoring builds torch modules."""
+    and plots; ``needs_module`` says whether scoring builds torch modules.
+
+    ``report(epoch, value)``, when given, receives intermediate scores (1-based epochs) from
+    an evaluator that has them: the train evaluator calls it after every epoch with held-out
+    top-1, and the objective turns that into ``trial.report`` and a pruner's decision.  If
+    ``report`` raises (``optuna.TrialPruned``), scoring stops and the exception propagates.
+    Evaluators without intermediate scores ignore it."""
 
     name: str = "score"
     needs_module: bool = True
 
     @abstractmethod
-    def score(self, spec: NetworkSpec, seed: int) -> float:
+    def score(self, spec: NetworkSpec, seed: int,
+              report: Callable[[int, float], None] | None = None) -> float:
         ...
 
     def describe(self) -> str:
@@ -72,7 +81,7 @@ class CostEvaluator(Evaluator):
                                 f"got {self.metric!r}")
         self.name = self.metric
 
-    def score(self, spec: NetworkSpec, seed: int) -> float:
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
         import nasscale
 
         cost = nasscale.count(spec)
@@ -108,7 +117,7 @@ class ProxyEvaluator(Evaluator):
         idx = torch.randperm(len(self._dataset.y), generator=g)[:self.batch_size]
         return resize(self._dataset.x[idx], res)
 
-    def score(self, spec: NetworkSpec, seed: int) -> float:
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
         from nasscale.search.study import eval_resolution
 
         spec = spec.replace(resolution=eval_resolution(self.resolution, spec.resolution))
@@ -133,7 +142,15 @@ class TrainEvaluator(Evaluator):
     relative: float | None = None  # train at this fraction of each candidate's resolution
     _dataset: Any = field(default=None, init=False, repr=False)
 
-    def score(self, spec: NetworkSpec, seed: int) -> float:
+    @property
+    def epochs(self) -> int | None:
+        """Epochs a full evaluation trains (``None``: a step budget, no per-epoch reports)."""
+        from nasscale.search.train import TrainSettings
+
+        s = self.settings or TrainSettings()
+        return s.epochs if s.steps is None else None
+
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
         from dataclasses import replace
 
         from nasscale.search.data import load_dataset
@@ -149,7 +166,8 @@ class TrainEvaluator(Evaluator):
         spec = spec.replace(num_classes=self._dataset.num_classes, resolution=res)
         model = build_seeded(spec, seed)
         return train_and_evaluate(model, self._dataset, replace(settings, seed=seed,
-                                                                resolution=res))
+                                                                resolution=res),
+                                  on_epoch=report)
 
     def describe(self) -> str:
         s = self.settings
@@ -166,7 +184,7 @@ class PythonEvaluator(Evaluator):
     def __post_init__(self) -> None:
         self._fn = load_callable(self.target)
 
-    def score(self, spec: NetworkSpec, seed: int) -> float:
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
         model = build_seeded(spec, seed)
         result = self._fn(model, spec)
         if isinstance(result, dict):
@@ -202,6 +220,10 @@ def make_evaluator(study) -> Evaluator:
     kind = cfg.pop("kind")
     if kind == "python":
         return PythonEvaluator(target=cfg["target"], name=cfg.get("name", "score"))
+    if kind == "inherit":  # weights carried from a trained parent (search/inherit.py)
+        from nasscale.search.inherit import make_inherit_evaluator
+
+        return make_inherit_evaluator(study)
     if kind == "train":
         from nasscale.search.data import load_dataset
         from nasscale.search.train import TrainSettings
@@ -213,6 +235,10 @@ def make_evaluator(study) -> Evaluator:
         relative = res if isinstance(res, float) else None
         settings = TrainSettings(**cfg, resolution=res if relative is None else 32,
                                  seed=study.seed)
+        try:  # e.g. device: cuda on a machine without CUDA, fp16 on the CPU: before any trial
+            settings.check()
+        except NasscaleError as err:
+            raise NasscaleError(f"{study.path or 'study'}: evaluator.{err}") from None
         evaluator = TrainEvaluator(data=data, settings=settings, relative=relative)
         evaluator._dataset = load_dataset(data)
         return evaluator

@@ -8,6 +8,14 @@ with ``trial.set_constraint`` (Optuna 5's TPE ranks infeasible trials by how far
 and whose ``reason`` says what it broke; it is never reported as best.  A candidate that fails
 to build, runs out of memory or scores NaN becomes a FAILED trial with its reason, and the study
 goes on.
+
+Multi-fidelity: the train evaluator reports held-out accuracy after every epoch.  In a
+single-objective study the objective passes it on with ``trial.report`` (as the objective's own
+value: the accuracy, or the reward at that accuracy), and when the study's pruner says so
+(``trial.should_prune()``, never after the last epoch) the trial stops: it is PRUNED too, but
+with ``stopped_early: True``, its ``epochs`` and a reason naming the pruner, the epoch and the
+accuracy, so it is told apart from an over-budget trial (``trial_status``).  Every trained
+trial records ``epochs``.
 """
 from __future__ import annotations
 
@@ -19,6 +27,9 @@ from typing import Callable, Protocol
 from nasscale.search.space import SearchSpace
 from nasscale.search.storage import worker_tag
 from nasscale.specs import NetworkSpec
+
+#: What became of a trial, as trials.csv, the plot, the summary and the progress line say it
+STATUSES = ("feasible", "over budget", "stopped early", "failed", "running", "waiting")
 
 
 class CandidateFailed(Exception):
@@ -76,6 +87,7 @@ class Objective:
     seed: int = 0
     max_memory_gb: float = 8.0
     study_name: str = "study"
+    pruner: str = "none"  # the study's pruner name (none: trials always run to the end)
     on_trial: Callable | None = field(default=None, repr=False)
 
     def __call__(self, trial) -> float | list[float]:
@@ -139,7 +151,13 @@ class Objective:
         for c in self.constraints:
             trial.set_constraint(c.text, c.violation(values[c.metric]))
         if "score" in self.metrics or "reward" in self.metrics:
-            score = float(self.evaluator.score(spec, arch_seed(self.seed, spec)))
+            trained = {"epochs": 0}
+            try:
+                score = float(self.evaluator.score(spec, arch_seed(self.seed, spec),
+                                                   report=self._reporter(trial, values, trained)))
+            finally:
+                if trained["epochs"]:
+                    trial.set_user_attr("epochs", trained["epochs"])
             if not math.isfinite(score):
                 reason = f"{self.evaluator.name} is {score} (undefined for this network)"
                 trial.set_user_attr("reason", reason)
@@ -147,10 +165,58 @@ class Objective:
             values["score"] = score
             trial.set_user_attr("score", score)
         if self.reward is not None:
-            target, exponent = self.reward
-            values["reward"] = values["score"] * (values["latency"] / target) ** exponent
+            values["reward"] = self._reward(values["score"], values)
             trial.set_user_attr("reward", values["reward"])
         return values
+
+    def _reward(self, score: float, values: dict[str, float]) -> float:
+        """MnasNet's reward: ``score · (latency / target) ^ exponent``."""
+        target, exponent = self.reward
+        return score * (values["latency"] / target) ** exponent
+
+    def _reporter(self, trial, values: dict[str, float], trained: dict) -> Callable:
+        """``report(epoch, accuracy)`` for the evaluator: counts the epochs trained, reports
+        the objective's value at this epoch to Optuna (single-objective studies only: Optuna
+        has no intermediate values for several objectives) and stops the trial when the pruner
+        says so, never after its last epoch (its result is then complete)."""
+        import optuna
+
+        last = getattr(self.evaluator, "epochs", None)
+        single = len(self.metrics) == 1
+
+        def report(epoch: int, accuracy: float) -> None:
+            trained["epochs"] = epoch
+            if not single:
+                return
+            value = accuracy if self.metrics[0] == "score" else self._reward(accuracy, values)
+            trial.report(value, epoch)
+            if self.pruner == "none" or (last is not None and epoch >= last) \
+                    or not trial.should_prune():
+                return
+            trial.set_user_attr("stopped_early", True)
+            trial.set_user_attr("epochs", epoch)
+            trial.set_user_attr("score", accuracy)  # the last reported accuracy (the plot's y)
+            if self.metrics[0] == "reward":
+                trial.set_user_attr("reward", value)
+            reason = (f"stopped early by {self.pruner} after epoch {epoch} "
+                      f"({self.evaluator.name} {accuracy:.3f})")
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+
+        return report
+
+
+def trial_status(trial) -> str:
+    """One of ``STATUSES`` for an Optuna trial: over-budget and early-stopped trials are
+    both PRUNED in Optuna; ``stopped_early`` tells them apart."""
+    state = trial.state.name
+    if state == "COMPLETE":
+        return "feasible" if all(v <= 0 for v in trial.constraints.values()) else "over budget"
+    if state == "PRUNED":
+        return "stopped early" if trial.user_attrs.get("stopped_early") else "over budget"
+    if state == "FAIL":
+        return "failed"
+    return state.lower()  # running, waiting
 
 
 def _fmt(metric: str, value: float) -> str:

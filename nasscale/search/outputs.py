@@ -1,11 +1,14 @@
 """Write a study's outputs into its folder and build the end-of-run summary.
 
-- ``trials.csv``: every trial (parameters, metrics, constraint values, state, reason);
-- ``best.yaml`` (one objective) or ``pareto/trial_<n>.yaml`` (several): loadable networks;
-- ``pareto.png``: the score against latency (or FLOPs), with feasible and over-budget trials,
-  the front, the reference networks and the budget;
-- ``summary.json``: counts, best trials, resolved budgets, the latency key, the storage (with
-  any password redacted).
+- ``trials.csv``: every trial (parameters, metrics, constraint values, state, status, epochs,
+  reason);
+- ``best.yaml`` (one objective) or ``pareto/trial_<n>.yaml`` (several): loadable networks
+  (complete, feasible trials only: never an over-budget or early-stopped one);
+- ``pareto.png``: the score against latency (or FLOPs), with feasible, over-budget and
+  early-stopped trials, the front, the reference networks and the budget;
+- ``summary.json``: counts (Optuna states, and statuses: early-stopped trials apart from
+  over-budget ones), best trials, resolved budgets, the latency key, the storage (with any
+  password redacted).
 """
 from __future__ import annotations
 
@@ -89,6 +92,7 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
                     references=refs, budgets=budgets,
                     title=f"{setup.study_name}: {setup.evaluator_label} vs {x_metric}")
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
     failures = (frame[frame["state"] == "FAIL"]["reason"].fillna("").str.slice(0, 120)
                 .value_counts().head(3).to_dict() if len(frame) else {})
     summary = {
@@ -98,6 +102,9 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
                         for c in setup.constraints],
         "latency_key": setup.latency_key, "trials": len(trials),
         "states": {str(k): int(v) for k, v in counts.items()},
+        "statuses": {str(k): int(v) for k, v in statuses.items()},
+        "stopped_early": int(statuses.get("stopped early", 0)),
+        "pruner": dict(study.pruner),
         "feasible": int(frame["feasible"].sum()) if len(frame) else 0,
         "failure_reasons": {str(k): int(v) for k, v in failures.items()},
         "best": [{"number": n, **metrics_of(by_number[n])} for n in best],
@@ -111,7 +118,9 @@ def summary_text(summary: dict, out: Path) -> str:
     score = summary["score"]
     lines = [f"study {summary['study']}: {summary['trials']} trials "
              + ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
-             + f"; {summary['feasible']} feasible"]
+             + f"; {summary['feasible']} feasible"
+             + (f", {summary['stopped_early']} stopped early" if summary.get("stopped_early")
+                else "")]
     for reason, n in summary.get("failure_reasons", {}).items():
         lines.append(f"failed x{n}: {reason}")
     if summary["constraints"]:

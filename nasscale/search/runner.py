@@ -90,9 +90,22 @@ def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
                                       constant_liar=True)
 
 
+def make_pruner(study: StudySpec):
+    """The study's Optuna pruner (``NopPruner`` for none: Optuna's own default would be a
+    median pruner).  Only single-objective train studies have one (see study.py)."""
+    import optuna
+
+    cfg = dict(study.pruner)
+    name = cfg.pop("name")
+    cls = {"successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+           "hyperband": optuna.pruners.HyperbandPruner,
+           "median": optuna.pruners.MedianPruner}.get(name)
+    return optuna.pruners.NopPruner() if cls is None else cls(**cfg)
+
+
 def finished_count(study) -> int:
-    """Trials that count towards ``trials``: complete, pruned (over budget) and failed ones,
-    except failures of interrupted workers, which are re-queued."""
+    """Trials that count towards ``trials``: complete, pruned (over budget or stopped early)
+    and failed ones, except failures of interrupted workers, which are re-queued."""
     n = 0
     for t in study.get_trials(deepcopy=False):
         if t.state.name in COUNTED_STATES and not str(
@@ -120,7 +133,7 @@ def make_objective(setup: Setup) -> Objective:
         evaluator=make_evaluator(study), constraints=setup.constraints,
         latency=make_latency_source(study, setup.latency_key) if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
-        study_name=setup.study_name)
+        study_name=setup.study_name, pruner=study.pruner["name"])
 
 
 def worker_main(setup: Setup, quota: int | None, timeout: float | None, worker: int) -> None:
@@ -135,7 +148,8 @@ def worker_main(setup: Setup, quota: int | None, timeout: float | None, worker: 
         return
     storage = open_storage(setup.storage, Path(setup.out))
     ostudy = optuna.load_study(study_name=setup.study_name, storage=storage,
-                               sampler=make_sampler(setup.study, worker))
+                               sampler=make_sampler(setup.study, worker),
+                               pruner=make_pruner(setup.study))
     ostudy.optimize(make_objective(setup), n_trials=quota, timeout=timeout,
                     catch=(CandidateFailed,), gc_after_trial=True)
 
@@ -168,7 +182,8 @@ def run_trials(setup: Setup, ostudy, remaining: int | None, options: RunOptions)
 
     target = None if remaining is None else finished_count(ostudy) + remaining
     progress = Progress(ostudy, target, enabled=options.progress,
-                        score=setup.study.metrics[0])
+                        score=setup.study.metrics[0],
+                        stopping=setup.study.pruner["name"] != "none")
     if options.workers <= 1:
         try:
             ostudy.optimize(make_objective(setup), n_trials=remaining, timeout=options.timeout,
@@ -227,12 +242,16 @@ def check_workers(workers: int) -> int:
 
 
 def _fingerprint(study: StudySpec) -> dict:
-    """What must not change between runs of one Optuna study."""
-    return {"space": study.space or study.coefficients,
-            "objectives": [list(o) for o in study.objectives],
-            "evaluator": study.evaluator, "constraints": list(study.constraints),
-            "reward": study.reward, "seed": study.seed,
-            "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
+    """What must not change between runs of one Optuna study.  The pruner is in it only when
+    there is one, so studies stored before pruners existed still resume."""
+    out = {"space": study.space or study.coefficients,
+           "objectives": [list(o) for o in study.objectives],
+           "evaluator": study.evaluator, "constraints": list(study.constraints),
+           "reward": study.reward, "seed": study.seed,
+           "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
+    if study.pruner["name"] != "none":
+        out["pruner"] = study.pruner
+    return out
 
 
 def prepare(study: StudySpec, options: RunOptions):
@@ -257,7 +276,8 @@ def prepare(study: StudySpec, options: RunOptions):
     storage = open_storage(url, options.out)
     directions = [d for _, d in study.objectives]
     ostudy = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                 sampler=make_sampler(study), load_if_exists=True)
+                                 sampler=make_sampler(study), pruner=make_pruner(study),
+                                 load_if_exists=True)
     if [d.name.lower() for d in ostudy.directions] != directions:
         raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
                             f"directions {[d.name.lower() for d in ostudy.directions]}, not "
@@ -266,7 +286,8 @@ def prepare(study: StudySpec, options: RunOptions):
     if stored is None:
         ostudy.set_user_attr("nasscale.fingerprint", _fingerprint(study))
     elif stored != _fingerprint(study):
-        changed = sorted(k for k in stored if stored.get(k) != _fingerprint(study).get(k))
+        now = _fingerprint(study)
+        changed = sorted(k for k in {**stored, **now} if stored.get(k) != now.get(k))
         raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} was "
                             f"created with other settings ({', '.join(changed)} differ); "
                             "use --study-name or another --out")

@@ -404,6 +404,16 @@ class SearchSpace:
                            num_classes=self.num_classes, family=self.family or self.name,
                            rounding=RoundingPolicy())
 
+    def largest(self, name: str | None = None) -> NetworkSpec:
+        """The space's largest member: every slot at its deepest and widest, the largest
+        kernel, expansion and head, SE on where a slot offers it, the largest resolution (the
+        first listed block kind and activation, which carry no size).  Every member with
+        those kinds is a sub-network of it, so it is the parent a weight-inheritance study
+        trains (``nasscale.search.inherit``)."""
+        spec = self.sample(_Largest(), name=name or f"{self.name}_largest")
+        return spec.replace(paper=f"the largest member of search space {self.name} "
+                                  "(SearchSpace.largest): the parent of weight inheritance")
+
     # --- inversion -----------------------------------------------------------------------
     def params_for(self, network: NetworkSpec) -> dict[str, Any]:
         """Parameters that make ``sample`` return ``network``'s structure; raises NotInSpace."""
@@ -522,6 +532,25 @@ def same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
         return blocks, head, n.resolution, n.num_classes, n.in_channels
 
     return shape(a) == shape(b)
+
+
+class _Largest:
+    """Answers ``suggest_*`` with the largest choice: the highest number, ``True``, the head
+    with the most hidden units; a choice of names (kind, activation) takes the first listed."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        if name == "head.hidden":
+            def units(label: str) -> tuple[int, int]:
+                widths = [] if label == "none" else [int(w) for w in label.split("x")]
+                return sum(widths), len(widths)
+            return max(choices, key=units)
+        if all(isinstance(c, (int, float)) for c in choices):
+            return max(choices)
+        return choices[0]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return low + (high - low) // step * step
 
 
 class RandomSuggester:

@@ -8,13 +8,26 @@ Schema::
     objectives: {score: maximize, latency: minimize}   # metrics: score, reward, latency,
                                                        # flops, params (one or several)
     evaluator: {kind: proxy, proxy: naswot, batch_size: 16, resolution: 128, data: digits}
-               # or {kind: train, data: digits, epochs: 3, subset: 1000, resolution: 32, ...}
+               # or {kind: train, data: digits, epochs: 3, subset: 1000, resolution: 32, ...,
+               #     device: auto|cpu|cuda, amp: none|bf16|fp16, channels_last: false,
+               #     augment: true, progressive: false}
                # or {kind: python, target: package.module:function}
+               # or {kind: inherit, parent: NAME_OR_YAML, weights: FILE.pt, steps: 50,
+               #     data: testbed, lr: 0.01, ...}: weights carried from a trained parent
+               #     that contains every candidate, fine-tuned N steps (search/inherit.py)
     reward: {target: 1.0x mobilenet_v3_small, exponent: -0.07}  # MnasNet: score·(lat/T)^w
     constraints: ["latency <= 1.0x mobilenet_v3_small", "flops <= 300M"]
     latency: {source: measure, device: cpu, threads: 1, batch: 1}  # or source: lut, lut: FILE
              # (+ build: [space:NAME:N, ...]: measure what the table lacks before searching)
     sampler: {name: tpe, n_startup_trials: 10}   # tpe, nsga2, gp, random, grid
+    pruner: {name: successive_halving, min_resource: 1, reduction_factor: 3}
+             # multi-fidelity early stopping with Optuna's pruners: successive_halving
+             # (min_resource, reduction_factor, min_early_stopping_rate), hyperband
+             # (min_resource, max_resource, reduction_factor), median (n_startup_trials,
+             # n_warmup_steps, interval_steps) or none (the default).  A pruner other than
+             # none needs ONE objective, score or reward (budgets go in constraints), and
+             # evaluator.kind: train, which reports held-out accuracy after every epoch:
+             # Optuna's pruners compare the intermediate values of a single objective.
     trials: 30
     timeout: 600                          # seconds (optional)
     seed: 0
@@ -36,21 +49,34 @@ from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
 
 STUDY_KEYS = ("name", "description", "space", "coefficients", "objectives", "evaluator",
               "reward",
-              "constraints", "latency", "sampler", "trials", "timeout", "seed", "storage",
-              "references", "max_memory_gb")
+              "constraints", "latency", "sampler", "pruner", "trials", "timeout", "seed",
+              "storage", "references", "max_memory_gb")
 METRICS = ("score", "reward", "latency", "flops", "params")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
-EVALUATOR_KINDS = ("proxy", "train", "python")
+EVALUATOR_KINDS = ("proxy", "train", "python", "inherit")
 EVALUATOR_KEYS = {
     "proxy": ("kind", "proxy", "batch_size", "resolution", "data"),
     "train": ("kind", "data", "epochs", "batch_size", "lr", "weight_decay", "subset",
-              "val_fraction", "resolution"),
+              "val_fraction", "resolution", "device", "amp", "channels_last", "augment",
+              "progressive"),
     "python": ("kind", "target", "name"),
+    "inherit": ("kind", "parent", "weights", "steps", "data", "batch_size", "lr",
+                "weight_decay", "subset", "val_fraction", "resolution", "device", "amp",
+                "channels_last"),
 }
 LATENCY_KEYS = ("source", "lut", "build", "device", "threads", "batch", "dtype",
                 "channels_last", "compile", "clock")
 SAMPLER_KEYS = ("name", "n_startup_trials", "population_size", "multivariate")
+#: Optuna pruners by study name, with the keys each takes (``optuna.pruners.<Class>``)
+PRUNERS = {
+    "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+    "median": ("n_startup_trials", "n_warmup_steps", "interval_steps"),
+    "none": (),
+}
+TRAIN_DEVICES = ("auto", "cpu", "cuda")  # or cuda:N
+TRAIN_AMP = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,7 @@ class StudySpec:
     reward: dict[str, Any] | None = None
     latency: dict[str, Any] = field(default_factory=lambda: {"source": "measure"})
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
     trials: int | None = None
     timeout: float | None = None
     seed: int = 0
@@ -92,6 +119,96 @@ def _positive_int(value: Any, where: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"must be an integer >= {minimum}, got {value!r}", (where,))
     return value
+
+
+def _int_at_least(cfg: dict, key: str, minimum: int, where: str, auto: bool = False) -> None:
+    value = cfg.get(key)
+    if key not in cfg or (auto and value == "auto"):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"must be an integer >= {minimum}{' or auto' if auto else ''}, got "
+                        f"{value!r}", (f"{where}.{key}",))
+
+
+def pruner_from_data(value: Any, objectives: dict, evaluator: dict) -> dict[str, Any]:
+    """The ``pruner:`` section, checked: a known name (or a bare name, ``pruner: median``),
+    that pruner's keys, values in range, and nasscale's rule that stopping trials early needs
+    one objective (score or reward) and the train evaluator."""
+    if value is None or isinstance(value, str):
+        value = {"name": value or "none"}
+    cfg = dict(check_keys(value, ("name", *sorted({k for v in PRUNERS.values() for k in v})),
+                          "pruner", required=("name",)))
+    name = cfg["name"] if cfg["name"] is not None else "none"
+    if name not in PRUNERS:
+        raise SpecError(f"unknown pruner{suggest(str(name), tuple(PRUNERS))}; allowed: "
+                        f"{', '.join(PRUNERS)}", ("pruner.name",))
+    cfg["name"] = name
+    for key in cfg:
+        if key != "name" and key not in PRUNERS[name]:
+            raise SpecError(f"not a setting of pruner {name}; it takes "
+                            f"{', '.join(PRUNERS[name]) or 'no settings'}", (f"pruner.{key}",))
+    _int_at_least(cfg, "min_resource", 1, "pruner", auto=name == "successive_halving")
+    _int_at_least(cfg, "max_resource", 1, "pruner", auto=True)
+    _int_at_least(cfg, "reduction_factor", 2, "pruner")
+    _int_at_least(cfg, "min_early_stopping_rate", 0, "pruner")
+    _int_at_least(cfg, "n_startup_trials", 0, "pruner")
+    _int_at_least(cfg, "n_warmup_steps", 0, "pruner")
+    _int_at_least(cfg, "interval_steps", 1, "pruner")
+    if name == "none":
+        return cfg
+    metrics = list(objectives)
+    if len(metrics) != 1 or metrics[0] not in ("score", "reward") or evaluator["kind"] != "train":
+        raise SpecError(
+            f"{name} needs a single objective, score or reward, and evaluator.kind: train "
+            f"(Optuna's pruners compare the per-epoch values of one objective, and only "
+            f"training reports them); this study has objectives {', '.join(metrics)} and "
+            f"evaluator.kind {evaluator['kind']}.  Use objectives {{score: maximize}} with the "
+            f"budgets as constraints, or {{reward: maximize}}, with evaluator {{kind: train, "
+            f"...}}; or pruner {{name: none}}", ("pruner",))
+    epochs = evaluator.get("epochs")
+    if name == "hyperband":
+        cfg.setdefault("max_resource", epochs if epochs is not None else "auto")
+        if isinstance(cfg["max_resource"], int) and cfg["max_resource"] < cfg.get("min_resource",
+                                                                                 1):
+            raise SpecError(f"must be >= min_resource ({cfg.get('min_resource', 1)}), got "
+                            f"{cfg['max_resource']}", ("pruner.max_resource",))
+    first = cfg.get("min_resource", 1)
+    if name == "successive_halving" and isinstance(first, int):  # its first rung
+        first *= cfg.get("reduction_factor", 4) ** cfg.get("min_early_stopping_rate", 0)
+    if name != "median" and isinstance(epochs, int) and isinstance(first, int) \
+            and first >= epochs:
+        raise SpecError(f"the first rung is at epoch {first}, not before evaluator.epochs "
+                        f"{epochs}: no trial would be stopped early (a trial is never stopped "
+                        f"after its last epoch); use a smaller min_resource (or "
+                        f"min_early_stopping_rate) or more epochs", ("pruner.min_resource",))
+    return cfg
+
+
+def _check_train_settings(evaluator: dict) -> None:
+    """The train evaluator's device, precision and recipe switches (``TrainSettings``)."""
+    device = evaluator.get("device", "auto")
+    if not isinstance(device, str) or not (device in TRAIN_DEVICES or (
+            device.startswith("cuda:") and device[5:].isdigit())):
+        raise SpecError(f"must be one of {', '.join(TRAIN_DEVICES)} (or cuda:N), got "
+                        f"{device!r}", ("evaluator.device",))
+    if evaluator.get("amp", "none") not in TRAIN_AMP:
+        raise SpecError(f"must be one of {', '.join(TRAIN_AMP)}, got {evaluator['amp']!r}",
+                        ("evaluator.amp",))
+    for key in ("channels_last", "augment", "progressive"):
+        if key in evaluator and not isinstance(evaluator[key], bool):
+            raise SpecError(f"must be true or false, got {evaluator[key]!r}",
+                            (f"evaluator.{key}",))
+    for key, low, closed in (("lr", 0, False), ("weight_decay", 0, True)):
+        value = evaluator.get(key)
+        if key in evaluator and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                 or not (value >= low if closed else value > low)):
+            raise SpecError(f"must be a number {'>=' if closed else '>'} {low}, got {value!r}",
+                            (f"evaluator.{key}",))
+    fraction = evaluator.get("val_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction < 1:
+        raise SpecError(f"must be a number in (0, 1), got {fraction!r}",
+                        ("evaluator.val_fraction",))
 
 
 def study_from_data(data: Any, path: str = "") -> StudySpec:
@@ -126,6 +243,12 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     check_keys(evaluator, EVALUATOR_KEYS[kind], "evaluator")
     if kind == "python" and not evaluator.get("target"):
         raise SpecError("needs target: package.module:function", ("evaluator.target",))
+    if kind == "train":
+        _check_train_settings(evaluator)
+    if kind == "inherit":  # the parent must contain the whole space; the weights must exist
+        from nasscale.search.inherit import check_config
+
+        check_config(evaluator, data.get("space"), path)
     if "reward" in objectives and data.get("reward") is None:
         raise SpecError("the 'reward' objective needs a reward: {target: ..., exponent: ...} "
                         "section", ("objectives.reward",))
@@ -182,11 +305,13 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
             _positive_int(evaluator[key], f"evaluator.{key}")
     if "resolution" in evaluator:
         parse_eval_resolution(evaluator["resolution"], "evaluator.resolution")
+    pruner = pruner_from_data(data.get("pruner"), objectives, evaluator)
     return StudySpec(
         name=str(data["name"]), space=str(data["space"]) if "space" in data else None,
         coefficients=coefficients,
         objectives=tuple(objectives.items()), evaluator=dict(evaluator),
         constraints=tuple(constraints), reward=reward, latency=latency, sampler=sampler,
+        pruner=pruner,
         trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
         storage=storage, references=tuple(map(str, references)),
         max_memory_gb=float(data.get("max_memory_gb", 8.0)),

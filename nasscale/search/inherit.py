@@ -1,0 +1,616 @@
+"""Weight inheritance (the once-for-all idea): candidates start from a trained parent's weights.
+
+``evaluator: {kind: inherit, parent: NAME_OR_YAML, weights: FILE.pt, steps: N, data: ...}``
+scores a candidate of the study's space by carrying the weights of a trained *parent* network
+that contains it, fine-tuning ``steps`` optimizer steps, and taking top-1 on the held-out split.
+The natural parent is ``space.largest()``; train it first with ``nasscale train``.
+
+Which parent blocks a candidate's blocks come from (``Parent.plan``): the parent's stage blocks
+are aligned with the space's slots (each slot: its stride on the first block, stride 1 after,
+one width), and
+
+- a candidate slot with fewer layers keeps the parent slot's FIRST layers; a slot the
+  candidate skips (depth 0) or the layers it drops must be residual in the parent, so the
+  channels the next block reads are the same width group;
+- a narrower width keeps the parent's filters of largest L2 norm, by the rule ``nasscale prune``
+  uses (``nasscale.pruning.weights``): one choice per width group of the parent, a residual
+  chain's channels together, every expanded width on its own, scored over the whole parent (so
+  every candidate reuses one channel ranking, as once-for-all sorts its channels once);
+- a smaller kernel takes the centre of the parent's (3×3 = centre of 5×5), for depthwise and
+  full convs alike;
+- a smaller expansion keeps the strongest expanded channels.  A block with no expand conv
+  (expansion 1) under a parent block that has one keeps the parent's strongest expanded
+  channels for its depthwise conv, SE and projection: the one case where the carried block is
+  a warm start rather than an exact sub-network of the parent;
+- SE the parent has may be dropped (its weights are unused); activations, residual
+  connections and dropout carry no weights and may differ.
+
+Not contained (an error naming the slot and field, at study load for the whole space and, if a
+candidate still slips through, a failed trial — never a silent re-initialisation): SE the
+parent lacks, a wider width, a larger kernel or expansion, more repeats or stages, a different
+block kind or stride layout, another head (hidden widths) or another number of classes.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from nasscale.errors import NasscaleError, SpecError
+from nasscale.pruning.groups import block_names, flatten, has_expand, width_groups
+from nasscale.search.evaluators import Evaluator
+from nasscale.search.space import SearchSpace
+from nasscale.specs import (
+    BneckSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    MBConvSpec,
+    NetworkSpec,
+    ResolvedNetwork,
+    resolve,
+)
+
+#: block kinds whose weights are carried
+CARRIED = (ConvSpec, DepthwiseSeparableSpec, MBConvSpec, BneckSpec, FusedMBConvSpec)
+EXPANDING = (MBConvSpec, BneckSpec, FusedMBConvSpec)
+DEFAULTS = {"steps": 50, "lr": 0.01, "batch_size": 32, "resolution": 32}
+MAX_SHOWN = 12  # problems listed in one message
+
+
+class NotContained(NasscaleError):
+    """The parent cannot give a candidate (or a whole space) its weights; ``problems`` says
+    why, one entry per slot and field: the stem, each slot's depth, width and kinds in slot
+    order, the head, then the layers' own fields."""
+
+    def __init__(self, what: str, problems: list[str]):
+        def order(text: str) -> tuple[int, int]:
+            m = re.match(r"slot s(\d+)( layer)?", text)
+            if m:
+                return (1 if m.group(2) else 0, int(m.group(1)))
+            return (0, -1 if text.startswith("stem") else 1 << 20)
+
+        problems = sorted(problems, key=order)
+        self.problems = problems
+        shown = "; ".join(problems[:MAX_SHOWN])
+        more = f" (and {len(problems) - MAX_SHOWN} more)" if len(problems) > MAX_SHOWN else ""
+        super().__init__(f"{what}: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Flat block indices (into ``resolve(network).blocks``) of each part of a network."""
+
+    stem: tuple[int, ...]
+    slots: tuple[tuple[int, ...], ...]  # one per slot of the space, in order
+    head: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a candidate's weights come from: ``source[i]`` is the parent's flat block that the
+    candidate's flat block ``i`` is carried from; ``widths`` the parent's width groups that
+    shrink, with the candidate's width."""
+
+    source: tuple[int, ...]
+    widths: dict[str, int] = field(default_factory=dict)
+
+
+# --- aligning a network with the space's slots -----------------------------------------------
+
+def alignments(rn: ResolvedNetwork, space: SearchSpace, member: bool) -> Iterator[Alignment]:
+    """Every way to cut ``rn``'s stage blocks into the space's slots, in order, each slot's
+    blocks having the slot's stride first, stride 1 after, and one width.  ``member``: the
+    network is a candidate of the space, so depths and widths must be among the slot's
+    choices; longer early slots come first."""
+    stage = [b for b in rn.blocks if b.section == "stage"]
+    offset = stage[0].index if stage else len(rn.section("stem"))
+    stem = tuple(b.index for b in rn.section("stem"))
+    head = tuple(b.index for b in rn.section("head"))
+
+    def fits(seg, slot) -> bool:
+        if not seg:
+            return not member or 0 in slot.depth
+        if seg[0].spec.block_stride != slot.stride or any(b.spec.block_stride != 1
+                                                          for b in seg[1:]):
+            return False
+        if len({b.out_channels for b in seg}) != 1:
+            return False
+        return not member or (len(seg) in slot.depth
+                              and seg[0].out_channels in slot.width.values())
+
+    def walk(i: int, start: int) -> Iterator[tuple]:
+        if i == len(space.stages):
+            if start == len(stage):
+                yield ()
+            return
+        for n in range(len(stage) - start, -1, -1):
+            seg = stage[start:start + n]
+            if fits(seg, space.stages[i]):
+                for rest in walk(i + 1, start + n):
+                    yield (tuple(range(offset + start, offset + start + n)),) + rest
+
+    for slots in walk(0, 0):
+        yield Alignment(stem, slots, head)
+
+
+def _layout(rn: ResolvedNetwork) -> str:
+    return ", ".join(f"{b.spec.block_stride}/{b.out_channels}" for b in rn.section("stage"))
+
+
+def _slots_layout(space: SearchSpace) -> str:
+    return ", ".join(f"s{i} {s.stride}/{s.width.min}-{s.width.max}"
+                     for i, s in enumerate(space.stages))
+
+
+# --- block-by-block containment ----------------------------------------------------------------
+
+def _has_se(rb) -> bool:
+    return rb.widths.get("se", 0) > 0
+
+
+def block_problems(where: str, c, p, q: str = "", width: bool = True) -> list[str]:
+    """Why parent block ``p`` cannot give candidate block ``c`` its weights (resolved blocks;
+    ``q`` qualifies the candidate's values, e.g. ``"up to "`` for a whole space; ``width``:
+    compare output widths here rather than per slot)."""
+    cs, ps = c.spec, p.spec
+    if type(cs) is not type(ps):
+        return [f"{where} is a {cs.kind} block but the parent's is a {ps.kind} block "
+                "(weights carry only between blocks of one kind)"]
+    if not isinstance(cs, CARRIED):
+        return [f"{where}: {cs.kind} blocks are not carried (inherit carries "
+                f"{', '.join(k.kind for k in CARRIED)})"]
+    out = []
+    if cs.block_stride != ps.block_stride:
+        out.append(f"{where} stride {cs.block_stride} but the parent's block has "
+                   f"{ps.block_stride}")
+    if width and c.out_channels > p.out_channels:
+        out.append(f"{where} width {q}{c.out_channels} but the parent's block has "
+                   f"{p.out_channels}")
+    if cs.kernel_size > ps.kernel_size:
+        out.append(f"{where} kernel_size {q}{cs.kernel_size} but the parent's block has "
+                   f"{ps.kernel_size}")
+    if isinstance(cs, ConvSpec) and (cs.norm != ps.norm or (cs.bias and not ps.bias)):
+        out.append(f"{where} has norm {cs.norm}, bias {cs.bias} but the parent's block has "
+                   f"norm {ps.norm}, bias {ps.bias}")
+    if isinstance(cs, EXPANDING):
+        mid, pmid = c.widths["mid"], p.widths["mid"]
+        if has_expand(c) and not has_expand(p):
+            out.append(f"{where} expanded width {q}{mid} needs an expand conv, which the "
+                       "parent's block lacks")
+        elif has_expand(p) and not has_expand(c) and isinstance(cs, FusedMBConvSpec):
+            out.append(f"{where} has no expand conv (expansion 1) but the parent's fused "
+                       "block has one: a fused block without expansion is another conv")
+        elif mid > pmid:
+            ratio = getattr(cs, "expand_ratio", None) or mid / c.in_channels
+            out.append(f"{where} expanded width {q}{mid} (expand_ratio {ratio:.3g} of "
+                       f"{c.in_channels}) but the parent's block has {pmid}")
+    if _has_se(c) and not _has_se(p):
+        out.append(f"{where} has SE but the parent's block has none")
+    elif _has_se(c) and c.widths["se"] > p.widths["se"]:
+        out.append(f"{where} SE width {q}{c.widths['se']} but the parent's block has "
+                   f"{p.widths['se']}")
+    return out
+
+
+# --- the parent --------------------------------------------------------------------------------
+
+class Parent:
+    """A parent network aligned with a search space: plans where each candidate's weights
+    come from (``plan``) and checks a whole space at once (``space_problems``).  Specs only:
+    no module is built until ``carry``."""
+
+    def __init__(self, spec: NetworkSpec, space: SearchSpace):
+        from nasscale.pruning.weights import bindings  # pure, but its module imports torch
+
+        for i, slot in enumerate(space.stages):
+            if slot.attention is not None:
+                raise NotContained(f"space {space.name}", [
+                    f"slot s{i} has an attention tail: inherit does not carry MobileViT "
+                    "blocks"])
+        self.spec, self.space = spec, space
+        self.flat = flatten(spec)
+        self.rn = resolve(self.flat)
+        self.groups = width_groups(self.flat, block_names(spec))
+        self.group_width = {g.name: g.width for g in self.groups}
+        self.binds = bindings(self.rn, self.groups)
+        self.alignment, self.problems = self._fit()
+
+    # the parent's slot layout: the cut with the fewest problems against the largest member
+    def _fit(self) -> tuple[Alignment, list[str]]:
+        best = None
+        largest = resolve(flatten(self.space.largest()))
+        member = next(alignments(largest, self.space, member=True))
+        for k, al in enumerate(alignments(self.rn, self.space, member=False)):
+            if k >= 500:
+                break
+            self.alignment = al
+            problems = (self._static_problems()
+                        + self._plan_aligned(largest, member, "up to ")[1])
+            if best is None or len(problems) < len(best[1]):
+                best = (al, problems)
+            if not problems:
+                break
+        if best is None:
+            raise NotContained(f"{self.spec.name} does not line up with space "
+                               f"{self.space.name}", [
+                f"its stages (stride/width) {_layout(self.rn)} cannot be cut into the "
+                f"space's slots {_slots_layout(self.space)} (each slot: its stride first, "
+                "then stride 1, one width)"])
+        return best
+
+    def _group_label(self, name: str | None) -> str:
+        if name is None:
+            return "the image"
+        for g in self.groups:
+            if g.name == name:
+                member = g.members[0]
+                if member.block is None:
+                    return name
+                field = "expanded" if member.field == "mid_channels" else "output"
+                return f"the {field} channels of {self._label(member.block)}"
+        return name
+
+    def _label(self, index: int) -> str:
+        """``slot s2 layer 1``, ``stem[0]`` or ``head.blocks[0]`` of a parent block."""
+        block = self.rn.blocks[index]
+        if block.section != "stage":
+            return f"{'stem' if block.section == 'stem' else 'head.blocks'}[{block.repeat}]"
+        for s, seg in enumerate(self.alignment.slots):
+            if index in seg:
+                return f"slot s{s} layer {seg.index(index)}"
+        return f"block {index}"
+
+    # --- one candidate ---------------------------------------------------------------------
+    def plan(self, candidate: NetworkSpec) -> Plan:
+        """Where ``candidate``'s weights come from, or ``NotContained`` naming why not."""
+        crn = resolve(flatten(candidate))
+        first = None
+        for member in (True, False):
+            for al in alignments(crn, self.space, member):
+                plan, problems = self._plan_aligned(crn, al, "")
+                if not problems:
+                    return plan
+                first = first or problems
+            if first:
+                break
+        raise NotContained(f"{self.spec.name} does not contain {candidate.name}", first or [
+            f"its stages (stride/width) {_layout(crn)} cannot be cut into the slots of space "
+            f"{self.space.name}: {_slots_layout(self.space)}"])
+
+    def contains(self, candidate: NetworkSpec) -> bool:
+        try:
+            self.plan(candidate)
+            return True
+        except NotContained:
+            return False
+
+    def _plan_aligned(self, crn: ResolvedNetwork, al: Alignment, q: str
+                      ) -> tuple[Plan | None, list[str]]:
+        prn, pal = self.rn, self.alignment
+        pairs: list[tuple[int, int, str]] = []  # (candidate block, parent block, label)
+        problems: list[str] = []
+
+        def fixed(part: str, cs: tuple[int, ...], ps: tuple[int, ...]) -> None:
+            if len(cs) != len(ps):
+                problems.append(f"{part} has {len(cs)} blocks but the parent's has {len(ps)}")
+            for k, (c, p) in enumerate(zip(cs, ps)):
+                pairs.append((c, p, f"{part}[{k}]"))
+                problems.extend(block_problems(f"{part}[{k}]", crn.blocks[c], prn.blocks[p], q))
+
+        fixed("stem", al.stem, pal.stem)
+        for s, (cs, ps) in enumerate(zip(al.slots, pal.slots)):
+            if len(cs) > len(ps):
+                problems.append(f"slot s{s} depth {q}{len(cs)} but the parent's stage has "
+                                f"{len(ps)}")
+            if cs and ps and crn.blocks[cs[0]].out_channels > prn.blocks[ps[0]].out_channels:
+                problems.append(f"slot s{s} width {q}{crn.blocks[cs[0]].out_channels} but "
+                                f"the parent's stage has {prn.blocks[ps[0]].out_channels}")
+            for j, (c, p) in enumerate(zip(cs, ps)):
+                pairs.append((c, p, f"slot s{s} layer {j}"))
+                problems += block_problems(f"slot s{s} layer {j}", crn.blocks[c],
+                                           prn.blocks[p], q, width=False)
+        fixed("head.blocks", al.head, pal.head)
+        ch, ph = crn.head.hidden, prn.head.hidden
+        if len(ch) != len(ph) or any(a > b for a, b in zip(ch, ph)):
+            problems.append(f"head.hidden {q}{list(ch)} but the parent's head has {list(ph)}")
+        if problems:
+            return None, problems
+        pairs.sort()
+        source = tuple(p for _, p, _ in pairs)
+        if len(source) != len(crn.blocks):  # cannot happen: every block is in one part
+            return None, ["the candidate's blocks do not all line up with the parent's"]
+        return self._widths(crn, pairs, q)
+
+    def _widths(self, crn: ResolvedNetwork, pairs, q: str) -> tuple[Plan | None, list[str]]:
+        """The width of every parent group the candidate uses; the groups its blocks read
+        must be the ones the parent's blocks read."""
+        problems: list[str] = []
+        widths: dict[str, tuple[int, str]] = {}
+        previous = None  # parent block the candidate's previous block comes from
+        for c, p, where in pairs:
+            rb, names = crn.blocks[c], self.binds[p]
+            reads = self.binds[previous]["out"] if previous is not None else None
+            if names["in"] != reads:
+                problems.append(f"{where} would read {self._group_label(reads)} but the "
+                                f"parent's block reads {self._group_label(names['in'])} "
+                                "(fewer repeats and skipped slots carry only through "
+                                "residual layers)")
+            for axis, value in (("in", rb.in_channels), ("out", rb.out_channels),
+                                ("mid", rb.widths.get("mid", rb.in_channels))):
+                g = names.get(axis)
+                if g is None:
+                    continue
+                seen = widths.setdefault(g, (value, where))
+                if seen[0] != value:
+                    problems.append(f"the parent ties {seen[1]} and {where} ("
+                                    f"{self._group_label(g)}, one residual chain) but the "
+                                    f"candidate gives them {seen[0]} and {value} channels")
+            previous = p
+        for k, w in enumerate(crn.head.hidden):
+            widths[f"head.hidden[{k}]"] = (w, "head.hidden")
+        out = {}
+        for g, (w, where) in widths.items():
+            if w > self.group_width[g]:
+                problems.append(f"{where} needs {q}{w} channels of {self._group_label(g)}, "
+                                f"which has {self.group_width[g]}")
+            elif w != self.group_width[g]:
+                out[g] = w
+        if problems:
+            return None, problems
+        return Plan(tuple(p for _, p, _ in pairs), out), []
+
+    # --- the whole space -------------------------------------------------------------------
+    def space_problems(self) -> list[str]:
+        """Why some member of the space is not contained (empty: every member is)."""
+        return self.problems
+
+    def _static_problems(self) -> list[str]:
+        """What the largest member does not show: every listed kind, every shallower depth,
+        every head, and widths the parent ties but the space chooses apart."""
+        out: list[str] = []
+        prn, pal, space = self.rn, self.alignment, self.space
+        for s, (slot, seg) in enumerate(zip(space.stages, pal.slots)):
+            kinds = sorted({prn.blocks[i].spec.kind for i in seg})
+            if seg and any(k not in kinds or len(kinds) > 1 for k in slot.layer.kinds):
+                out.append(f"slot s{s} kinds {', '.join(slot.layer.kinds)} but the parent's "
+                           f"stage has {', '.join(kinds)} blocks (weights carry only between "
+                           "blocks of one kind)")
+            for d in sorted(set(slot.depth)):
+                if not seg or d >= len(seg):
+                    continue
+                kept = self.binds[seg[d - 1]]["out"] if d else self.binds[seg[0]]["in"]
+                if kept != self.binds[seg[-1]]["out"]:
+                    out.append(f"slot s{s} depth {d} drops the parent's layers {d}-"
+                               f"{len(seg) - 1}, which are not residual (the next block "
+                               "reads their channels)")
+        for hidden in space.head.hidden:
+            ph = prn.head.hidden
+            if len(hidden) != len(ph) or any(a > b for a, b in zip(hidden, ph)):
+                out.append(f"head.hidden {list(hidden)} but the parent's head has {list(ph)}")
+        choice = {i: ("stem.width", space.stem_width) for i in pal.stem}
+        for s, seg in enumerate(pal.slots):
+            choice.update({i: (f"s{s}.width", space.stages[s].width) for i in seg})
+        for g in self.groups:
+            tied = {choice[m.block] for m in g.members
+                    if m.field == "out_channels" and m.block in choice}
+            values = {tuple(w.values()) for _, w in tied}
+            if len(tied) > 1 and (len(values) > 1 or len(next(iter(values))) > 1):
+                names = sorted(f"{n} {w.min}-{w.max}" for n, w in tied)
+                out.append(f"the parent ties {' and '.join(names)} (one residual chain) but "
+                           "the space chooses them apart")
+        return out
+
+
+def check_space(space: SearchSpace, parent: NetworkSpec) -> Parent:
+    """The parent aligned with ``space``, or ``NotContained`` listing why some member of the
+    space is not a sub-network of it (by slot and field)."""
+    aligned = Parent(parent, space)
+    if aligned.problems:
+        raise NotContained(f"{parent.name} does not contain space {space.name}",
+                           aligned.problems)
+    return aligned
+
+
+# --- carrying the weights (torch) --------------------------------------------------------------
+
+def carry(parent_model, parent: Parent, candidate: NetworkSpec, plan: Plan | None = None):
+    """A module of ``candidate`` holding ``parent_model``'s weights by the rules of the module
+    doc.  Every tensor of the candidate is copied from the parent; nothing keeps its random
+    initialisation."""
+    import torch
+
+    from nasscale.modules import build_network
+    from nasscale.pruning.weights import block_modules, carry_block, carry_head, select_channels
+
+    plan = plan or parent.plan(candidate)
+    model = build_network(candidate)
+    crn = resolve(candidate)
+    kept = select_channels(parent_model, parent.rn, parent.groups, plan.widths)
+    src = block_modules(parent_model)
+    with torch.no_grad():
+        for i, (module, rb) in enumerate(zip(block_modules(model), crn.blocks)):
+            p = plan.source[i]
+            carry_block(src[p], parent.rn.blocks[p], module, rb, parent.binds[p], kept,
+                        parent.groups, crop_kernels=True)
+        carry_head(parent_model, parent.rn, model, crn, parent.binds[plan.source[-1]]["out"],
+                   kept)
+    return model
+
+
+# --- the evaluator -----------------------------------------------------------------------------
+
+@dataclass
+class InheritEvaluator(Evaluator):
+    """Top-1 after carrying the parent's weights and ``settings.steps`` fine-tuning steps."""
+
+    parent: Parent = None  # type: ignore[assignment]
+    parent_model: Any = None
+    weights: str = ""
+    data: str = ""
+    dataset: Any = None
+    settings: Any = None  # TrainSettings with steps set
+    name: str = "accuracy"
+
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
+        from nasscale.search.train import train_and_evaluate
+
+        plan = self.parent.plan(spec)
+        spec = spec.replace(num_classes=self.dataset.num_classes,
+                            resolution=self.settings.resolution)
+        model = carry(self.parent_model, self.parent, spec, plan)
+        return train_and_evaluate(model, self.dataset, replace(self.settings, seed=seed))
+
+    def describe(self) -> str:
+        s = self.settings
+        return (f"top-1 after {s.steps} fine-tuning steps from {self.parent.spec.name}'s "
+                f"weights on {self.data} at {s.resolution}px")
+
+
+def weights_path(value: str, study_path: str) -> Path:
+    """A weights path of a study file: relative to the study file, or else to the working
+    folder when only that one exists."""
+    p = Path(value)
+    if p.is_absolute() or not study_path:
+        return p
+    beside = Path(os.path.normpath(Path(study_path).parent / p))
+    return p if not beside.exists() and p.exists() else beside
+
+
+def data_source(value: str, study_path: str) -> str:
+    """A dataset source of a study file: a file or folder beside the study file, else the
+    source as written (``testbed``, ``digits``, a path from the working folder)."""
+    beside = Path(study_path).parent / value if study_path else None
+    if beside is not None and not os.path.isabs(value) and beside.exists():
+        return os.path.normpath(beside)
+    return value
+
+
+def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
+    import nasscale
+    from nasscale.search.runner import resolve_path
+
+    if not isinstance(value, str) or not value:
+        raise SpecError("must be a network name or a network .yaml (e.g. the space's "
+                        "largest member, SearchSpace.largest)", ("evaluator.parent",))
+    try:
+        return nasscale.load(resolve_path(value, study_path))
+    except NasscaleError as err:
+        raise SpecError(f"cannot load {value!r}: {err}", ("evaluator.parent",)) from None
+
+
+def check_config(evaluator: dict, space: Any, study_path: str) -> None:
+    """Validate an ``inherit`` evaluator at study load: settings, the parent, the parent's
+    containment of the whole space, and that the weights file exists.  ``SpecError`` with
+    the field."""
+    from nasscale.search.space_io import load_space
+    from nasscale.search.runner import resolve_path
+    from nasscale.search.study import _check_train_settings
+
+    for key in ("parent", "weights", "data"):
+        if not evaluator.get(key):
+            raise SpecError(f"kind inherit needs {key}", (f"evaluator.{key}",))
+    for key in ("steps", "batch_size", "subset"):
+        value = evaluator.get(key)
+        if key in evaluator and (isinstance(value, bool) or not isinstance(value, int)
+                                 or value < 1):
+            raise SpecError(f"must be an integer >= 1, got {value!r}", (f"evaluator.{key}",))
+    res = evaluator.get("resolution", DEFAULTS["resolution"])
+    if isinstance(res, bool) or not isinstance(res, int) or res < 8:
+        raise SpecError(f"must be pixels, an integer >= 8, got {res!r}",
+                        ("evaluator.resolution",))
+    _check_train_settings(evaluator)
+    if space is None:
+        raise SpecError("kind inherit searches an architecture space; give space: NAME",
+                        ("evaluator.kind",))
+    try:
+        search_space = load_space(resolve_path(str(space), study_path))
+    except NasscaleError as err:
+        raise SpecError(f"cannot load it: {err}", ("space",)) from None
+    parent = _parent_spec(evaluator["parent"], study_path)
+    try:
+        check_space(search_space, parent)
+    except NotContained as err:
+        raise SpecError(str(err), ("evaluator.parent",)) from None
+    weights = weights_path(str(evaluator["weights"]), study_path)
+    if not weights.exists():
+        raise SpecError(f"{weights}: no such file; train the parent first: nasscale train "
+                        f"{resolve_path(evaluator['parent'], study_path)} --data "
+                        f"{evaluator['data']} -o {weights}", ("evaluator.weights",))
+
+
+def make_inherit_evaluator(study) -> InheritEvaluator:
+    """The evaluator of an ``inherit`` study: the parent aligned with the space, its weights
+    loaded and checked against the parent and the data (before any trial)."""
+    from nasscale.modules.checkpoint import load_weights, read_checkpoint
+    from nasscale.search.data import load_dataset
+    from nasscale.search.runner import make_space
+    from nasscale.search.train import TrainSettings
+
+    cfg = dict(study.evaluator)
+    where = f"{study.path or 'study'}: evaluator"
+    parent_spec = _parent_spec(cfg["parent"], study.path)
+    try:
+        parent = check_space(make_space(study), parent_spec)
+    except NotContained as err:
+        raise NasscaleError(f"{where}.parent: {err}") from None
+    path = weights_path(str(cfg["weights"]), study.path)
+    ckpt = read_checkpoint(str(path), f"{where}.weights:")
+    data = load_dataset(data_source(str(cfg["data"]), study.path))
+    n = ckpt.num_classes
+    if n is None:
+        raise NasscaleError(f"{where}.weights: {path} has no head.classifier.weight: not the "
+                            f"weights of a nasscale network")
+    if n != data.num_classes:
+        shown = ckpt.classes[:4] + (["..."] if len(ckpt.classes or ()) > 4 else [])
+        names = f" ({', '.join(shown)})" if ckpt.classes else ""
+        raise NasscaleError(
+            f"{where}.weights: {path} has a classifier for {n} classes{names} but data "
+            f"{cfg['data']} has {data.num_classes}; the candidates keep the parent's "
+            f"classifier, so train the parent on the same data: nasscale train "
+            f"{cfg['parent']} --data {cfg['data']} -o {path}")
+    _check_network(ckpt, parent_spec, f"{where}.weights: {path}")
+    parent_model = load_weights(ckpt, parent_spec.replace(num_classes=n),
+                                where=f"{where}.weights:")
+    keys = ("batch_size", "lr", "weight_decay", "subset", "val_fraction", "resolution",
+            "device", "amp", "channels_last", "steps")
+    settings = TrainSettings(**{**{k: v for k, v in DEFAULTS.items()},
+                                **{k: cfg[k] for k in keys if k in cfg}}, seed=study.seed)
+    try:
+        settings.check()
+    except NasscaleError as err:
+        raise NasscaleError(f"{where}.{err}") from None
+    return InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(path),
+                            data=str(cfg["data"]), dataset=data, settings=settings)
+
+
+def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
+    """A weights file that names its network must hold the parent's blocks."""
+    from nasscale.grammar import format_block
+    from nasscale.grammar.yaml_io import network_from_data
+
+    data = ckpt.meta.get("network")
+    if not isinstance(data, dict):
+        return
+    try:
+        saved = network_from_data(data)
+    except NasscaleError:
+        return  # not nasscale's own network record: the tensor shapes are still checked
+
+    def blocks(spec: NetworkSpec) -> list[str]:
+        return [format_block(b.spec) for b in resolve(flatten(spec)).blocks]
+
+    a, b = blocks(saved), blocks(parent)
+    if a != b or saved.head.hidden != parent.head.hidden:
+        diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        raise NasscaleError(
+            f"{where} holds the weights of {saved.name}, not of the parent {parent.name} "
+            f"(block {diff}: {a[diff] if diff < len(a) else 'none'} against "
+            f"{b[diff] if diff < len(b) else 'none'})")
+
+
+__all__ = ["Alignment", "InheritEvaluator", "NotContained", "Parent", "Plan", "alignments",
+           "block_problems", "carry", "check_config", "check_space", "data_source",
+           "make_inherit_evaluator", "weights_path"]

@@ -1,0 +1,94 @@
+"""``nasscale train``: train one network (a zoo name or a network YAML) on a dataset.
+
+Writes ``OUT.pt`` (the trained weights with the network, classes and result: a file that
+``nasscale prune --weights``, the ``inherit`` evaluator and ``torch.load`` read), ``OUT.json``
+(the result record) and, while it runs, ``OUT.ckpt`` (resumable after every epoch; removed when
+the run finishes).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nasscale.errors import NasscaleError
+from nasscale.search.train import TrainSettings
+
+WEIGHTS_FORMAT = "nasscale-weights-1"
+
+
+@dataclass
+class TrainJob:
+    network: str
+    data: str = "testbed"
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    out: str | None = None
+    resume: bool = False
+    weights: str | None = None  # start from these weights instead of a seeded initialisation
+    image_size: int | None = None  # resize an image folder's images on load
+    progress: bool = True
+
+
+def default_out(network_name: str, data: str) -> Path:
+    tag = Path(data).stem if data not in ("testbed", "digits") else data
+    return Path("runs") / f"train_{network_name}_{tag}" / "model.pt"
+
+
+def run_train_job(job: TrainJob) -> dict:
+    """Train, write the outputs, return the result record."""
+    import torch
+
+    import nasscale
+    from nasscale.grammar import network_to_data
+    from nasscale.search.data import load_dataset
+    from nasscale.search.evaluators import build_seeded
+    from nasscale.search.train import train
+
+    job.settings.check()
+    spec = nasscale.load(job.network)
+    data = load_dataset(job.data, job.image_size)
+    spec = spec.replace(num_classes=data.num_classes, resolution=job.settings.resolution)
+    out = Path(job.out) if job.out else default_out(spec.name, job.data)
+    if out.exists() and out.is_dir():
+        raise NasscaleError(f"-o {out}: is a folder; name the weights file, e.g. {out}/model.pt")
+    if job.weights:
+        from nasscale.pruning.run import load_weights
+
+        model = load_weights(job.weights, spec)
+    else:
+        model = build_seeded(spec, job.settings.seed)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NasscaleError(f"-o {out}: cannot create its folder ({err.strerror})") from None
+    ckpt = out.with_suffix(".ckpt")
+    result = train(model, data, job.settings, progress=job.progress, checkpoint=ckpt,
+                   resume=job.resume, label=f"train {spec.name}")
+    record = {"network": spec.name, "data": data.name, "classes": list(data.classes),
+              "resolution": spec.resolution, "params": nasscale.count(spec).params,
+              "flops": nasscale.count(spec).flops, **result.record(),
+              "settings": asdict(job.settings), "weights": str(out)}
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"format": WEIGHTS_FORMAT, "state_dict": model.state_dict(),
+                "network": network_to_data(spec), "classes": list(data.classes),
+                "accuracy": result.accuracy, "settings": asdict(job.settings)}, tmp)
+    tmp.replace(out)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    ckpt.unlink(missing_ok=True)
+    return record
+
+
+def record_text(record: dict) -> str:
+    from nasscale.reports.text import FLOPS_CONVENTION, si, table
+
+    rows = [(h["epoch"], f"{h['size']}px", f"{h['loss']:.3f}", f"{100 * h['accuracy']:.1f}%",
+             f"{h['seconds']:.1f}") for h in record["history"]]
+    head = table(("epoch", "size", "train loss", "held-out top-1", "s"), rows,
+                 right="epoch size train loss held-out top-1 s")
+    return (f"{head}\n\n{record['network']} on {record['data']} ({len(record['classes'])} classes) "
+            f"at {record['resolution']}px, {record['device']}: top-1 "
+            f"{100 * record['accuracy']:.2f}% on the held-out split after {record['epochs']} "
+            f"epoch(s), {record['steps']} steps, {record['seconds']:.0f} s\n"
+            f"{si(record['params'])} params, {si(record['flops'])} FLOPs at "
+            f"{record['resolution']}px ({FLOPS_CONVENTION})\n"
+            f"weights: {record['weights']} (and {Path(record['weights']).with_suffix('.json')})")

@@ -1,0 +1,271 @@
+"""Training: devices, determinism, checkpoint and resume, progressive learning, augmentation,
+the testbed, data errors and ``nasscale train``."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nasscale
+from nasscale.cli import main
+from nasscale.search.data import Dataset, load_dataset
+from nasscale.search.train import (
+    TrainSettings,
+    augment_batch,
+    centre_crop,
+    plan_stages,
+    resolve_device,
+    train,
+)
+
+TINY = str(Path(__file__).parent / "support" / "tiny_net.yaml")
+
+
+def blobs(n_per_class=24, classes=3, size=12, seed=0) -> Dataset:
+    """Three learnable classes of noisy images: horizontal stripes, vertical stripes, plain
+    (a texture cue that global pooling, flips and crops all keep)."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for c in range(classes):
+        x = torch.randn(n_per_class, 3, size, size, generator=g) * 0.5
+        stripes = (torch.arange(size) // 2 % 2).float() * 2 - 1
+        if c == 0:
+            x += stripes[:, None]
+        elif c == 1:
+            x += stripes[None, :]
+        xs.append(x)
+        ys += [c] * n_per_class
+    return Dataset(x=torch.cat(xs), y=torch.tensor(ys), classes=("a", "b", "c"), name="blobs")
+
+
+def tiny_model(seed=0):
+    spec = nasscale.load(TINY)
+    torch.manual_seed(seed)
+    return nasscale.build(spec)
+
+
+FAST = TrainSettings(epochs=2, batch_size=16, lr=0.05, resolution=16, device="cpu")
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()
+                      if p.dtype.is_floating_point])
+
+
+def test_training_is_deterministic_and_reports_every_epoch():
+    seen = []
+    a = train(tiny_model(), blobs(), FAST, on_epoch=lambda e, acc: seen.append((e, acc)))
+    b = train(tiny_model(), blobs(), FAST)
+    assert [e for e, _ in seen] == [1, 2] and seen[-1][1] == a.accuracy
+    assert a.accuracy == b.accuracy and a.epochs == 2 and a.steps == 2 * (57 // 16)
+    assert a.device == "cpu" and len(a.history) == 2
+
+
+def test_training_learns_a_separable_task():
+    result = train(tiny_model(), blobs(32), TrainSettings(epochs=12, batch_size=16, lr=0.1,
+                                                          resolution=16, device="cpu"))
+    assert result.accuracy > 0.45  # chance is 1/3; 48 steps of a 5K-param net reach ~0.53
+
+
+def test_stop_in_on_epoch_propagates():
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, acc):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tiny_model(), blobs(), FAST, on_epoch=stop)
+
+
+def test_resume_continues_exactly(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    full_model = tiny_model()
+    full = train(full_model, blobs(), replace_settings(epochs=3), checkpoint=tmp_path / "a.ckpt")
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, acc):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt, on_epoch=kill)
+    resumed_model = tiny_model(seed=99)  # different start: everything comes from the checkpoint
+    resumed = train(resumed_model, blobs(), replace_settings(epochs=3), checkpoint=ckpt,
+                    resume=True)
+    assert resumed.accuracy == full.accuracy and len(resumed.history) == 3
+    assert torch.equal(_weights(resumed_model), _weights(full_model))
+    with pytest.raises(nasscale.NasscaleError, match="other settings .*lr"):
+        train(tiny_model(), blobs(), replace_settings(epochs=3, lr=0.2), checkpoint=ckpt,
+              resume=True)
+
+
+def replace_settings(**changes):
+    from dataclasses import replace
+
+    return replace(FAST, **changes)
+
+
+def test_steps_mode_stops_after_n_steps():
+    result = train(tiny_model(), blobs(), replace_settings(steps=5))
+    assert result.steps == 5 and result.epochs == 2  # 58 images, 3 batches of 16 an epoch
+
+
+def test_progressive_stages_grow_size_and_regularisation():
+    stages = plan_stages(TrainSettings(epochs=8, resolution=64, progressive=True), 0.2)
+    assert [s.size for s in stages] == [32, 40, 56, 64]
+    assert [s.epochs for s in stages] == [2, 2, 2, 2]
+    for key in ("dropout", "mixup", "magnitude"):
+        values = [getattr(s, key) for s in stages]
+        assert values == sorted(values) and values[0] < values[-1]
+    assert stages[0].mixup == 0 and stages[-1].mixup == pytest.approx(0.2)
+    assert plan_stages(TrainSettings(epochs=8, resolution=64), 0.2)[0].size == 64
+    # training with it runs, ends at the target size, restores the network's dropout
+    model = tiny_model()
+    result = train(model, blobs(), replace_settings(epochs=4, progressive=True),
+                   on_epoch=lambda epoch, acc: None)
+    assert [h["size"] for h in result.history] == [8, 8, 16, 16]
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2]
+
+
+def test_augmentation_and_centre_crop():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, 16, 1.0, g)
+    assert out.shape == (2, 3, 16, 16)
+    same = augment_batch(x, 16, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, same)
+    assert centre_crop(x, 8, fraction=0.5).shape == (2, 3, 8, 8)
+    assert torch.equal(centre_crop(x, 4, fraction=0.5), x[..., 2:6, 2:6])
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(nasscale.NasscaleError, match="device: must be auto, cpu, cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(nasscale.NasscaleError, match="CUDA is not available"):
+            resolve_device("cuda")
+        with pytest.raises(nasscale.NasscaleError, match="fp16 needs CUDA"):
+            TrainSettings(amp="fp16", device="auto").check()
+
+
+def test_bf16_autocast_on_cpu_trains():
+    result = train(tiny_model(), blobs(), replace_settings(epochs=1, amp="bf16",
+                                                            channels_last=True))
+    assert 0 <= result.accuracy <= 1
+
+
+def test_testbed_is_fixed_and_sized():
+    d = load_dataset("testbed")
+    assert d.num_classes == 16 and d.x.shape == (1920, 3, 32, 32)
+    assert d.test_x.shape == (640, 3, 32, 32)
+    assert torch.bincount(d.y).tolist() == [120] * 16
+    from nasscale.search.testbed import testbed_arrays
+
+    x, y, tx, ty = testbed_arrays()
+    digest = hashlib.sha256(x.tobytes() + tx.tobytes()).hexdigest()[:16]
+    assert digest == TESTBED_DIGEST  # every machine makes the same images
+
+
+TESTBED_DIGEST = "422c5d26261c707f"
+
+
+# --- data errors -------------------------------------------------------------------------------
+
+def _folder(root: Path, spec: dict):
+    from PIL import Image
+
+    for label, sizes in spec.items():
+        (root / label).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new("RGB", size, (40 * i, 80, 120)).save(root / label / f"{i}.png")
+
+
+def test_image_folder_keeps_size_and_names_errors(tmp_path):
+    _folder(tmp_path / "ok", {"cat": [(20, 16)] * 3, "dog": [(20, 16)] * 2})
+    d = load_dataset(str(tmp_path / "ok"))
+    assert d.classes == ("cat", "dog") and d.x.shape == (5, 3, 16, 20)
+    assert load_dataset(str(tmp_path / "ok"), size=12).x.shape == (5, 3, 12, 12)
+    _folder(tmp_path / "mixed", {"cat": [(20, 16), (20, 16)], "dog": [(32, 32)]})
+    with pytest.raises(nasscale.NasscaleError, match=r"mixed sizes .*dog/0.png"):
+        load_dataset(str(tmp_path / "mixed"))
+    _folder(tmp_path / "one", {"cat": [(8, 8)] * 2})
+    with pytest.raises(nasscale.NasscaleError, match="at least 2.*found 1: cat"):
+        load_dataset(str(tmp_path / "one"))
+    _folder(tmp_path / "empty", {"cat": [(8, 8)], "dog": []})
+    with pytest.raises(nasscale.NasscaleError, match="'dog' has no images"):
+        load_dataset(str(tmp_path / "empty"))
+    (tmp_path / "ok" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(nasscale.NasscaleError, match="broken.png: cannot read"):
+        load_dataset(str(tmp_path / "ok"))
+
+
+def test_npz_with_one_class(tmp_path):
+    np.savez(tmp_path / "one.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.zeros(4, int))
+    with pytest.raises(nasscale.NasscaleError, match="at least 2 classes, found 1"):
+        load_dataset(str(tmp_path / "one.npz"))
+
+
+# --- nasscale train ----------------------------------------------------------------------------
+
+@pytest.fixture
+def npz(tmp_path):
+    d = blobs(16)
+    x = (d.x[:, 0] * 40 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    np.savez(tmp_path / "blobs.npz", x=x, y=d.y.numpy())
+    return str(tmp_path / "blobs.npz")
+
+
+def test_cli_train_writes_weights_and_json(tmp_path, npz, capsys):
+    out = tmp_path / "w" / "model.pt"
+    code = main(["train", TINY, "--data", npz, "--epochs", "2", "--batch-size", "8",
+                 "--resolution", "16", "--device", "cpu", "-o", str(out), "--format", "json",
+                 "--quiet"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["epochs"] == 2 and 0 <= record["accuracy"] <= 1
+    assert record["classes"] == ["0", "1", "2"] and len(record["history"]) == 2
+    assert json.loads(out.with_suffix(".json").read_text())["accuracy"] == record["accuracy"]
+    assert not out.with_suffix(".ckpt").exists()
+    saved = torch.load(out, weights_only=True)
+    assert saved["format"] == "nasscale-weights-1" and saved["classes"] == ["0", "1", "2"]
+    from nasscale.pruning.run import load_weights
+
+    spec = nasscale.load(TINY).replace(resolution=16)
+    model = load_weights(str(out), spec)  # prune --weights and inherit read the same file
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved["state_dict"][name])
+    # and training can start from them
+    assert main(["train", TINY, "--data", npz, "--epochs", "1", "--batch-size", "8",
+                 "--resolution", "16", "--device", "cpu", "--weights", str(out), "-o",
+                 str(tmp_path / "again.pt"), "--quiet"]) == 0
+    assert "held-out top-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "no/such/folder"], "data: 'no/such/folder' is not testbed, digits"),
+    (["--epochs", "0"], "--epochs: must be an integer >= 1"),
+    (["--device", "tpu"], "--device: must be auto, cpu, cuda"),
+    (["--lr", "nan"], "--lr: must be a number > 0"),
+    (["--val-fraction", "1.5"], "--val-fraction: must be in"),
+    (["--resume", "-o", "{tmp}/x.pt", "--weights", "{tmp}/none.pt"], "no such file"),
+])
+def test_cli_train_bad_input(tmp_path, npz, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = ["train", TINY, "--data", npz, "--quiet", "-o", str(tmp_path / "m.pt")]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cli_train_cuda_without_cuda(npz, capsys):
+    assert main(["train", TINY, "--data", npz, "--device", "cuda", "--quiet"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
