@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -374,7 +374,3 @@ def _restore(path: Path, model, opt, sched, scaler, s: TrainSettings, device):
     sched.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     return int(state["epoch"]), int(state["step"]), list(state["history"])
-
-
-def with_seed(settings: TrainSettings, seed: int) -> TrainSettings:
-    return replace(settings, seed=seed)

@@ -64,9 +64,10 @@ def run_train_job(job: TrainJob) -> dict:
     ckpt = out.with_suffix(".ckpt")
     result = train(model, data, job.settings, progress=job.progress, checkpoint=ckpt,
                    resume=job.resume, label=f"train {spec.name}")
+    cost = nasscale.count(spec)
     record = {"network": spec.name, "data": data.name, "classes": list(data.classes),
-              "resolution": spec.resolution, "params": nasscale.count(spec).params,
-              "flops": nasscale.count(spec).flops, **result.record(),
+              "resolution": spec.resolution, "params": cost.params, "flops": cost.flops,
+              **result.record(),
               "settings": asdict(job.settings), "weights": str(out)}
     tmp = out.with_name(out.name + ".tmp")
     torch.save({"format": WEIGHTS_FORMAT, "state_dict": model.state_dict(),
