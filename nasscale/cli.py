@@ -646,8 +646,9 @@ class TrainCommand(Command):
         parser.add_argument("--amp", choices=AMP, default="none",
                             help="mixed precision (fp16 needs CUDA; default none)")
         parser.add_argument("--channels-last", action="store_true")
-        parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--lr", type=float, default=0.05)
+        parser.add_argument("--batch-size", type=int, default=32,
+                            help="default 32 (the fidelity benchmark's recipe)")
+        parser.add_argument("--lr", type=float, default=0.1, help="default 0.1")
         parser.add_argument("--weight-decay", type=float, default=5e-5)
         parser.add_argument("--resolution", type=int, default=32,
                             help="training and evaluation size in pixels (default 32)")

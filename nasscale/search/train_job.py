@@ -52,7 +52,7 @@ def run_train_job(job: TrainJob) -> dict:
     if out.exists() and out.is_dir():
         raise NasscaleError(f"-o {out}: is a folder; name the weights file, e.g. {out}/model.pt")
     if job.weights:
-        from nasscale.pruning.run import load_weights
+        from nasscale.modules.checkpoint import load_weights
 
         model = load_weights(job.weights, spec)
     else:
