@@ -2,7 +2,7 @@
 each against the reference (full training on the testbed), with their cost.
 
     python benchmarks/fidelity.py --space mobilenet_v3_like --n 30 \
-        --out benchmarks/results/fidelity.json [--data testbed] [--epochs 8] [--device cpu]
+        --out benchmarks/results/fidelity.json [--data testbed] [--epochs 10] [--device cpu]
         [--threads 2] [--inherit-steps 50] [--repeat-archs 4] [--progressive-archs 4]
 
 For N networks sampled uniformly from the space (seeded), every evaluator scores the same
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--space", default="mobilenet_v3_like")
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--data", default="testbed")
-    p.add_argument("--epochs", type=int, default=8, help="reference training epochs")
+    p.add_argument("--epochs", type=int, default=10, help="reference training epochs")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--resolution", type=int, default=32)

@@ -243,8 +243,24 @@ class BudgetResolver:
 
         settings = self.settings or Settings()
         record = (self.measure or measure)(spec, settings=settings)
+        warn_if_noisy(spec.name, record)
         return record.latency_ms, (f"{spec.name} measured here: p50 of {record.stats.n} runs at "
                                    f"{record.resolution}x{record.resolution}"), record.key
+
+
+def warn_if_noisy(name: str, record) -> None:
+    """What ``nasscale cost`` warns of (a busy CPU, rounds that disagree), on stderr: a budget
+    or reference measured under load is not what the same network takes on a quiet machine."""
+    import sys
+
+    from nasscale.latency.report import warnings_for
+
+    try:
+        lines = warnings_for(record)
+    except (AttributeError, KeyError, TypeError):  # a stand-in record (tests) has no diagnostics
+        return
+    for line in lines:
+        print(f"nasscale: {name}: {line}", file=sys.stderr)
 
 
 def resolve_budgets(budgets, settings: "Settings | None" = None,

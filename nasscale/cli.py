@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Sequence
 
@@ -146,6 +147,13 @@ class SearchCommand(Command):
         parser.add_argument("--out", help="output folder (default: runs/<study name>)")
         parser.add_argument("--workers", type=int, default=1,
                             help="worker processes on this machine sharing the storage")
+        parser.add_argument("--own-budgets", action="store_true",
+                            help="join a study whose relative latency budgets were measured on "
+                            "other hardware by measuring them again here (this worker's "
+                            "limits are its own); without it such a worker is refused")
+        parser.add_argument("--storage-retry", type=float, default=300.0, metavar="S",
+                            help="keep retrying a storage that does not answer for S seconds "
+                            "before stopping (default 300)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(self, args):
@@ -158,12 +166,17 @@ class SearchCommand(Command):
         study = load_study(args.study)
         if args.n_trials is not None and args.n_trials < 1:
             raise NasscaleError(f"--n-trials: must be an integer >= 1, got {args.n_trials}")
-        if args.timeout is not None and args.timeout <= 0:
-            raise NasscaleError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
+        if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise NasscaleError(f"--timeout: must be a number of seconds > 0, "
+                                f"got {args.timeout:g}")
+        if not (math.isfinite(args.storage_retry) and args.storage_retry >= 0):
+            raise NasscaleError(f"--storage-retry: must be a number of seconds >= 0, "
+                                f"got {args.storage_retry:g}")
         out = Path(args.out or Path("runs") / (args.study_name or study.name))
         summary = run_search(study, RunOptions(
             out=out, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
-            study_name=args.study_name, workers=args.workers, progress=not args.no_progress))
+            study_name=args.study_name, workers=args.workers, progress=not args.no_progress,
+            own_budgets=args.own_budgets, storage_retry=args.storage_retry))
         print(summary_text(summary, out))
         if summary.get("interrupted"):
             print("nasscale: interrupted; finished trials are kept, re-run the same command "
@@ -440,8 +453,9 @@ class CostCommand(Command):
             diff = "; ".join(table_.key.differences(key))
             raise NasscaleError(f"{args.predict}: the table was measured under another key "
                                 f"({diff}; table vs this measurement)")
-        if args.round_seconds <= 0:
-            raise NasscaleError(f"--round-seconds: must be > 0, got {args.round_seconds}")
+        if not (math.isfinite(args.round_seconds) and args.round_seconds > 0):
+            raise NasscaleError(f"--round-seconds: must be a number of seconds > 0, "
+                                f"got {args.round_seconds:g}")
         policy = TimingPolicy().scaled(args.round_seconds / TimingPolicy().round_s)
         rec = measure(spec, resolution=args.resolution, settings=settings, policy=policy)
         prediction = table_.predict(spec, args.resolution) if table_ is not None else None

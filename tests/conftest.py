@@ -33,3 +33,25 @@ def affordable(spec):
     import nasscale
 
     return spec if nasscale.count(spec).params <= BUILD_LIMIT else shallow(spec)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server (tests/support/postgres.py), or a skip naming why not."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "support"))
+    from postgres import PostgresServer
+
+    server = PostgresServer()
+    reason = server.unavailable()
+    if reason:
+        pytest.skip(f"PostgreSQL: {reason}")
+    try:
+        server.start()
+    except Exception as err:  # the server could not start here
+        server.stop()
+        pytest.skip(f"PostgreSQL server could not be started: {err}")
+    yield server
+    server.stop()

@@ -73,7 +73,7 @@ def test_worker_processes_load_the_study_with_its_pruner(tmp_path, monkeypatch):
     setup = Setup(study=study, study_name="p", storage=None, out=str(tmp_path), constraints=(),
                   reward=None)
     with pytest.raises(RuntimeError, match="stop here"):
-        worker_main(setup, 1, None, 0)
+        worker_main(setup, None, 0)
     assert isinstance(seen["pruner"], optuna.pruners.MedianPruner)
 
 

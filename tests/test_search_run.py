@@ -202,24 +202,6 @@ def test_redact_hides_passwords():
     assert redact("sqlite:///x.db") == "sqlite:///x.db"
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    sys.path.insert(0, str(SUPPORT))
-    from postgres import PostgresServer
-
-    server = PostgresServer()
-    reason = server.unavailable()
-    if reason:
-        pytest.skip(f"PostgreSQL: {reason}")
-    try:
-        server.start()
-    except Exception as err:  # the server could not start here
-        server.stop()
-        pytest.skip(f"PostgreSQL server could not be started: {err}")
-    yield server
-    server.stop()
-
-
 def test_postgresql_storage_with_two_workers(tmp_path, postgres):
     from postgres import PASSWORD
 
@@ -230,7 +212,7 @@ def test_postgresql_storage_with_two_workers(tmp_path, postgres):
                    "--storage", postgres.url, "--study-name", "pg_two_workers")
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, redact(stderr)
-    ostudy = optuna.load_study(study_name="pg_two_workers", storage=postgres.url)
+    ostudy = optuna.load_study(study_name="pg_two_workers", storage=open_storage(postgres.url, out))
     trials = ostudy.trials
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state.name == "COMPLETE" for t in trials)
@@ -240,7 +222,8 @@ def test_postgresql_storage_with_two_workers(tmp_path, postgres):
                    "--no-progress", "--storage", postgres.url, "--study-name", "pg_two_workers")
     stdout2, stderr2 = proc.communicate(timeout=300)
     assert proc.returncode == 0, redact(stderr2)
-    assert len(optuna.load_study(study_name="pg_two_workers", storage=postgres.url).trials) == 8
+    assert len(optuna.load_study(study_name="pg_two_workers",
+                                 storage=open_storage(postgres.url, out)).trials) == 8
     for text in (stdout, stderr, stdout2, stderr2, *(p.read_text(errors="replace")
                                                      for d in (out, tmp_path / "out2")
                                                      for p in d.rglob("*") if p.is_file())):

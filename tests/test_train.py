@@ -165,8 +165,9 @@ def test_bf16_autocast_on_cpu_trains():
 def test_testbed_is_fixed_and_sized():
     d = load_dataset("testbed")
     assert d.num_classes == 16 and d.x.shape == (1920, 3, 32, 32)
-    assert d.test_x.shape == (640, 3, 32, 32)
+    assert d.test_x.shape == (1600, 3, 32, 32)
     assert torch.bincount(d.y).tolist() == [120] * 16
+    assert torch.bincount(d.test_y).tolist() == [100] * 16
     from nasscale.search.testbed import testbed_arrays
 
     x, y, tx, ty = testbed_arrays()
@@ -174,7 +175,24 @@ def test_testbed_is_fixed_and_sized():
     assert digest == TESTBED_DIGEST  # every machine makes the same images
 
 
-TESTBED_DIGEST = "422c5d26261c707f"
+TESTBED_DIGEST = "208894459445d89b"
+
+
+def test_testbed_tiles_split_the_scene_without_overlap():
+    from nasscale.search.testbed import CROP, TILE, tiles
+
+    for shape in ((512, 512), (172, 448), (1411, 1411), (300, 451)):
+        train_tiles, held = tiles(shape)
+        cells = {(y, x) for y, x, _ in train_tiles} | {(y, x) for y, x, _ in held}
+        assert len(cells) == len(train_tiles) + len(held)  # disjoint squares of one grid
+        assert 0.2 <= len(held) / len(cells) <= 1 / 3
+        # spread over the scene: every column, and rows from the top to (next to) the bottom
+        assert {x for _, x, _ in held} == {x for _, x in cells}
+        rows = sorted({y for y, _ in cells})
+        assert min(y for y, _, _ in held) == rows[0] and max(y for y, _, _ in held) >= rows[-2]
+        side = train_tiles[0][2]
+        assert all(y + side <= shape[0] and x + side <= shape[1] for y, x in cells)
+        assert CROP[1] < TILE  # a crop fits inside one tile
 
 
 # --- data errors -------------------------------------------------------------------------------

@@ -254,15 +254,41 @@ def _line_of(text: str, path: str) -> int | None:
     return None if node is None else node.start_mark.line + 1
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently, so a repeated ``trials:`` would quietly win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> tuple[Any, str]:
-    """Safe-load a YAML file; a syntax error becomes ``file:line: ...``."""
+    """Safe-load a YAML file (a repeated key is an error); a syntax error becomes
+    ``file:line: ...``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as err:
         raise NasscaleError(f"{path}: cannot read: {err.strerror or err}") from None
     try:
-        return yaml.safe_load(text), text
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise NasscaleError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                            "save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader), text
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

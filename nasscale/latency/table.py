@@ -337,8 +337,9 @@ class LatencyTable:
             raise NasscaleError(f"{path}: no such file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise NasscaleError(f"{path}: not a readable latency table ({err})") from None
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            raise NasscaleError(f"{path}: not a readable latency table "
+                                f"({str(err).splitlines()[0][:200]})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise NasscaleError(f"{path}: not a latency table (format must be {FORMAT!r}; "
                                 "build one with `nasscale lut build`)")

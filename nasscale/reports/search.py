@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from nasscale.search.objective import trial_status
+from nasscale.search.objective import requeued, trial_status
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -24,13 +24,14 @@ def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
     (``constraint: <budget>``, feasible when <= 0), parameters (``param: <name>``), seconds,
     and the architecture as block strings joined by ``;``."""
     rows = []
+    retried = requeued(trials)
     for t in trials:
         ua = t.user_attrs
         network = ua.get("network") or {}
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
-            "status": trial_status(t),
+            "status": trial_status(t, retried),
             "feasible": (t.state.name == "COMPLETE"
                          and all(v <= 0 for v in t.constraints.values())),
             "reason": ua.get("reason", t.system_attrs.get("fail_reason", "") or ""),

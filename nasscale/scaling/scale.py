@@ -41,6 +41,9 @@ from nasscale.scaling.rules import (
 #: EfficientNet's coefficients (Tan & Le 2019, Sec. 3.3): a grid search on B0 under
 #: α·β²·γ² ≈ 2, so each unit of φ roughly doubles the FLOPs.
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+#: compound scaling beyond this FLOPs multiple (φ ≈ 20 with EfficientNet's coefficients)
+#: describes no network anyone can build
+MAX_FLOPS_GROWTH = 1e6
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ class Compound:
         check_number("phi", self.phi, strict=False)
         for name in ("alpha", "beta", "gamma"):
             check_number(name, getattr(self, name), minimum=1, strict=False)
+        per_phi = math.log(flops_factor(self.alpha, self.beta, self.gamma))
+        if per_phi > 0 and self.phi * per_phi > math.log(MAX_FLOPS_GROWTH):
+            most = math.log(MAX_FLOPS_GROWTH) / per_phi
+            raise field_error("phi", f"at most {most:.3g} with alpha {self.alpha:g}, beta "
+                              f"{self.beta:g}, gamma {self.gamma:g} (beyond that the network "
+                              f"would need over {MAX_FLOPS_GROWTH:.0e} x the base's FLOPs)",
+                              self.phi)
 
     @property
     def depth(self) -> float:

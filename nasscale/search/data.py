@@ -3,7 +3,7 @@
 Sources (``load_dataset(source)``):
 
 - ``testbed``: 32×32 grey crops of the 16 photographs scikit-image ships, one class per
-  photograph (1,920 training and 640 held-out images; the ``testbed`` extra installs
+  photograph (1,920 training and 1,600 held-out images; the ``testbed`` extra installs
   scikit-image).  Does not saturate: the networks to rank differ by tens of points (see
   ``nasscale.search.testbed``).  No network access.
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes; the

@@ -206,10 +206,12 @@ def load_callable(target: str) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise NasscaleError(f"evaluator: cannot import {module_name!r}: {err}") from None
+        raise NasscaleError(f"evaluator.target: cannot import module {module_name!r} ({err}); "
+                            "the python evaluator imports it and runs it: it must be on "
+                            "PYTHONPATH or in the current folder") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise NasscaleError(f"evaluator: {module_name} has no callable {attr!r}")
+        raise NasscaleError(f"evaluator.target: {module_name} has no callable {attr!r}")
     return fn
 
 

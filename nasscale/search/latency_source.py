@@ -40,7 +40,12 @@ class MeasuredLatency:
         from nasscale.latency import TimingPolicy, measure
 
         policy = TimingPolicy() if thorough else SEARCH_POLICY
-        return measure(spec, settings=self.settings, policy=policy).latency_ms
+        record = measure(spec, settings=self.settings, policy=policy)
+        if thorough:  # a reference: say when the machine was busy, as `nasscale cost` does
+            from nasscale.budgets import warn_if_noisy
+
+            warn_if_noisy(spec.name, record)
+        return record.latency_ms
 
     def builds_module(self) -> bool:
         return True
@@ -166,4 +171,21 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
         except Exception as err:  # a reference that cannot be evaluated is left off the plot
             print(f"nasscale: warning: reference {name}: {err}", file=sys.stderr)
         out[name] = ref
+    for line in order_warnings(out):
+        print(f"nasscale: warning: {line}", file=sys.stderr)
+    return out
+
+
+def order_warnings(refs: dict[str, dict], margin: float = 2.0) -> list[str]:
+    """References whose measured latencies contradict their FLOPs by far (one with at least
+    ``margin`` x the FLOPs of another measured faster than it): the sign of a busy machine."""
+    timed = [(n, r) for n, r in refs.items() if r.get("latency_ms") and r.get("flops")]
+    out = []
+    for a, ra in timed:
+        for b, rb in timed:
+            if ra["flops"] >= margin * rb["flops"] and ra["latency_ms"] < rb["latency_ms"]:
+                out.append(f"reference {a} ({ra['flops'] / rb['flops']:.1f}x the FLOPs of {b}) "
+                           f"measured faster than it ({ra['latency_ms']:.2f} vs "
+                           f"{rb['latency_ms']:.2f} ms): the machine was probably busy; "
+                           "latency budgets and references measured now are unreliable")
     return out

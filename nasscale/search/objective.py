@@ -19,7 +19,9 @@ trial records ``epochs``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -29,11 +31,82 @@ from nasscale.search.storage import worker_tag
 from nasscale.specs import NetworkSpec
 
 #: What became of a trial, as trials.csv, the plot, the summary and the progress line say it
-STATUSES = ("feasible", "over budget", "stopped early", "failed", "running", "waiting")
+STATUSES = ("feasible", "over budget", "stopped early", "failed", "running", "waiting",
+            "interrupted", "surplus")
 
 
 class CandidateFailed(Exception):
     """A candidate could not be evaluated (build error, out of memory, undefined score)."""
+
+
+class Surplus(Exception):
+    """The study already had its trials when this one started (another worker took the last
+    slot in the same instant): it is failed with reason ``surplus`` and not counted."""
+
+
+#: Reasons of FAIL trials that do not count towards the study's total
+UNCOUNTED_REASONS = ("interrupted", "surplus")
+
+
+def requeued(trials) -> set[int]:
+    """Numbers of trials that were queued again: by nasscale (``retry_of``) or by Optuna's
+    heartbeat callback for a worker that stopped answering (``failed_trial``)."""
+    out = set()
+    for t in trials:
+        for n in (t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial")):
+            if isinstance(n, int):
+                out.add(n)
+    return out
+
+
+def counts(trial, retried: set[int] | frozenset = frozenset()) -> bool:
+    """A finished trial that counts towards ``trials``: complete, pruned (over budget or
+    stopped early) or failed — except interrupted, re-queued (``retried``: see ``requeued``)
+    and surplus trials."""
+    state = trial.state.name
+    if state in ("COMPLETE", "PRUNED"):
+        return True
+    return state == "FAIL" and trial.number not in retried and not str(
+        trial.user_attrs.get("reason", "")).startswith(UNCOUNTED_REASONS)
+
+
+def counted(trials) -> list:
+    """The trials of ``trials`` that count (see ``counts``)."""
+    trials = list(trials)
+    retried = requeued(trials)
+    return [t for t in trials if counts(t, retried)]
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number``: a resumed study, a second worker or a second
+    machine draws new points instead of replaying the first trials' random draws."""
+    import hashlib
+
+    digest = hashlib.sha256(f"nasscale-trial:{seed}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def reseed_sampler(sampler, seed: int) -> None:
+    """Seed every random state of an Optuna sampler (and the samplers inside it)."""
+    import numpy as np
+    from optuna.samplers import BaseSampler
+    from optuna.samplers._lazy_random_state import LazyRandomState
+
+    seen: set[int] = set()
+
+    def visit(obj) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for value in vars(obj).values():
+            if isinstance(value, LazyRandomState):
+                value.rng.seed(seed)
+            elif isinstance(value, np.random.RandomState):
+                value.seed(seed)
+            elif isinstance(value, BaseSampler):
+                visit(value)
+
+    visit(sampler)
 
 
 class LatencySource(Protocol):
@@ -88,18 +161,37 @@ class Objective:
     max_memory_gb: float = 8.0
     study_name: str = "study"
     pruner: str = "none"  # the study's pruner name (none: trials always run to the end)
+    target: int | None = None  # the study's total trials (None: no limit)
     on_trial: Callable | None = field(default=None, repr=False)
+    current: int | None = field(default=None, repr=False)  # the trial being evaluated
 
     def __call__(self, trial) -> float | list[float]:
         import optuna
 
         t0 = time.perf_counter()
+        self.current = trial.number
         trial.set_user_attr("worker", worker_tag())
+        if self.target is not None:
+            trials = trial.study.get_trials(deepcopy=False)
+            retried = requeued(trials)
+            ahead = sum(1 for t in trials if t.number < trial.number
+                        and (counts(t, retried) or t.state.name == "RUNNING"))
+            if ahead >= self.target:
+                trial.set_user_attr("reason", f"surplus: the study had its {self.target} "
+                                    "trials when this one started; not counted")
+                raise Surplus()
+        reseed_sampler(trial.study.sampler, trial_seed(self.seed, trial.number))
         try:
             values = self._evaluate(trial)
-        except (optuna.TrialPruned, CandidateFailed, KeyboardInterrupt):
+        except KeyboardInterrupt:  # Ctrl-C, or the parent process died: redone on resume
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("reason", "interrupted: Ctrl-C; re-queued")
+            raise
+        except (optuna.TrialPruned, CandidateFailed):
             raise
         except Exception as err:  # build failures, out of memory, unresolvable candidates
+            if _is_storage_error(err):  # the database, not the candidate: retried by the runner
+                raise
             text = str(err).splitlines()[0][:300] if str(err) else ""
             reason = f"{type(err).__name__}: {text}"
             trial.set_user_attr("reason", reason)
@@ -117,6 +209,9 @@ class Objective:
         from nasscale.search.evaluators import arch_seed
 
         spec = self.space.sample(trial, name=f"{self.study_name}_trial{trial.number}")
+        same = self._finished_twin(trial)
+        if same is not None:
+            return self._copy(trial, same)
         cost = count(spec)
         values = {"flops": float(cost.flops), "params": float(cost.params)}
         trial.set_user_attr("network", network_to_data(spec))
@@ -129,9 +224,7 @@ class Objective:
                       if c.metric in values and c.violation(values[c.metric]) > 0]
             if not broken:
                 return
-            for c in self.constraints:
-                if c.metric in values:
-                    trial.set_constraint(c.text, c.violation(values[c.metric]))
+            self._set_constraints(trial, values)
             reason = "; ".join(f"{c.metric} {_fmt(c.metric, values[c.metric])} breaks "
                                f"{c.op} {_fmt(c.metric, c.limit)} ({c.text})" for c in broken)
             trial.set_user_attr("reason", f"{reason} [{stage}]")
@@ -148,8 +241,7 @@ class Objective:
             trial.set_user_attr("latency_ms", values["latency"])
             check("after latency " + ("measurement" if self.latency.builds_module()
                                       else "prediction, before building"))
-        for c in self.constraints:
-            trial.set_constraint(c.text, c.violation(values[c.metric]))
+        self._set_constraints(trial, values)
         if "score" in self.metrics or "reward" in self.metrics:
             trained = {"epochs": 0}
             try:
@@ -167,6 +259,46 @@ class Objective:
         if self.reward is not None:
             values["reward"] = self._reward(values["score"], values)
             trial.set_user_attr("reward", values["reward"])
+        return values
+
+    def _set_constraints(self, trial, values: dict[str, float]) -> None:
+        """Optuna 5's constraints (what the sampler sees), and the same as a user attribute
+        ``constraints`` (``{budget: relative excess}``, within budget when <= 0) and
+        ``within_budget``:
+        what optuna-dashboard shows, as trials.csv does."""
+        known = {c.text: c.violation(values[c.metric]) for c in self.constraints
+                 if c.metric in values}
+        for text, value in known.items():
+            trial.set_constraint(text, value)
+        if known:
+            trial.set_user_attr("constraints", known)
+            trial.set_user_attr("within_budget", all(v <= 0 for v in known.values()))
+
+    @staticmethod
+    def _finished_twin(trial):
+        """An earlier finished trial with exactly these parameters (a sampler can propose a
+        point again): its result is reused instead of evaluating the network twice."""
+        params = trial.params
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number != trial.number and t.params == params and t.state.name in (
+                    "COMPLETE", "PRUNED"):
+                return t
+        return None
+
+    def _copy(self, trial, twin) -> dict[str, float]:
+        import optuna
+
+        for k, v in twin.user_attrs.items():
+            if k not in ("worker", "seconds", "retry_of"):
+                trial.set_user_attr(k, v)
+        trial.set_user_attr("duplicate_of", twin.number)
+        for name, value in (twin.constraints or {}).items():
+            trial.set_constraint(name, value)
+        if twin.state.name == "PRUNED":
+            reason = f"duplicate of trial {twin.number}: {twin.user_attrs.get('reason', '')}"
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+        values = {m: v for m, v in zip(self.metrics, twin.values)}
         return values
 
     def _reward(self, score: float, values: dict[str, float]) -> float:
@@ -206,16 +338,34 @@ class Objective:
         return report
 
 
-def trial_status(trial) -> str:
+def _is_storage_error(err: BaseException | None, depth: int = 0) -> bool:
+    """A database that does not answer — or an error raised while handling one (Optuna's
+    own trial loop then fails with an ``UnboundLocalError`` whose context is the real one)."""
+    import optuna
+
+    if err is None or depth > 5:
+        return False
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    if isinstance(err, optuna.exceptions.StorageInternalError) or (
+            sqlalchemy is not None and isinstance(err, sqlalchemy.exc.SQLAlchemyError)):
+        return True
+    return _is_storage_error(err.__cause__ or err.__context__, depth + 1)
+
+
+def trial_status(trial, retried: set[int] | frozenset = frozenset()) -> str:
     """One of ``STATUSES`` for an Optuna trial: over-budget and early-stopped trials are
-    both PRUNED in Optuna; ``stopped_early`` tells them apart."""
+    both PRUNED in Optuna; ``stopped_early`` tells them apart.  A failed trial that was
+    queued again (``retried``) is ``interrupted``."""
     state = trial.state.name
     if state == "COMPLETE":
         return "feasible" if all(v <= 0 for v in trial.constraints.values()) else "over budget"
     if state == "PRUNED":
         return "stopped early" if trial.user_attrs.get("stopped_early") else "over budget"
     if state == "FAIL":
-        return "failed"
+        reason = str(trial.user_attrs.get("reason", ""))
+        if trial.number in retried:
+            return "interrupted"
+        return next((r for r in UNCOUNTED_REASONS if reason.startswith(r)), "failed")
     return state.lower()  # running, waiting
 
 

@@ -9,14 +9,21 @@
 - ``summary.json``: counts (Optuna states, and statuses: early-stopped trials apart from
   over-budget ones), best trials, resolved budgets, the latency key, the storage (with any
   password redacted).
+
+Every file is written beside its final name and renamed into place (``pareto/`` is built as a
+new folder and swapped in), so a ``kill -9`` while writing leaves the previous outputs whole,
+never a half-written ``trials.csv``.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
+from nasscale.search.objective import counted as counted_trials
 from nasscale.search.storage import redact
 
 
@@ -43,15 +50,46 @@ def pareto_2d(rows: list[dict], x: str, y: str) -> list[int]:
     return front
 
 
-def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
-    from nasscale.reports.search import pareto_plot, trials_frame, write_csv
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def best_numbers(trials, directions: list[str]) -> list[int]:
+    """Complete, feasible trials: the best one (one objective) or the non-dominated ones."""
+    ok = [t for t in trials if t.state.name == "COMPLETE" and t.values is not None
+          and all(v <= 0 for v in t.constraints.values())]
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    if len(directions) == 1:
+        best = max(ok, key=lambda t: (sign[0] * t.values[0], -t.number), default=None)
+        return [] if best is None else [best.number]
+
+    def dominates(a, b) -> bool:
+        pa = [s * v for s, v in zip(sign, a.values)]
+        pb = [s * v for s, v in zip(sign, b.values)]
+        return all(x >= y for x, y in zip(pa, pb)) and any(x > y for x, y in zip(pa, pb))
+
+    return sorted(t.number for t in ok if not any(dominates(o, t) for o in ok))
+
+
+def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
+    """Write the outputs from ``trials`` (default: read from ``ostudy``)."""
+    from nasscale.reports.search import pareto_plot, trials_frame
 
     study = setup.study
     score_name = setup.score_name
-    trials = ostudy.get_trials(deepcopy=False)
+    if trials is None:
+        trials = ostudy.get_trials(deepcopy=False)
     frame = trials_frame(trials, study.metrics, score_name)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(frame, out / "trials.csv")
+    tmp = _tmp(out / "trials.csv")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "trials.csv")
     by_number = {t.number: t for t in trials}
 
     def metrics_of(t) -> dict:
@@ -60,25 +98,25 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
                 "flops": ua.get("flops"), "params": ua.get("params"),
                 "reward": ua.get("reward")}
 
-    best: list[int] = []
+    best = best_numbers(trials, [d for _, d in study.objectives])
     if len(study.objectives) == 1:
-        try:
-            best = [ostudy.best_trial.number]
-        except ValueError:  # no feasible complete trial yet
-            best = []
-        (out / "best.yaml").unlink(missing_ok=True)
+        if not best:  # no feasible complete trial yet
+            (out / "best.yaml").unlink(missing_ok=True)
         for n in best:
-            (out / "best.yaml").write_text(_network_yaml(by_number[n], setup.study_name,
-                                                         metrics_of(by_number[n])))
+            write_atomic(out / "best.yaml", _network_yaml(by_number[n], setup.study_name,
+                                                          metrics_of(by_number[n])))
     else:
-        best = sorted(t.number for t in ostudy.best_trials)
-        folder = out / "pareto"
-        folder.mkdir(exist_ok=True)
-        for old in folder.glob("trial_*.yaml"):
-            old.unlink()
+        folder, new, old = out / "pareto", out / f".pareto.{os.getpid()}.new", \
+            out / f".pareto.{os.getpid()}.old"
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
         for n in best:
-            (folder / f"trial_{n}.yaml").write_text(
+            (new / f"trial_{n}.yaml").write_text(
                 _network_yaml(by_number[n], setup.study_name, metrics_of(by_number[n])))
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(new, folder)
+        shutil.rmtree(old, ignore_errors=True)
 
     x_metric = "latency" if frame.get("latency_ms") is not None and \
         frame["latency_ms"].notna().any() else "flops"
@@ -88,19 +126,22 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
     budgets = {c.metric: c.limit for c in setup.constraints}
     refs = {name: {**r, "latency_ms": r.get("latency_ms")} for name, r in setup.references.items()}
     if len(frame):
-        pareto_plot(frame, out / "pareto.png", score_name, x_metric, front=front,
+        tmp = _tmp(out / "pareto.png")
+        pareto_plot(frame, tmp, score_name, x_metric, front=front,
                     references=refs, budgets=budgets,
                     title=f"{setup.study_name}: {setup.evaluator_label} vs {x_metric}")
-    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
-    statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
-    failures = (frame[frame["state"] == "FAIL"]["reason"].fillna("").str.slice(0, 120)
+        os.replace(tmp, out / "pareto.png")
+    counted = frame[~frame["status"].isin(("interrupted", "surplus"))] if len(frame) else frame
+    counts = counted["state"].value_counts().to_dict() if len(counted) else {}
+    statuses = counted["status"].value_counts().to_dict() if len(counted) else {}
+    failures = (counted[counted["state"] == "FAIL"]["reason"].fillna("").str.slice(0, 120)
                 .value_counts().head(3).to_dict() if len(frame) else {})
     summary = {
         "study": setup.study_name, "storage": redact(setup.storage) or str(out / "study.journal"),
         "objectives": dict(study.objectives), "score": setup.evaluator_label,
         "constraints": [{"budget": c.text, "metric": c.metric, "limit": c.limit}
                         for c in setup.constraints],
-        "latency_key": setup.latency_key, "trials": len(trials),
+        "latency_key": setup.latency_key, "trials": len(counted_trials(trials)),
         "states": {str(k): int(v) for k, v in counts.items()},
         "statuses": {str(k): int(v) for k, v in statuses.items()},
         "stopped_early": int(statuses.get("stopped early", 0)),
@@ -110,7 +151,7 @@ def write_outputs(setup, ostudy, out: Path) -> dict[str, Any]:
         "best": [{"number": n, **metrics_of(by_number[n])} for n in best],
         "references": setup.references, "flops_convention": FLOPS_CONVENTION,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 

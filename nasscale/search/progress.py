@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from nasscale.reports.progress import Progress as Bar
-from nasscale.search.objective import trial_status
+from nasscale.search.objective import requeued, trial_status
 
 
 class Progress:
@@ -18,11 +18,15 @@ class Progress:
         total = (target - self.start) if target is not None else 0
         self.bar = Bar(max(total, 1), "search", enabled=enabled and target != 0)
 
-    def _counts(self) -> dict[str, int]:
+    def _counts(self, trials=None) -> dict[str, int]:
         counts = {"feasible": 0, "over budget": 0, "stopped early": 0, "failed": 0,
                   "running": 0}
-        for t in self.study.get_trials(deepcopy=False):
-            status = trial_status(t)
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
+        retried = requeued(trials)
+        for t in trials:
+            status = trial_status(t, retried)
+            if status in ("interrupted", "surplus"):
+                continue  # re-queued or surplus: not one of the study's trials
             counts[status] = counts.get(status, 0) + 1
         counts["done"] = sum(counts[k] for k in ("feasible", "over budget", "stopped early",
                                                  "failed"))
@@ -34,10 +38,11 @@ class Progress:
         return (f"ok {c['feasible']}, over budget {c['over budget']}{stopped}, "
                 f"failed {c['failed']}, running {c['running']}")
 
-    def update(self) -> None:
+    def update(self, trials=None) -> None:
+        """Redraw from ``trials`` (default: read the study)."""
         if not self.bar.enabled:
             return
-        c = self._counts()
+        c = self._counts(trials)
         done = c["done"] - self.start
         if done > self.bar.total:  # a timeout-only study has no target: grow as it goes
             self.bar.total = done

@@ -8,26 +8,48 @@ it instead of measuring again.  Trials run through Optuna's own storage: several
 on one machine share the journal file, many machines share a PostgreSQL database; nasscale
 never schedules trials itself.
 
-``trials`` is the number of finished trials the study should have: re-running the same
-command resumes and runs only what is missing (a ``kill -9`` loses only the trial that was
-running; it is failed and re-queued on resume).
+``trials`` is the number of finished trials the study should have, whatever the number of
+processes or machines: each worker runs trials one at a time (Optuna's ``optimize``) until
+the study holds that many finished or running trials, so two commands started at once on
+one storage finish the study's total between them, not twice it.  Re-running the same
+command resumes and runs only what is missing (a ``kill -9`` or a Ctrl-C loses only the
+trial that was running; it is failed and re-queued).  Each trial's random draws are seeded
+from the study's seed and the trial's number, so a resumed run or a second worker draws new
+points instead of replaying the first ones; a point drawn again reuses the earlier result.
+
+A storage that stops answering (a database restarted mid-run) is retried with backoff for
+``--storage-retry`` seconds; after that the run stops with one line, writes the outputs of
+what had finished, and the same command resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nasscale.errors import NasscaleError
-from nasscale.search.objective import CandidateFailed, Constraint, Objective
-from nasscale.search.storage import open_storage, recover_stale_trials, redact
+from nasscale.search.objective import (
+    CandidateFailed,
+    Constraint,
+    Objective,
+    Surplus,
+    counted,
+    requeued,
+)
+from nasscale.search.storage import (
+    normalise_url,
+    open_storage,
+    recover_stale_trials,
+    redact,
+    setup_lock,
+)
 from nasscale.search.study import StudySpec
-
-COUNTED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 
 @dataclass
@@ -39,6 +61,8 @@ class RunOptions:
     study_name: str | None = None
     workers: int = 1
     progress: bool = True
+    own_budgets: bool = False  # resolve relative budgets on this machine, not the study's
+    storage_retry: float = 300.0  # seconds a storage outage is retried before giving up
 
 
 @dataclass
@@ -55,6 +79,8 @@ class Setup:
     references: dict = field(default_factory=dict)
     score_name: str = "score"
     evaluator_label: str = "score"
+    target: int | None = None  # the study's total trials
+    storage_retry: float = 300.0
 
 
 def make_space(study: StudySpec):
@@ -105,18 +131,112 @@ def make_pruner(study: StudySpec):
 
 def finished_count(study) -> int:
     """Trials that count towards ``trials``: complete, pruned (over budget or stopped early)
-    and failed ones, except failures of interrupted workers, which are re-queued."""
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name in COUNTED_STATES and not str(
-                t.user_attrs.get("reason", "")).startswith("interrupted"):
-            n += 1
-    return n
+    and failed ones, except failures of interrupted workers (re-queued) and surplus ones."""
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
-def split_quota(remaining: int, workers: int) -> list[int]:
-    base, extra = divmod(max(0, remaining), workers)
-    return [base + (1 if i < extra else 0) for i in range(workers)]
+def claimed_count(study) -> int:
+    """Finished trials that count, plus running ones (each will count when it ends)."""
+    trials = study.get_trials(deepcopy=False)
+    return len(counted(trials)) + sum(1 for t in trials if t.state.name == "RUNNING")
+
+
+class StorageDown(NasscaleError):
+    """The storage did not answer for the whole retry period."""
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """A database or journal that does not answer (not a problem of the candidate)."""
+    from nasscale.search.objective import _is_storage_error
+
+    return _is_storage_error(err)
+
+
+def with_retry(fn, what: str, retry_for: float, storage: str | None = None):
+    """``fn()``, retried with backoff (1, 2, 4 ... 30 s) while the storage does not answer,
+    for ``retry_for`` seconds in all; then ``StorageDown``."""
+    first = None
+    delay = 1.0
+    while True:
+        try:
+            return fn()
+        except Exception as err:
+            if not is_storage_error(err):
+                raise
+            now = time.monotonic()
+            first = first or now
+            text = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            if now - first >= retry_for:
+                raise StorageDown(
+                    f"storage {redact(storage) or 'journal'}: no answer for {now - first:.0f} s "
+                    f"while {what} ({text[:200]}); finished trials are kept, re-run the same "
+                    "command to resume") from None
+            print(f"nasscale: storage {redact(storage) or 'journal'} not answering while {what}"
+                  f" ({text[:120]}); retrying in {delay:.0f} s", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
+def quiet_storage_threads() -> None:
+    """Optuna records heartbeats in a thread; when the database goes away that thread dies
+    with a traceback on stderr.  The trial loop reports the outage (and retries) itself, so
+    such a thread's storage error is dropped; any other thread error is shown as usual."""
+    previous = threading.excepthook
+    if getattr(previous, "_nasscale", False):
+        return
+
+    def hook(args) -> None:
+        if not is_storage_error(args.exc_value):
+            previous(args)
+
+    hook._nasscale = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
+def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
+    """Enqueue again the parameters of trial ``number``, stopped by ``why`` (it was failed
+    with reason ``interrupted``, which does not count): a resumed run redoes it."""
+    if number is None:
+        return
+    from optuna.trial import TrialState
+
+    for t in ostudy.get_trials(deepcopy=False):
+        if t.number != number:
+            continue
+        if t.state == TrialState.RUNNING:  # interrupted before Optuna could tell it
+            ostudy._storage.set_trial_user_attr(t._trial_id, "reason",
+                                                f"interrupted: {why}; re-queued")
+            ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if str(t.user_attrs.get("reason", "interrupted")).startswith("interrupted") and \
+                t.number not in requeued(ostudy.get_trials(deepcopy=False)):
+            ostudy.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        return
+
+
+def optimize(ostudy, objective: Objective, target: int | None, timeout: float | None,
+             retry_for: float, storage: str | None = None, on_trial=None) -> None:
+    """Run trials one at a time until the study holds ``target`` finished (or running)
+    trials, or ``timeout`` seconds have passed.  Ctrl-C re-queues the running trial.
+    ``on_trial(frozen_trial)`` is called after each trial is stored."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    objective.target = target
+    quiet_storage_threads()
+    while True:
+        if target is not None and with_retry(lambda: claimed_count(ostudy), "counting trials",
+                                             retry_for, storage) >= target:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        objective.current = None
+        try:
+            with_retry(lambda: ostudy.optimize(
+                objective, n_trials=1, catch=(CandidateFailed, Surplus), gc_after_trial=True,
+                callbacks=[lambda s, t: on_trial(t)] if on_trial is not None else None),
+                       "running a trial", retry_for, storage)
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                requeue_interrupted(ostudy, objective.current, "Ctrl-C")
+            raise
 
 
 def make_objective(setup: Setup) -> Objective:
@@ -133,25 +253,45 @@ def make_objective(setup: Setup) -> Objective:
         evaluator=make_evaluator(study), constraints=setup.constraints,
         latency=make_latency_source(study, setup.latency_key) if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
-        study_name=setup.study_name, pruner=study.pruner["name"])
+        study_name=setup.study_name, pruner=study.pruner["name"], target=setup.target)
 
 
-def worker_main(setup: Setup, quota: int | None, timeout: float | None, worker: int) -> None:
-    """One worker process: open the shared storage, run ``quota`` trials (or until
-    ``timeout``).  Its sampler is seeded with ``seed + worker``."""
+def _watch_parent() -> None:
+    """A worker whose parent ``nasscale search`` died (``kill -9``) stops like on Ctrl-C: its
+    running trial is re-queued, and it never lingers as an orphan."""
+    import _thread
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, daemon=True, name="nasscale-parent-watch").start()
+
+
+def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
+    """One worker process: open the shared storage and run trials until the study has its
+    total (or ``timeout``)."""
     import optuna
 
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
     # the progress bar): Optuna's per-trial tracebacks would only bury them
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if quota == 0:
-        return
-    storage = open_storage(setup.storage, Path(setup.out))
-    ostudy = optuna.load_study(study_name=setup.study_name, storage=storage,
-                               sampler=make_sampler(setup.study, worker),
-                               pruner=make_pruner(setup.study))
-    ostudy.optimize(make_objective(setup), n_trials=quota, timeout=timeout,
-                    catch=(CandidateFailed,), gc_after_trial=True)
+    optuna.logging.set_verbosity(optuna.logging.CRITICAL)
+    _watch_parent()
+    try:
+        storage = open_storage(setup.storage, Path(setup.out))
+        ostudy = optuna.load_study(study_name=setup.study_name, storage=storage,
+                                   sampler=make_sampler(setup.study, worker),
+                                   pruner=make_pruner(setup.study))
+        optimize(ostudy, make_objective(setup), setup.target, timeout, setup.storage_retry,
+                 setup.storage)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except NasscaleError as err:
+        print(f"nasscale: error: worker {worker}: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def resolve_path(value: str, study_path: str) -> str:
@@ -164,47 +304,55 @@ def resolve_path(value: str, study_path: str) -> str:
     return value
 
 
-def _spawn(setup: Setup, quotas: list[int], timeout: float | None) -> list[mp.Process]:
+def _spawn(setup: Setup, workers: int, timeout: float | None) -> list[mp.Process]:
     ctx = mp.get_context("spawn")
     procs = []
-    for i, quota in enumerate(quotas):
-        p = ctx.Process(target=worker_main, args=(setup, quota, timeout, i), daemon=False,
+    for i in range(workers):
+        p = ctx.Process(target=worker_main, args=(setup, timeout, i), daemon=False,
                         name=f"nasscale-worker-{i}")
         p.start()
         procs.append(p)
     return procs
 
 
-def run_trials(setup: Setup, ostudy, remaining: int | None, options: RunOptions) -> None:
-    """Run the missing trials in ``options.workers`` processes (1: in this process), showing
-    progress on stderr."""
+def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> None:
+    """Run trials in ``options.workers`` processes (1: in this process) until the study has
+    its total, showing progress on stderr.  ``snapshot`` keeps the last trials read, for the
+    outputs if the storage goes away."""
     from nasscale.search.progress import Progress
 
-    target = None if remaining is None else finished_count(ostudy) + remaining
-    progress = Progress(ostudy, target, enabled=options.progress,
+    progress = Progress(ostudy, setup.target, enabled=options.progress,
                         score=setup.study.metrics[0],
                         stopping=setup.study.pruner["name"] != "none")
+
+    def update(finished=None) -> None:
+        try:
+            snapshot[:] = ostudy.get_trials(deepcopy=False)
+        except Exception:  # a storage outage: keep the last snapshot, with this trial in it
+            if finished is not None:
+                snapshot[:] = [t for t in snapshot if t.number != finished.number] + [finished]
+                snapshot.sort(key=lambda t: t.number)
+        progress.update(snapshot)
+
     if options.workers <= 1:
         try:
-            ostudy.optimize(make_objective(setup), n_trials=remaining, timeout=options.timeout,
-                            catch=(CandidateFailed,), gc_after_trial=True,
-                            callbacks=[lambda s, t: progress.update()])
+            optimize(ostudy, make_objective(setup), setup.target, options.timeout,
+                     setup.storage_retry, setup.storage, on_trial=update)
         finally:
+            update()
             progress.close()
         return
-    quotas = split_quota(remaining, options.workers) if remaining is not None \
-        else [None] * options.workers
-    procs = _spawn(setup, quotas, options.timeout)
+    procs = _spawn(setup, options.workers, options.timeout)
     try:
         while any(p.is_alive() for p in procs):
-            progress.update()
+            update()
             time.sleep(0.5)
     except KeyboardInterrupt:
         for p in procs:
-            p.join(timeout=30)  # the terminal sent them SIGINT too: Optuna fails their trial
+            p.join(timeout=30)  # the terminal sent them SIGINT too: they re-queue their trial
         raise
     finally:
-        progress.update()
+        update()
         progress.close()
     bad = [p for p in procs if p.exitcode not in (0, None)]
     if bad:
@@ -219,12 +367,6 @@ def target_trials(study: StudySpec, options: RunOptions) -> int | None:
     if study.trials is None and study.coefficients is not None:
         return len(make_space(study).triples())  # the whole grid
     return study.trials
-
-
-def remaining_trials(ostudy, target: int | None) -> int | None:
-    if target is None:
-        return None
-    return max(0, target - finished_count(ostudy))
 
 
 def describe_storage(url: str | None, out: Path) -> str:
@@ -254,9 +396,73 @@ def _fingerprint(study: StudySpec) -> dict:
     return out
 
 
+def _in_study(study: StudySpec, section: str, fn):
+    """``fn()``; a ``NasscaleError`` it raises names the study file and the field:
+    ``study.yaml: latency.threads: ...``."""
+    import re
+
+    try:
+        return fn()
+    except NasscaleError as err:
+        where = study.path or "study"
+        msg = str(err)
+        if msg.startswith(where):
+            raise
+        head = re.match(r"([A-Za-z_][\w.\[\]]*): ", msg)
+        if head and head.group(1).split(".")[0] == section:
+            text = msg
+        elif head and " " not in head.group(1):
+            text = f"{section}.{msg}"
+        else:
+            text = f"{section}: {msg}"
+        raise NasscaleError(f"{where}: {text}") from None
+
+
+def check_references(study: StudySpec) -> None:
+    """Every ``references`` name loads (before anything is measured)."""
+    import nasscale
+
+    for i, name in enumerate(study.references or ()):
+        try:
+            nasscale.load(name)
+        except NasscaleError as err:
+            raise NasscaleError(f"{study.path or 'study'}: references[{i}]: {err}") from None
+
+
+def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
+    """A worker measuring latency must measure like the study's first process did; else it is
+    refused, or with ``--own-budgets`` it resolves the relative budgets on this machine."""
+    if not study.needs_latency or study.latency.get("source") == "lut":
+        return None
+    from nasscale.latency.key import MeasurementKey
+    from nasscale.search.latency_source import make_latency_source, resolve_budgets
+
+    here = make_latency_source(study).key
+    stored = shared.get("latency_key") or {}
+    if here == stored:
+        return None
+    try:
+        diffs = MeasurementKey.from_dict(here).differences(MeasurementKey.from_dict(stored))
+    except NasscaleError:
+        diffs = ["the stored key is not a measurement key"]
+    if not options.own_budgets:
+        raise NasscaleError(
+            f"study {name!r}: this machine measures latency under another key than the study "
+            f"({'; '.join(diffs)}), so its latencies would not compare with the stored budgets; "
+            "run this worker on a machine like the first one, or pass --own-budgets to resolve "
+            "the relative budgets on this machine")
+    constraints, reward, key = resolve_budgets(study)
+    print(f"nasscale: --own-budgets: this worker measures on its own hardware "
+          f"({'; '.join(diffs)}): " + "; ".join(f"{c.text} = {c.limit:.4g}" for c in constraints),
+          file=sys.stderr)
+    return {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
+            "reward": list(reward) if reward else None, "latency_key": key}
+
+
 def prepare(study: StudySpec, options: RunOptions):
     """Open or create the Optuna study and resolve what every worker shares.  Returns
-    ``(setup, optuna_study)``."""
+    ``(setup, optuna_study)``.  Done under ``setup_lock``: processes that start together wait
+    for the first one's set-up and then read it, so a study has one set of resolved budgets."""
     import optuna
 
     from nasscale.search.evaluators import make_evaluator
@@ -268,68 +474,108 @@ def prepare(study: StudySpec, options: RunOptions):
 
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
     # the progress bar): Optuna's per-trial tracebacks would only bury them
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     name = options.study_name or study.name
-    url = options.storage or study.storage
-    space = make_space(study)  # fail early on a bad space
-    evaluator = make_evaluator(study)  # ... and on a bad dataset or user function
-    storage = open_storage(url, options.out)
-    directions = [d for _, d in study.objectives]
-    ostudy = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                 sampler=make_sampler(study), pruner=make_pruner(study),
-                                 load_if_exists=True)
-    if [d.name.lower() for d in ostudy.directions] != directions:
-        raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
-                            f"directions {[d.name.lower() for d in ostudy.directions]}, not "
-                            f"{directions}; use --study-name or another --out")
-    stored = ostudy.user_attrs.get("nasscale.fingerprint")
-    if stored is None:
-        ostudy.set_user_attr("nasscale.fingerprint", _fingerprint(study))
-    elif stored != _fingerprint(study):
-        now = _fingerprint(study)
-        changed = sorted(k for k in {**stored, **now} if stored.get(k) != now.get(k))
-        raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} was "
-                            f"created with other settings ({', '.join(changed)} differ); "
-                            "use --study-name or another --out")
-    recovered = recover_stale_trials(ostudy)
-    if recovered:
-        print(f"nasscale: re-queued {len(recovered)} trial(s) of a worker that died: "
-              f"{recovered}", file=sys.stderr)
-    shared = ostudy.user_attrs.get("nasscale.shared")
-    ensure_table(study)  # a lookup table the study builds is completed before any trial
-    if shared is None:  # first run: resolve relative budgets by measuring, once
-        constraints, reward, key = resolve_budgets(study)
-        shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
-                  "reward": list(reward) if reward else None, "latency_key": key}
-        ostudy.set_user_attr("nasscale.shared", shared)
-    setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),
-                  constraints=tuple(Constraint(*c) for c in shared["constraints"]),
-                  reward=tuple(shared["reward"]) if shared["reward"] else None,
-                  latency_key=shared["latency_key"],
-                  score_name=evaluator.name, evaluator_label=evaluator.describe())
-    references = ostudy.user_attrs.get("nasscale.references")
-    if references is None:
-        names = study.references or space.contains
-        references = evaluate_references(setup, names, make_objective(setup))
-        ostudy.set_user_attr("nasscale.references", references)
-    setup.references = references
+    url = normalise_url(options.storage or study.storage)
+    space = _in_study(study, "space", lambda: make_space(study))  # fail early on a bad space
+    # ... and on a bad dataset or user function, and on bad measurement settings
+    evaluator = _in_study(study, "evaluator", lambda: make_evaluator(study))
+    if study.needs_latency and study.latency.get("source") != "lut":
+        from nasscale.search.latency_source import _settings
+
+        _in_study(study, "latency", lambda: _settings(study).key())
+    check_references(study)
+    fingerprint = _fingerprint(study)
+    with setup_lock(url, options.out):
+        storage = open_storage(url, options.out)
+        directions = [d for _, d in study.objectives]
+        ostudy = with_retry(lambda: optuna.create_study(
+            study_name=name, storage=storage, directions=directions, sampler=make_sampler(study),
+            pruner=make_pruner(study), load_if_exists=True), "opening the study",
+            options.storage_retry, url)
+        if [d.name.lower() for d in ostudy.directions] != directions:
+            raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
+                                f"directions {[d.name.lower() for d in ostudy.directions]}, "
+                                f"not {directions}; use --study-name or another --out")
+        attrs = ostudy.user_attrs
+        stored = attrs.get("nasscale.fingerprint")
+        if stored is not None and stored != fingerprint:
+            if ostudy.get_trials(deepcopy=False):
+                changed = sorted(k for k in {**stored, **fingerprint}
+                                 if stored.get(k) != fingerprint.get(k))
+                raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} "
+                                    f"was created with other settings ({', '.join(changed)} "
+                                    "differ); use --study-name or another --out")
+            attrs = {}  # no trial ever ran (a set-up that failed): set it up again
+        recovered = recover_stale_trials(ostudy)
+        if recovered:
+            print(f"nasscale: re-queued {len(recovered)} trial(s) of a worker that died: "
+                  f"{recovered}", file=sys.stderr)
+        ensure_table(study)  # a lookup table the study builds is completed before any trial
+        shared = attrs.get("nasscale.shared")
+        if shared is None:  # first run: resolve relative budgets by measuring, once
+            constraints, reward, key = resolve_budgets(study)
+            shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
+                      "reward": list(reward) if reward else None, "latency_key": key}
+            ostudy.set_user_attr("nasscale.shared", shared)
+        else:
+            shared = _check_key(study, shared, name, options) or shared
+        setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),
+                      constraints=tuple(Constraint(*c) for c in shared["constraints"]),
+                      reward=tuple(shared["reward"]) if shared["reward"] else None,
+                      latency_key=shared["latency_key"],
+                      score_name=evaluator.name, evaluator_label=evaluator.describe(),
+                      target=target_trials(study, options),
+                      storage_retry=options.storage_retry)
+        references = attrs.get("nasscale.references")
+        if references is None:
+            names = study.references or space.contains
+            references = evaluate_references(setup, names, make_objective(setup))
+            ostudy.set_user_attr("nasscale.references", references)
+        setup.references = references
+        if stored != fingerprint:  # only once the set-up has succeeded
+            ostudy.set_user_attr("nasscale.fingerprint", fingerprint)
+        if not ostudy.metric_names:  # optuna-dashboard's axis labels
+            import warnings
+
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ostudy.set_metric_names([setup.score_name if m == "score" else
+                                         {"latency": "latency_ms"}.get(m, m)
+                                         for m in study.metrics])
     return setup, ostudy
 
 
 def run_search(study: StudySpec, options: RunOptions) -> dict:
-    """Set up, run the missing trials, write the outputs; returns the summary."""
+    """Set up, run the missing trials, write the outputs; returns the summary.  A storage
+    that stays down past ``storage_retry`` stops the run after the outputs are written."""
     from nasscale.search.outputs import write_outputs
 
     check_workers(options.workers)
-    options.out.mkdir(parents=True, exist_ok=True)
-    setup, ostudy = prepare(study, options)
-    remaining = remaining_trials(ostudy, target_trials(study, options))
-    interrupted = False
+    if options.out.exists() and not options.out.is_dir():
+        raise NasscaleError(f"--out {options.out}: is a file, not a folder")
     try:
-        if remaining != 0:
-            run_trials(setup, ostudy, remaining, options)
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NasscaleError(f"--out {options.out}: cannot create it: "
+                            f"{err.strerror or err}") from None
+    setup, ostudy = prepare(study, options)
+    snapshot: list = []
+    interrupted, down = False, None
+    try:
+        run_trials(setup, ostudy, options, snapshot)
     except KeyboardInterrupt:
         interrupted = True
-    summary = write_outputs(setup, ostudy, options.out)
+    except StorageDown as err:
+        down = err
+    try:
+        trials = ostudy.get_trials(deepcopy=False)
+    except Exception as err:
+        if not is_storage_error(err):
+            raise
+        trials = snapshot  # the storage is gone: what was last read
+    summary = write_outputs(setup, ostudy, options.out, trials=trials)
     summary["interrupted"] = interrupted
+    if down is not None:
+        raise down
     return summary

@@ -5,16 +5,20 @@
   is on disk the moment it finishes, so a ``kill -9`` loses only the trial that was running;
 - ``postgresql://user:password@host/db`` (or any SQLAlchemy URL, ``sqlite:///...``): Optuna's
   ``RDBStorage`` with heartbeats, so trials of a worker that died are failed and retried by the
-  survivors;
+  survivors.  A URL without a driver uses the one the ``postgres`` extra installs (psycopg2;
+  SQLAlchemy 2.1 alone would pick psycopg 3);
 - ``journal:/path/file`` or a path ending in ``.journal``: an explicit journal file.
 
 Passwords in URLs are never printed or written: ``redact(url)`` is what reports show.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import socket
+import time
 from pathlib import Path
 
 from nasscale.errors import NasscaleError
@@ -33,15 +37,114 @@ def is_rdb(url: str | None) -> bool:
     return bool(url) and url.split(":", 1)[0].split("+", 1)[0] in RDB_SCHEMES
 
 
+def _module_available(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def normalise_url(url: str | None) -> str | None:
+    """``postgresql://`` and ``postgres://`` with the driver that is installed: psycopg2 (what
+    the ``postgres`` extra installs) before psycopg 3.  A URL naming its driver is kept."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        driver = "psycopg2" if _module_available("psycopg2") or not _module_available(
+            "psycopg") else "psycopg"
+        return f"postgresql+{driver}://{rest}"
+    return url
+
+
+def journal_path(url: str | None, out_dir: Path) -> Path | None:
+    """The journal file of ``url`` (``None``: ``out_dir/study.journal``); ``None`` for a
+    database URL."""
+    if url is None or url.endswith(".journal") or url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")) if url else out_dir / "study.journal"
+    return None
+
+
+@contextlib.contextmanager
+def setup_lock(url: str | None, out_dir: Path, timeout: float = 600.0):
+    """Held while a process creates or joins a study and resolves what all workers share
+    (Optuna's tables, budgets, references): processes that start together on a fresh storage
+    wait for the first instead of racing it.  A journal (or SQLite file) takes a file lock
+    beside it; PostgreSQL an advisory lock; other databases none."""
+    path = journal_path(url, out_dir)
+    if path is None and url and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+    if path is not None:
+        import fcntl
+
+        lock_file = path.with_name(path.name + ".setup.lock")
+        try:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_file, "a+")
+        except OSError as err:
+            raise NasscaleError(f"storage {path}: cannot create {lock_file.name} beside it: "
+                                f"{err.strerror or err}") from None
+        with handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise NasscaleError(f"storage {path}: another process has held the "
+                                            f"set-up lock {lock_file} for {timeout:.0f} s")
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if not url or not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(b"nasscale-setup").digest()[:8], "big", signed=True)
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        conn = engine.connect()
+    except Exception as err:  # connection refused, auth failure, missing driver, ...
+        raise NasscaleError(f"storage {redact(url)}: cannot open: {_first_line(err)}") from None
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return redact(text)
+
+
 def open_storage(url: str | None, out_dir: Path):
     """The Optuna storage object for ``url`` (``None``: the journal file in ``out_dir``)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
-    if url is None or url.endswith(".journal") or url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:")) if url else out_dir / "study.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    path = journal_path(url, out_dir)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and not path.is_file():
+                raise NasscaleError(f"storage {path}: is not a file")
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise NasscaleError(f"storage {path}: cannot open: {err.strerror or err}") from None
+        except ValueError as err:  # json.JSONDecodeError: a line of the log is damaged
+            raise NasscaleError(f"storage {path}: a line of the journal is not valid JSON "
+                                f"({_first_line(err)}); the file is damaged — restore it or "
+                                "use another --out") from None
+    url = normalise_url(url)
     if is_rdb(url):
         import warnings
 
@@ -55,9 +158,8 @@ def open_storage(url: str | None, out_dir: Path):
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                     engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
         except Exception as err:  # connection refused, auth failure, missing driver, ...
-            text = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise NasscaleError(f"storage {redact(url)}: cannot open: "
-                                f"{redact(text)}") from None
+                                f"{_first_line(err)}") from None
     raise NasscaleError(f"storage: {redact(url)!r} is not a journal path or a database URL "
                         f"({', '.join(s + '://' for s in RDB_SCHEMES)})")
 

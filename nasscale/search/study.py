@@ -39,6 +39,7 @@ Everything is validated on load; errors name the file, line and field.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,16 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if sampler["name"] not in SAMPLERS:
         raise SpecError(f"unknown sampler{suggest(str(sampler['name']), SAMPLERS)}; allowed: "
                         f"{', '.join(SAMPLERS)}", ("sampler.name",))
+    _int_at_least(sampler, "n_startup_trials", 0, "sampler")
+    _int_at_least(sampler, "population_size", 2, "sampler")
+    if "multivariate" in sampler and not isinstance(sampler["multivariate"], bool):
+        raise SpecError(f"must be true or false, got {sampler['multivariate']!r}",
+                        ("sampler.multivariate",))
+    max_memory_gb = data.get("max_memory_gb", 8.0)
+    if isinstance(max_memory_gb, bool) or not isinstance(max_memory_gb, (int, float)) \
+            or not math.isfinite(max_memory_gb) or max_memory_gb <= 0:
+        raise SpecError(f"must be a number of gigabytes > 0 (candidates estimated to need more "
+                        f"fail without being built), got {max_memory_gb!r}", ("max_memory_gb",))
     trials = data.get("trials")
     timeout = data.get("timeout")
     if trials is None and timeout is None and coefficients is None:
@@ -292,7 +303,7 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if trials is not None:
         _positive_int(trials, "trials")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout <= 0):
+                                or not math.isfinite(timeout) or timeout <= 0):
         raise SpecError(f"must be a number of seconds > 0, got {timeout!r}", ("timeout",))
     references = data.get("references") or []
     if not isinstance(references, list):
@@ -314,7 +325,7 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
         pruner=pruner,
         trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
         storage=storage, references=tuple(map(str, references)),
-        max_memory_gb=float(data.get("max_memory_gb", 8.0)),
+        max_memory_gb=float(max_memory_gb),
         description=str(data.get("description", "")), path=path)
 
 

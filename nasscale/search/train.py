@@ -69,6 +69,10 @@ class TrainSettings:
             raise NasscaleError(f"steps: must be an integer >= 1, got {self.steps!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise NasscaleError(f"lr: must be a number > 0, got {self.lr!r}")
+        wd = self.weight_decay
+        if isinstance(wd, bool) or not (isinstance(wd, (int, float)) and math.isfinite(wd)
+                                        and wd >= 0):
+            raise NasscaleError(f"weight_decay: must be a number >= 0, got {wd!r}")
         if not 0 < self.val_fraction < 1:
             raise NasscaleError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
         resolve_device(self.device)

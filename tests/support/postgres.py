@@ -75,8 +75,34 @@ class PostgresServer:
         self._run(_bin("pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w", "-t", "60",
                   "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                   "-c fsync=off -c max_connections=50", "start")
-        self.url = f"postgresql+psycopg2://{USER}:{PASSWORD}@127.0.0.1:{self.port}/postgres"
+        self.url = self.database_url("postgres")
         return self.url
+
+    def database_url(self, name: str) -> str:
+        """The README's form: ``postgresql://`` with no driver named."""
+        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{name}"
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database (no Optuna tables yet); its URL."""
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER,
+                                password=PASSWORD, dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.database_url(name)
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
+        self._run(_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+
+    def resume(self) -> None:
+        self._run(_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                  "-w", "-t", "60", "-o", f"-p {self.port} -k {self.dir} "
+                  "-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", "start")
 
     def stop(self) -> None:
         if self.dir and (self.dir / "data" / "postmaster.pid").exists():
