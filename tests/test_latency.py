@@ -181,3 +181,17 @@ def test_cuda_stopwatch_times_laps_between_events_after_a_synchronisation():
     laps, preempted = sw.stop()
     assert laps == [0.0025, 0.0025] and not preempted
     assert log[0] == "device sync" and log[-1] == "event sync"  # synchronised, then events
+
+
+def test_measure_ratio_is_about_one_for_a_network_against_itself():
+    from nasscale.latency.measure import measure_ratio
+    from nasscale.latency.timing import QUICK
+
+    spec = nasscale.load("mobilenet_v3_small").replace(resolution=64)
+    twin = spec.replace(name="twin")
+    rec = measure_ratio(spec, twin, policy=QUICK, pairs=4)
+    r = sorted(rec.pair_ratios)
+    assert len(r) == 4 and rec.ratio == pytest.approx((r[1] + r[2]) / 2)  # their median
+    assert 0.5 < rec.ratio < 2.0  # the same network: one, give or take a busy test machine
+    big = nasscale.load("mobilenet_v3_large").replace(resolution=64)
+    assert measure_ratio(big, spec, policy=QUICK, pairs=2).ratio > 1.0

@@ -100,3 +100,16 @@ def test_malformed_budget_is_a_clear_error(tmp_path, capsys):
     assert main(["search", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "constraints[0]" in err and "latency" in err and err.count("\n") == 1
+
+
+def test_relative_latency_budget_times_candidates_against_its_reference(tmp_path, capsys):
+    study, out, _ = run_study(tmp_path, capsys, trials=3,
+                              constraints=["latency <= 4x mobilenet_v3_small"])
+    ref = study.user_attrs["nasscale.shared"]["latency_reference"]
+    assert ref["name"] == "mobilenet_v3_small" and ref["ms"] > 0
+    measured = [t for t in study.trials if "latency_ms" in t.user_attrs]
+    assert measured
+    for t in measured:  # the latency is the interleaved ratio times the reference's latency
+        ua = t.user_attrs
+        assert ua["latency_ms"] == pytest.approx(ua["latency_ratio"] * ref["ms"])
+        assert 0.2 < ua["latency_ratio"] < 20

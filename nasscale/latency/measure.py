@@ -252,3 +252,95 @@ def measure(spec_or_name: "NetworkSpec | str", device: str = "cpu", threads: int
                          params=cost.params, flops=cost.flops,
                          stats=LatencyStats.of(runs.totals), key=key,
                          diagnostics=runs.diagnostics(), compile_s=prepared.compile_s)
+
+
+# --- relative to a reference, interleaved ------------------------------------------------------
+
+@dataclass(frozen=True)
+class RatioRecord:
+    """A network's latency as a multiple of a reference network's, timed in alternating rounds
+    in one process (``measure_ratio``)."""
+
+    name: str
+    reference: str
+    ratio: float  # median over the pairs of rounds
+    pair_ratios: tuple[float, ...]
+    candidate_ms: float  # p50 over all the candidate's kept runs
+    reference_ms: float  # ... and the reference's, in the same time window
+    key: MeasurementKey
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the pair ratios."""
+        r = sorted(self.pair_ratios)
+        return (r[-1] - r[0]) / self.ratio if self.ratio > 0 else float("nan")
+
+
+class PreparedCache:
+    """Prepared (built, folded, warm) networks by name, so that a reference timed against many
+    candidates is built once."""
+
+    def __init__(self, settings: Settings, policy: TimingPolicy):
+        self.settings, self.policy = settings, policy
+        self._items: dict[str, Prepared] = {}
+
+    def get(self, spec: NetworkSpec, keep: bool = False) -> "Prepared":
+        if spec.name in self._items:
+            return self._items[spec.name]
+        what = f"measuring {spec.name} ({self.settings.device}, {self.settings.dtype})"
+        prepared = run_guarded(lambda: prepare(spec, self.settings, None, self.policy), what)
+        if keep:
+            self._items[spec.name] = prepared
+        return prepared
+
+
+def measure_ratio(spec_or_name: "NetworkSpec | str", reference: "NetworkSpec | str",
+                  settings: Settings | None = None, policy: TimingPolicy = TimingPolicy(),
+                  pairs: int = 4, cache: PreparedCache | None = None) -> RatioRecord:
+    """Latency of a network divided by a reference's, measured interleaved: rounds alternate
+    candidate, reference, reference, candidate, ... (ABBA, so a linear drift of the machine's
+    speed cancels), each pair of neighbouring rounds gives one ratio, and the median of the
+    ``pairs`` ratios is the result.  A slow or fast stretch of the machine (another process, a
+    frequency change, the hypervisor) scales both halves of a pair alike, so the ratio repeats
+    where absolute milliseconds do not.  A relative budget ("latency <= 0.8x
+    mobilenet_v3_large") asks exactly this question."""
+    from nasscale.zoo import load
+
+    spec, ref = load(spec_or_name), load(reference)
+    settings = settings or Settings()
+    key = settings.key()
+    cache = cache or PreparedCache(settings, policy)
+    one_round = dataclasses.replace(policy, rounds=1, max_rounds=1)
+    warm_round = dataclasses.replace(one_round, warmup_min=1, warmup_max_s=0.0)
+    import numpy as np
+    import torch
+
+    what = f"measuring {spec.name} against {ref.name}"
+    with torch_threads(settings.threads), torch.inference_mode():
+        a = cache.get(spec)
+        b = cache.get(ref, keep=True)
+
+        warm: set[int] = set()
+
+        def timed(p: "Prepared") -> list[float]:
+            """One round; the first round of each network warms it up until settled."""
+            def run(sw):
+                p.forward()
+                sw.lap()
+
+            rounds = warm_round if id(p) in warm or getattr(p, "_warm", False) else one_round
+            warm.add(id(p))
+            return run_guarded(lambda: time_runs(run, p.stopwatch(), rounds), what).totals
+
+        ratios, ta, tb = [], [], []
+        for i in range(max(1, pairs)):
+            order = (a, b) if i % 2 == 0 else (b, a)
+            first, second = timed(order[0]), timed(order[1])
+            ra, rb = (first, second) if order[0] is a else (second, first)
+            ratios.append(float(np.median(ra) / np.median(rb)))
+            ta += ra
+            tb += rb
+        b._warm = True  # the cached reference stays warm for the next candidate
+    return RatioRecord(name=spec.name, reference=ref.name, ratio=float(np.median(ratios)),
+                       pair_ratios=tuple(ratios), candidate_ms=float(np.median(ta)) * 1e3,
+                       reference_ms=float(np.median(tb)) * 1e3, key=key)

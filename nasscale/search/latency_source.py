@@ -32,13 +32,35 @@ SEARCH_POLICY = _search_policy()
 
 @dataclass
 class MeasuredLatency:
+    """Measured latency.  With ``reference`` (``{"name": ..., "ms": ...}``: the network of the
+    study's relative latency budget and its latency when the budget was resolved), a candidate
+    is timed interleaved with that network (``nasscale.latency.measure.measure_ratio``) and
+    its latency is ``ratio × reference ms``: the comparison with ``0.8x mobilenet_v3_large``
+    is then made within one time window, so the machine's drift between set-up and trial (or
+    between two workers' machines of one kind) cancels."""
+
     settings: object  # nasscale.latency.Settings
     key: dict
+    reference: dict | None = None
+    last_ratio: float | None = None
+    _cache: object = None
 
     def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
         """Quick timing for candidates; ``thorough`` (references, budgets): the full policy."""
         from nasscale.latency import TimingPolicy, measure
 
+        self.last_ratio = None
+        if self.reference is not None and not thorough:
+            import nasscale
+            from nasscale.latency.measure import PreparedCache, measure_ratio
+
+            if self._cache is None:
+                self._cache = PreparedCache(self.settings, SEARCH_POLICY)
+            rec = measure_ratio(spec, nasscale.load(self.reference["name"]),
+                                settings=self.settings, policy=SEARCH_POLICY, pairs=4,
+                                cache=self._cache)
+            self.last_ratio = rec.ratio
+            return rec.ratio * float(self.reference["ms"])
         policy = TimingPolicy() if thorough else SEARCH_POLICY
         record = measure(spec, settings=self.settings, policy=policy)
         if thorough:  # a reference: say when the machine was busy, as `nasscale cost` does
@@ -105,7 +127,7 @@ def ensure_table(study) -> None:
               f"{report.seconds:.0f} s ({report.entries} in the table)", file=sys.stderr)
 
 
-def make_latency_source(study, key: dict | None = None):
+def make_latency_source(study, key: dict | None = None, reference: dict | None = None):
     from nasscale.search.runner import resolve_path
 
     cfg = study.latency
@@ -115,13 +137,18 @@ def make_latency_source(study, key: dict | None = None):
         table = LatencyTable.load(resolve_path(cfg["lut"], study.path))
         return PredictedLatency(table=table, key=table.key.as_dict())
     settings = _settings(study)
-    return MeasuredLatency(settings=settings, key=key or settings.key().as_dict())
+    return MeasuredLatency(settings=settings, key=key or settings.key().as_dict(),
+                           reference=reference)
 
 
-def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict]:
-    """``(constraints, (reward target ms, exponent) | None, latency key)``: every budget made
-    absolute by ``nasscale.budgets.BudgetResolver`` under the study's measurement key (with a
-    lookup table, reference latencies are predicted from it, under the table's key)."""
+def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict,
+                                    dict | None]:
+    """``(constraints, (reward target ms, exponent) | None, latency key, latency reference)``:
+    every budget made absolute by ``nasscale.budgets.BudgetResolver`` under the study's
+    measurement key (with a lookup table, reference latencies are predicted from it, under the
+    table's key).  The latency reference (``{"name", "ms"}``) is the network of the first
+    relative latency budget when latency is measured: candidates are then timed against it
+    (see ``MeasuredLatency``)."""
     from nasscale.budgets import BudgetResolver, parse_budget
 
     source = make_latency_source(study) if study.needs_latency else None
@@ -131,11 +158,16 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
                               table=source.table if isinstance(source, PredictedLatency)
                               else None)
     constraints = []
+    reference = None
     for i, text in enumerate(study.constraints):
         try:
             resolved = resolver.resolve(parse_budget(text))
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: constraints[{i}]: {err}") from None
+        b = resolved.budget
+        if reference is None and isinstance(source, MeasuredLatency) and b.metric == "latency" \
+                and b.relative and resolved.reference_value:
+            reference = {"name": b.reference, "ms": float(resolved.reference_value)}
         constraints.append(Constraint(text=text, metric=resolved.budget.metric,
                                       limit=resolved.limit, op=resolved.budget.op))
     reward = None
@@ -145,7 +177,7 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: reward.target: {err}") from None
         reward = (target.limit, float(study.reward["exponent"]))
-    return tuple(constraints), reward, key
+    return tuple(constraints), reward, key, reference
 
 
 def evaluate_references(setup, names, objective) -> dict[str, dict]:

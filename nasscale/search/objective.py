@@ -239,6 +239,9 @@ class Objective:
         if self.latency is not None:
             values["latency"] = float(self.latency.latency_ms(spec))
             trial.set_user_attr("latency_ms", values["latency"])
+            ratio = getattr(self.latency, "last_ratio", None)
+            if ratio is not None:  # timed against the budget's reference network
+                trial.set_user_attr("latency_ratio", ratio)
             check("after latency " + ("measurement" if self.latency.builds_module()
                                       else "prediction, before building"))
         self._set_constraints(trial, values)

@@ -76,6 +76,7 @@ class Setup:
     constraints: tuple[Constraint, ...]
     reward: tuple[float, float] | None
     latency_key: dict = field(default_factory=dict)
+    latency_reference: dict | None = None  # timed against it (see MeasuredLatency)
     references: dict = field(default_factory=dict)
     score_name: str = "score"
     evaluator_label: str = "score"
@@ -251,7 +252,8 @@ def make_objective(setup: Setup) -> Objective:
     return Objective(
         space=make_space(study), metrics=study.metrics,
         evaluator=make_evaluator(study), constraints=setup.constraints,
-        latency=make_latency_source(study, setup.latency_key) if study.needs_latency else None,
+        latency=make_latency_source(study, setup.latency_key, setup.latency_reference)
+        if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
         study_name=setup.study_name, pruner=study.pruner["name"], target=setup.target)
 
@@ -451,12 +453,13 @@ def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
             f"({'; '.join(diffs)}), so its latencies would not compare with the stored budgets; "
             "run this worker on a machine like the first one, or pass --own-budgets to resolve "
             "the relative budgets on this machine")
-    constraints, reward, key = resolve_budgets(study)
+    constraints, reward, key, reference = resolve_budgets(study)
     print(f"nasscale: --own-budgets: this worker measures on its own hardware "
           f"({'; '.join(diffs)}): " + "; ".join(f"{c.text} = {c.limit:.4g}" for c in constraints),
           file=sys.stderr)
     return {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
-            "reward": list(reward) if reward else None, "latency_key": key}
+            "reward": list(reward) if reward else None, "latency_key": key,
+            "latency_reference": reference}
 
 
 def prepare(study: StudySpec, options: RunOptions):
@@ -514,9 +517,10 @@ def prepare(study: StudySpec, options: RunOptions):
         ensure_table(study)  # a lookup table the study builds is completed before any trial
         shared = attrs.get("nasscale.shared")
         if shared is None:  # first run: resolve relative budgets by measuring, once
-            constraints, reward, key = resolve_budgets(study)
+            constraints, reward, key, reference = resolve_budgets(study)
             shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
-                      "reward": list(reward) if reward else None, "latency_key": key}
+                      "reward": list(reward) if reward else None, "latency_key": key,
+                      "latency_reference": reference}
             ostudy.set_user_attr("nasscale.shared", shared)
         else:
             shared = _check_key(study, shared, name, options) or shared
@@ -524,6 +528,7 @@ def prepare(study: StudySpec, options: RunOptions):
                       constraints=tuple(Constraint(*c) for c in shared["constraints"]),
                       reward=tuple(shared["reward"]) if shared["reward"] else None,
                       latency_key=shared["latency_key"],
+                      latency_reference=shared.get("latency_reference"),
                       score_name=evaluator.name, evaluator_label=evaluator.describe(),
                       target=target_trials(study, options),
                       storage_retry=options.storage_retry)
