@@ -251,6 +251,9 @@ def test_the_dashboard_sees_metric_names_and_constraints(tmp_path):
     t = ostudy.trials[0]
     assert set(t.user_attrs["constraints"]) == {"flops <= 3x mobilenet_v3_small"}
     assert isinstance(t.user_attrs["within_budget"], bool)
+    frame = pd.read_csv(out / "trials.csv")
+    for t in ostudy.trials:  # the dashboard shows the status trials.csv shows
+        assert t.user_attrs["status"] == frame.loc[frame["number"] == t.number, "status"].item()
 
 
 def test_a_damaged_journal_line_is_one_clear_error(tmp_path, capsys):

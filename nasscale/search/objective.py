@@ -186,8 +186,14 @@ class Objective:
         except KeyboardInterrupt:  # Ctrl-C, or the parent process died: redone on resume
             with contextlib.suppress(Exception):
                 trial.set_user_attr("reason", "interrupted: Ctrl-C; re-queued")
+                trial.set_user_attr("status", "interrupted")
             raise
-        except (optuna.TrialPruned, CandidateFailed):
+        except optuna.TrialPruned:
+            trial.set_user_attr("status", "stopped early" if trial.user_attrs.get(
+                "stopped_early") else "over budget")
+            raise
+        except CandidateFailed:
+            trial.set_user_attr("status", "failed")
             raise
         except Exception as err:  # build failures, out of memory, unresolvable candidates
             if _is_storage_error(err):  # the database, not the candidate: retried by the runner
@@ -195,9 +201,14 @@ class Objective:
             text = str(err).splitlines()[0][:300] if str(err) else ""
             reason = f"{type(err).__name__}: {text}"
             trial.set_user_attr("reason", reason)
+            trial.set_user_attr("status", "failed")
             raise CandidateFailed(reason) from err
         finally:
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("seconds", time.perf_counter() - t0)
+        # what trials.csv will say, for optuna-dashboard (which shows user attributes)
+        trial.set_user_attr("status", "feasible" if trial.user_attrs.get("within_budget", True)
+                            else "over budget")
         out = [values[m] for m in self.metrics]
         return out[0] if len(out) == 1 else out
 
