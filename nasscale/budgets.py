@@ -27,32 +27,29 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from nasscale.errors import NasscaleError, SpecError
+from nasscale.units import (  # noqa: F401  (the budget grammar's amounts live there)
+    ALIASES,
+    BASE_UNIT,
+    METRICS,
+    OPERATORS,
+    SI,
+    TIME_UNITS,
+    UNITS_HELP,
+    _err,
+    _number,
+    parse_amount,
+    parse_quantity,
+)
+from nasscale.units import _NUMBER
 
 if TYPE_CHECKING:
     from nasscale.latency.key import MeasurementKey
     from nasscale.latency.measure import Settings
     from nasscale.latency.table import LatencyTable
 
-METRICS = ("latency", "flops", "params")
-ALIASES = {"macs": "flops", "flop": "flops", "parameters": "params", "param": "params"}
-OPERATORS = ("<=", "<", ">=", ">")
-SI = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-TIME_UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
-UNITS_HELP = {"latency": "ms, us or s (e.g. 'latency <= 8ms')",
-              "flops": "none or K, M, G, T, optionally followed by FLOPs/MACs "
-                       "(e.g. 'flops <= 300M')",
-              "params": "none or K, M, G, optionally followed by params (e.g. 'params <= 5M')"}
-BASE_UNIT = {"latency": "ms", "flops": "FLOPs", "params": "params"}
-
-_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _BUDGET = re.compile(r"^\s*([A-Za-z]+)\s*(<=|>=|<|>|=<|=>|==|=|≤|≥)\s*(.*?)\s*$")
 _RELATIVE_X = re.compile(rf"^({_NUMBER})\s*[x×*]\s*(\S.*)$")
 _RELATIVE_PCT = re.compile(rf"^({_NUMBER})\s*%\s*(?:of\s+)?(\S.*)$")
-_ABSOLUTE = re.compile(rf"^({_NUMBER})\s*([A-Za-zµ]*)$")
-
-
-def _err(text: str, message: str) -> SpecError:
-    return SpecError(message, (f"budget {text!r}",))
 
 
 @dataclass(frozen=True)
@@ -85,32 +82,6 @@ def _si(value: float) -> str:
     return f"{value:g}"
 
 
-def parse_quantity(text: str, metric: str, where: str | None = None) -> float:
-    """``'300M'`` → 3e8 FLOPs, ``'8ms'``/``'500us'`` → milliseconds, ``'5M params'`` → 5e6."""
-    where = where or text
-    m = _ABSOLUTE.match(text.replace(" ", "")) if text else None
-    if not m:
-        raise _err(where, f"cannot read {text!r} as a {metric} bound; write a number with "
-                          f"{UNITS_HELP[metric]}, or a factor times a network (e.g. "
-                          f"'0.8x mobilenet_v3_large')")
-    number, unit = float(m.group(1)), m.group(2)
-    if metric == "latency":
-        scale = TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
-        if scale is None:
-            need = "needs a unit" if not unit else f"unit {unit!r} is not a time unit"
-            raise _err(where, f"latency {need}; allowed: {UNITS_HELP['latency']}")
-        return number * scale
-    low = unit.lower()
-    words = ("flops", "flop", "macs", "mac") if metric == "flops" else ("params", "param")
-    for word in words:
-        if low.endswith(word):
-            low = low[: -len(word)]
-            break
-    if low not in SI or (metric == "params" and low == "t"):
-        raise _err(where, f"unit {unit!r} is not a {metric} unit; allowed: {UNITS_HELP[metric]}")
-    return number * SI[low]
-
-
 def parse_budget(text: str) -> Budget:
     """Parse one budget (see the module docstring); a malformed one raises a one-line
     ``SpecError`` that names what is allowed."""
@@ -134,7 +105,7 @@ def parse_budget(text: str) -> Budget:
                          f"{UNITS_HELP[metric]} or a factor times a network")
     rel = _RELATIVE_X.match(rhs) or _RELATIVE_PCT.match(rhs)
     if rel:  # no unit starts with x, ×, * or %
-        factor = float(rel.group(1)) / (100.0 if rel.re is _RELATIVE_PCT else 1.0)
+        factor = _number(rel.group(1)) / (100.0 if rel.re is _RELATIVE_PCT else 1.0)
         reference = rel.group(2).strip()
         if factor <= 0:
             raise _err(text, f"factor must be > 0, got {rel.group(1)}")

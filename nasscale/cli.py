@@ -347,7 +347,8 @@ class ScaleCommand(Command):
         fit = None
         if phi is None:
             metric = "flops" if args.target_flops is not None else "params"
-            budget = parse_amount(args.target_flops or args.target_params, f"--target-{metric}")
+            budget = parse_amount(args.target_flops or args.target_params, f"--target-{metric}",
+                                  metric=metric)
             fit = largest_phi(base, metric, budget, **bases)
             phi = fit.phi
         c = scaling.Compound(phi, **bases)

@@ -115,3 +115,15 @@ def test_relative_latency_from_a_table_is_predicted_under_the_tables_key():
     assert resolved.limit == pytest.approx(0.5 * table.predict("mobilenet_v3_large").total_ms)
     assert resolved.key == table.key and "predicted from the latency table" in resolved.source
     assert resolved.as_dict()["unit"] == "ms"
+
+
+@pytest.mark.parametrize("text, value", [
+    ("flops <= 0.39B", 0.39e9), ("flops <= 1,000,000", 1e6), ("params <= 5_000_000", 5e6)])
+def test_one_amount_grammar_for_constraints_scale_and_prune(text, value):
+    from nasscale.pruning.resource import parse_target
+    from nasscale.scaling.budget import parse_amount
+
+    assert parse_budget(text).value == pytest.approx(value)
+    metric, amount = text.split(" <= ")
+    assert parse_amount(amount, metric=metric) == pytest.approx(value)  # scale --target-*
+    assert parse_target(f"{metric}={amount}").value == pytest.approx(value)  # prune --target

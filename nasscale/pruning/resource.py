@@ -17,11 +17,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nasscale.budgets import BASE_UNIT, UNITS_HELP, parse_quantity
+from nasscale.units import ALIASES, BASE_UNIT, METRICS, UNITS_HELP, parse_quantity
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.specs import NetworkSpec, resolve
 
-METRICS = ("latency", "flops", "params")
 _TARGET = re.compile(r"^\s*([A-Za-z]+)\s*(?:=|<=|<)\s*(.+?)\s*$")
 _FACTOR = re.compile(r"^(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(x|×|%)$")
 TARGET_HELP = ("latency=0.75x, latency=6ms, flops=300M, flops=0.7x, params=3M or params=80% "
@@ -53,7 +52,7 @@ def parse_target(text: str) -> Target:
     if not m:
         raise SpecError(f"cannot read {text!r}; write METRIC=BOUND, e.g. {TARGET_HELP}", where)
     word, bound = m.group(1).lower(), m.group(2).replace(" ", "")
-    metric = {"macs": "flops", "flop": "flops", "param": "params"}.get(word, word)
+    metric = ALIASES.get(word, word)
     if metric not in METRICS:
         raise SpecError(f"unknown metric {m.group(1)!r} in {text!r}; allowed: "
                         f"{', '.join(METRICS)}", where)

@@ -8,7 +8,6 @@ whose network fits, with the next φ on the grid and its costs (how close the bu
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from nasscale.costs.analytic import NetworkCost, network_cost
@@ -18,21 +17,14 @@ from nasscale.scaling.scale import ALPHA, BETA, GAMMA, compound
 
 METRICS = ("flops", "params")
 LABELS = {"flops": "FLOPs", "params": "params"}
-SUFFIXES = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
 
 
-def parse_amount(text: str, what: str = "budget") -> float:
-    """``2G`` → 2e9, ``500M``, ``5.3m``, ``2e9``, ``1,000,000``; K, M, G (or B), T suffixes."""
-    match = re.fullmatch(r"\s*([0-9][0-9,_]*(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([KkMmGgBbTt]?)"
-                         r"\s*", str(text))
-    if not match:
-        raise field_error(what, "a positive number with an optional K, M, G or T suffix "
-                          "(e.g. 2G, 500M, 5.3M, 2e9)", text)
-    value = float(match.group(1).replace(",", "").replace("_", "")) * SUFFIXES[
-        match.group(2).upper()]
-    if value <= 0:
-        raise field_error(what, "a positive number", text)
-    return value
+def parse_amount(text: str, what: str = "budget", metric: str = "flops") -> float:
+    """``2G`` → 2e9, ``500M``, ``5.3m``, ``2e9``, ``1,000,000``; K, M, G (or B), T suffixes:
+    the budget grammar's amounts (``nasscale.budgets.parse_amount``)."""
+    from nasscale.units import parse_amount as amount
+
+    return amount(text, metric, what)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nasscale.errors import NasscaleError
 from nasscale.search.objective import (
