@@ -212,3 +212,13 @@ def test_bad_table_files_give_one_line_errors(tmp_path, body, message):
     with pytest.raises(NasscaleError, match=message) as err:
         LatencyTable.load(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_search_space_path_is_a_source_like_space_name():
+    from pathlib import Path
+
+    from nasscale.latency.build import parse_source
+
+    path = Path(__file__).parents[1] / "spaces" / "search" / "efficientnet_like.yaml"
+    by_path, by_name = parse_source(str(path)), parse_source("space:efficientnet_like")
+    assert by_path.space == by_name.space and by_path.n == by_name.n == 200

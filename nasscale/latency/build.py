@@ -117,8 +117,9 @@ def source_units(source: object) -> list:
 
 def parse_source(text: str) -> object:
     """``around:NAME`` (the neighbourhood space of a network), ``space:NAME[:N]`` (a search
-    space of ``spaces/search``, covered by the blocks of N sampled networks, default 200) or a
-    network name / YAML path."""
+    space of ``spaces/search``, or the path of a search-space YAML, covered by the blocks of N
+    sampled networks, default 200) or a network name / YAML path (a YAML file holding a search
+    space rather than a network is taken as ``space:PATH``)."""
     from nasscale.latency.space import around
     from nasscale.zoo import load
 
@@ -133,6 +134,12 @@ def parse_source(text: str) -> object:
             raise NasscaleError(f"{text}: the sample count after the space must be an integer "
                                 ">= 1 (space:NAME:N)")
         return SampledSpace(load_space(name), n=int(n or 200))
+    if text.endswith((".yaml", ".yml")) and Path(text).is_file():
+        from nasscale.grammar.yaml_io import read_yaml
+        from nasscale.search.space_io import is_space_file
+
+        if is_space_file(read_yaml(text)[0]):
+            return parse_source(f"space:{text}")
     return load(text)
 
 
