@@ -490,7 +490,7 @@ def data_source(value: str, study_path: str) -> str:
 
 def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
     import nasscale
-    from nasscale.search.runner import resolve_path
+    from nasscale.search.study import resolve_path
 
     if not isinstance(value, str) or not value:
         raise SpecError("must be a network name or a network .yaml (e.g. the space's "
@@ -506,7 +506,7 @@ def check_config(evaluator: dict, space: Any, study_path: str) -> None:
     containment of the whole space, and that the weights file exists.  ``SpecError`` with
     the field."""
     from nasscale.search.space_io import load_space
-    from nasscale.search.runner import resolve_path
+    from nasscale.search.study import resolve_path
     from nasscale.search.study import _check_train_settings
 
     for key in ("parent", "weights", "data"):

@@ -128,7 +128,7 @@ def ensure_table(study) -> None:
 
 
 def make_latency_source(study, key: dict | None = None, reference: dict | None = None):
-    from nasscale.search.runner import resolve_path
+    from nasscale.search.study import resolve_path
 
     cfg = study.latency
     if cfg.get("source") == "lut":

@@ -48,7 +48,7 @@ from nasscale.search.storage import (
     redact,
     setup_lock,
 )
-from nasscale.search.study import StudySpec
+from nasscale.search.study import StudySpec, resolve_path  # noqa: F401  (resolve_path: API)
 
 
 @dataclass
@@ -293,16 +293,6 @@ def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
     except NasscaleError as err:
         print(f"nasscale: error: worker {worker}: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-def resolve_path(value: str, study_path: str) -> str:
-    """A path in a study file is relative to that file; a bare name is a name."""
-    if (value.endswith((".yaml", ".yml", ".json")) or os.sep in value) and study_path \
-            and not os.path.isabs(value):
-        candidate = Path(study_path).parent / value
-        if candidate.exists():
-            return str(candidate)
-    return value
 
 
 def _spawn(setup: Setup, workers: int, timeout: float | None) -> list[mp.Process]:

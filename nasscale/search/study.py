@@ -363,3 +363,13 @@ def eval_resolution(value: int | float | None, candidate: int) -> int:
     if isinstance(value, float):
         return max(8, int(round(candidate * value / 8)) * 8)
     return int(value)
+
+
+def resolve_path(value: str, study_path: str) -> str:
+    """A path in a study file is relative to that file; a bare name is a name."""
+    if (value.endswith((".yaml", ".yml", ".json")) or os.sep in value) and study_path \
+            and not os.path.isabs(value):
+        candidate = Path(study_path).parent / value
+        if candidate.exists():
+            return str(candidate)
+    return value
