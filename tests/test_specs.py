@@ -124,3 +124,34 @@ def test_network_validation():
         HeadSpec(dropout=1.0)
     with pytest.raises(SpecError, match="norm: must be one of 'none', 'ln'"):
         HeadSpec(norm="bn")
+
+
+def test_every_block_kind_states_its_skip_rule():
+    import dataclasses
+
+    from nasscale.specs import BLOCK_KINDS
+    from nasscale.specs.blocks import SKIP_RULES
+
+    for kind, cls in BLOCK_KINDS.items():
+        assert cls.__dict__.get("skip_rule") in SKIP_RULES, \
+            f"block kind {kind!r} ({cls.__name__}) states no skip_rule in {SKIP_RULES}"
+        if cls.skip_rule == "field":
+            assert "skip" in {f.name for f in dataclasses.fields(cls)}, kind
+
+
+def test_modules_add_the_skip_connections_the_resolved_blocks_declare():
+    import nasscale
+    from nasscale.modules.network import build_network
+
+    seen = 0
+    for name in ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+                 "efficientnet_v2_s"):
+        spec = nasscale.load(name).replace(resolution=64)
+        rn = nasscale.resolve(spec)
+        model = build_network(spec)
+        flags = [m.residual for m in model.modules() if hasattr(m, "residual")]
+        declared = [rb.residual for rb in rn.blocks if rb.kind in ("ds", "mbconv", "fused",
+                                                                    "bneck")]
+        assert flags == declared, name
+        seen += sum(declared)
+    assert seen > 50  # V2, V3, EfficientNet and V2-S have plenty

@@ -16,7 +16,7 @@ class DepthwiseSeparable(nn.Module):
         self.se = (SqueezeExcite(cin, rb.widths["se"], s.se.activation, s.se.gate)
                    if s.se else nn.Identity())
         self.pw = ConvNormAct(cin, rb.out_channels, 1, act=s.activation)
-        self.residual = s.skip and s.stride == 1 and cin == rb.out_channels
+        self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,7 @@ class InvertedResidual(nn.Module):
         self.se = (SqueezeExcite(mid, rb.widths["se"], s.se.activation, s.se.gate)
                    if s.se else nn.Identity())
         self.project = ConvNormAct(mid, cout, 1, act="none")
-        self.residual = s.skip and s.stride == 1 and cin == cout
+        self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ class FusedMBConv(nn.Module):
             self.expand = ConvNormAct(cin, cout, s.kernel_size, s.stride, act=s.activation)
             self.se = nn.Identity()
             self.project = nn.Identity()
-        self.residual = s.skip and s.stride == 1 and cin == cout
+        self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

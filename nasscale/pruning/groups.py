@@ -146,12 +146,11 @@ def has_expand(rb) -> bool:
 
 
 def is_residual(rb) -> bool:
-    """Whether a convolutional block adds its input to its output (as the modules decide)."""
-    spec = rb.spec
-    if not isinstance(spec, (*EXPANDING, DepthwiseSeparableSpec)):
+    """Whether a convolutional block adds its input to its output: ``ResolvedBlock.residual``,
+    the rule the modules read (blocks of the widths-keeping kinds are handled apart)."""
+    if not isinstance(rb.spec, (*EXPANDING, DepthwiseSeparableSpec)):
         return False
-    skip = spec.skip if hasattr(spec, "skip") else True  # bneck: always, when shapes allow
-    return bool(skip) and spec.block_stride == 1 and rb.in_channels == rb.out_channels
+    return rb.residual
 
 
 def structure(rn: ResolvedNetwork) -> tuple:

@@ -78,6 +78,7 @@ class MobileViTSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "mobilevit"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "MobileViT block"
     out_channels: int
     transformer_dim: int
@@ -119,6 +120,7 @@ class ViTEmbedSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "vitembed"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "ViT patch embedding + class token + position embedding"
     in_layout: ClassVar[str] = "nchw"
     out_layout: ClassVar[str] = "tokens"
@@ -145,6 +147,7 @@ class ViTSpec(BlockSpec):
     (GELU).  The width is the input's (``out_channels`` states it, like ConvNeXt)."""
 
     kind: ClassVar[str] = "vit"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "ViT encoder layer"
     in_layout: ClassVar[str] = "tokens"
     out_layout: ClassVar[str] = "tokens"
@@ -176,6 +179,7 @@ class SwinEmbedSpec(BlockSpec):
     giving a channels-last ``nhwc`` grid (torchvision's Swin stem)."""
 
     kind: ClassVar[str] = "swinembed"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin patch partition + linear embedding"
     in_layout: ClassVar[str] = "nchw"
     out_layout: ClassVar[str] = "nhwc"
@@ -211,6 +215,7 @@ class SwinSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "swin"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin Transformer block"
     in_layout: ClassVar[str] = "nhwc"
     out_layout: ClassVar[str] = "nhwc"
@@ -249,6 +254,7 @@ class PatchMergeSpec(BlockSpec):
     zero-padded) → LayerNorm → Linear to ``out_channels`` without bias (2C in the paper)."""
 
     kind: ClassVar[str] = "patchmerge"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin patch merging"
     in_layout: ClassVar[str] = "nhwc"
     out_layout: ClassVar[str] = "nhwc"

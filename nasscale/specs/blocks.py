@@ -79,6 +79,9 @@ class SESpec:
 MOBILENET_V3_SE = SESpec(ratio=0.25, base="mid", gate="hsigmoid", activation="relu", divisor=8)
 
 
+SKIP_RULES = ("field", "always", "never")
+
+
 @dataclass(frozen=True)
 class BlockSpec:
     """Base of every block spec; subclasses are frozen dataclasses with a unique ``kind``."""
@@ -92,6 +95,11 @@ class BlockSpec:
     #: whether the parameter count depends on the input size (ViT's position embedding): such a
     #: block is sized for its input at the network's own resolution (``ResolvedBlock.trained_hw``)
     params_depend_on_size: ClassVar[bool] = False
+    #: whether the block adds its input to its output (``SKIP_RULES``): ``"field"`` when its
+    #: ``skip`` field says so, ``"always"`` for a kind that always does, ``"never"``; in every
+    #: case only at stride 1 with equal widths (``ResolvedBlock.residual``).  Every kind states
+    #: it (a test checks), so modules and pruning read one rule.
+    skip_rule: ClassVar[str] = ""
 
     @property
     def block_stride(self) -> int:
@@ -164,6 +172,7 @@ class ConvSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "conv"
+    skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "conv-BN-act"
     out_channels: int
     kernel_size: int = 3
@@ -187,6 +196,7 @@ class DepthwiseSeparableSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "ds"
+    skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "depthwise-separable"
     out_channels: int
     kernel_size: int = 3
@@ -214,6 +224,7 @@ class MBConvSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "mbconv"
+    skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "MBConv"
     out_channels: int
     kernel_size: int = 3
@@ -245,6 +256,7 @@ class FusedMBConvSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "fused"
+    skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "Fused-MBConv"
     out_channels: int
     kernel_size: int = 3
@@ -280,6 +292,7 @@ class BneckSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "bneck"
+    skip_rule: ClassVar[str] = "always"
     title: ClassVar[str] = "MobileNetV3 bneck"
     out_channels: int
     mid_channels: int
@@ -315,6 +328,7 @@ class ConvNeXtSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "convnext"
+    skip_rule: ClassVar[str] = "always"
     title: ClassVar[str] = "ConvNeXt"
     out_channels: int
     kernel_size: int = 7
@@ -343,6 +357,7 @@ class PatchifySpec(BlockSpec):
     """ConvNeXt stem: p×p conv with stride p (bias) → LayerNorm (non-overlapping patches)."""
 
     kind: ClassVar[str] = "patchify"
+    skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "patchify stem"
     out_channels: int
     patch_size: int = 4
@@ -365,6 +380,7 @@ class LNDownsampleSpec(BlockSpec):
     """ConvNeXt downsampling layer: LayerNorm → p×p conv with stride p (bias)."""
 
     kind: ClassVar[str] = "lndown"
+    skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "LN + strided conv"
     out_channels: int
     patch_size: int = 2

@@ -46,6 +46,14 @@ class ResolvedBlock:
         return self.spec.block_stride
 
     @property
+    def residual(self) -> bool:
+        """Whether the block adds its input to its output (its kind's ``skip_rule``, at
+        stride 1 with equal widths): the one rule modules, costs and pruning read."""
+        rule = self.spec.skip_rule
+        skip = getattr(self.spec, "skip", False) if rule == "field" else rule == "always"
+        return bool(skip) and self.stride == 1 and self.in_channels == self.out_channels
+
+    @property
     def in_layout(self) -> str:
         return self.spec.in_layout
 
