@@ -277,3 +277,31 @@ def test_a_pruned_study_records_stopped_trials_in_every_output(tmp_path, capsys)
     path.write_text(yaml.safe_dump(study))
     assert main(["search", str(path), "--out", str(out), "--no-progress"]) == 2
     assert "created with other settings (pruner differ)" in capsys.readouterr().err
+
+
+def test_the_train_evaluator_can_score_by_training_loss(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+    data = tiny_npz(tmp_path / "tiny.npz")
+    study = study_data(
+        space="tiny.yaml", trials=4, seed=1, sampler={"name": "random"},
+        evaluator={"kind": "train", "data": str(data), "epochs": 2, "batch_size": 4,
+                   "resolution": 16, "lr": 0.05, "device": "cpu", "augment": False,
+                   "signal": "sotl"},
+        pruner={"name": "median", "n_startup_trials": 1})
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = tmp_path / "out"
+    assert main(["search", str(path), "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "trials.csv")
+    assert "sotl" in frame.columns and (frame["sotl"].dropna() < 0).all()  # minus a loss
+    ostudy = optuna.load_study(study_name="p", storage=open_storage(None, out))
+    for t in ostudy.trials:  # reported per epoch: minus that epoch's training loss
+        assert t.intermediate_values and all(v < 0 for v in t.intermediate_values.values())
+    assert "minus the training loss (SoTL)" in json.loads(
+        (out / "summary.json").read_text())["score"]
+
+
+def test_an_unknown_train_signal_is_refused():
+    with pytest.raises(SpecError, match="evaluator.signal: must be one of accuracy, sotl"):
+        study_from_data(study_data(evaluator={"kind": "train", "data": "digits",
+                                              "signal": "loss"}))

@@ -56,11 +56,12 @@ METRICS = ("score", "reward", "latency", "flops", "params")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 EVALUATOR_KINDS = ("proxy", "train", "python", "inherit")
+TRAIN_SIGNALS = ("accuracy", "sotl")
 EVALUATOR_KEYS = {
     "proxy": ("kind", "proxy", "batch_size", "resolution", "data"),
     "train": ("kind", "data", "epochs", "batch_size", "lr", "weight_decay", "subset",
               "val_fraction", "resolution", "device", "amp", "channels_last", "augment",
-              "progressive"),
+              "progressive", "signal"),
     "python": ("kind", "target", "name"),
     "inherit": ("kind", "parent", "weights", "steps", "data", "batch_size", "lr",
                 "weight_decay", "subset", "val_fraction", "resolution", "device", "amp",
@@ -245,7 +246,11 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if kind == "python" and not evaluator.get("target"):
         raise SpecError("needs target: package.module:function", ("evaluator.target",))
     if kind == "train":
-        _check_train_settings(evaluator)
+        _check_train_settings({k: v for k, v in evaluator.items() if k != "signal"})
+        if evaluator.get("signal", "accuracy") not in TRAIN_SIGNALS:
+            raise SpecError(f"must be one of {', '.join(TRAIN_SIGNALS)} (held-out top-1, or "
+                            f"minus the training loss: SoTL), got {evaluator['signal']!r}",
+                            ("evaluator.signal",))
     if kind == "inherit":  # the parent must contain the whole space; the weights must exist
         from nasscale.search.inherit import check_config
 

@@ -197,9 +197,12 @@ def _dropouts(model: nn.Module) -> list[nn.Dropout]:
 def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
           on_epoch: Callable[[int, float], None] | None = None, progress: bool = False,
           checkpoint: str | Path | None = None, resume: bool = False,
-          label: str = "train") -> TrainResult:
+          label: str = "train", on_record: Callable[[dict], None] | None = None
+          ) -> TrainResult:
     """Train ``model`` in place on ``data`` and return top-1 on the held-out split.
 
+    ``on_record(entry)`` gets each epoch's history entry (epoch, accuracy, training loss, size,
+    seconds) as well.
     ``on_epoch(epoch, accuracy)`` is called after every epoch (1-based) with the held-out
     top-1; if it raises (``optuna.TrialPruned``), training stops and the exception propagates.
     ``checkpoint``: written after every epoch (model, optimizer, schedule, history); with
@@ -302,6 +305,8 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
                 _save(ckpt, model, opt, sched, scaler, s, epoch + 1, step, history)
             if on_epoch is not None and s.steps is None:
                 on_epoch(epoch + 1, accuracy)
+            if on_record is not None and s.steps is None:
+                on_record(history[-1])
     if bar is not None:
         bar.close()
     for d in dropouts:
