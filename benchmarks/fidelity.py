@@ -90,7 +90,8 @@ def bootstrap_tau(x, y, n=2000, seed=0) -> list[float]:
 
 def replay_pruner(rows, epochs: int, pruner: optuna.pruners.BasePruner, name: str) -> dict:
     """An Optuna study whose trials report the recorded per-epoch accuracies in order."""
-    study = optuna.create_study(direction="maximize", pruner=pruner)
+    # a fixed name: Hyperband assigns brackets by a hash of the study name and trial number
+    study = optuna.create_study(study_name=f"replay {name}", direction="maximize", pruner=pruner)
     spent, kept = 0, []
     for r in rows:
         trial = study.ask()

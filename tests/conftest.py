@@ -55,3 +55,15 @@ def postgres():
         pytest.skip(f"PostgreSQL server could not be started: {err}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def support_on_path(monkeypatch):
+    """User evaluators live in tests/support; worker processes find them through PYTHONPATH
+    (modules that need it: ``pytestmark = pytest.mark.usefixtures("support_on_path")``)."""
+    from pathlib import Path
+
+    support = str(Path(__file__).parent / "support")
+    monkeypatch.syspath_prepend(support)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (support, os.environ.get("PYTHONPATH", "")) if p))

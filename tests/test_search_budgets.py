@@ -1,8 +1,6 @@
 """Budgets in searches: analytic rejection before building, latency (measured or predicted),
 the MnasNet reward, and infeasible trials never reported as best."""
 import json
-import os
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -13,14 +11,8 @@ import nasscale
 from nasscale.cli import main
 from nasscale.search.storage import open_storage
 
-SUPPORT = Path(__file__).parent / "support"
 
-
-@pytest.fixture(autouse=True)
-def support_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(SUPPORT))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(SUPPORT), os.environ.get("PYTHONPATH", "")) if p))
+pytestmark = pytest.mark.usefixtures("support_on_path")
 
 
 def run_study(tmp_path, capsys, **fields):

@@ -16,16 +16,8 @@ import nasscale
 from nasscale.cli import main
 from nasscale.search.storage import open_storage, redact
 
-SUPPORT = Path(__file__).parent / "support"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture(autouse=True)
-def support_on_path(monkeypatch):
-    """User evaluators live in tests/support; worker processes find them through PYTHONPATH."""
-    monkeypatch.syspath_prepend(str(SUPPORT))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(SUPPORT), os.environ.get("PYTHONPATH", "")) if p))
+pytestmark = pytest.mark.usefixtures("support_on_path")
 
 
 def write_study(tmp_path, **fields):

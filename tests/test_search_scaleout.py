@@ -19,15 +19,8 @@ from nasscale.search.runner import optimize
 from nasscale.search.space_io import load_space
 from nasscale.search.storage import normalise_url, open_storage, redact
 
-SUPPORT = Path(__file__).parent / "support"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture(autouse=True)
-def support_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(SUPPORT))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(SUPPORT), os.environ.get("PYTHONPATH", "")) if p))
+pytestmark = pytest.mark.usefixtures("support_on_path")
 
 
 def write_study(tmp_path, name="study.yaml", **fields):
