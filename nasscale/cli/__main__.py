@@ -1,0 +1,6 @@
+"""``python -m nasscale.cli``."""
+import sys
+
+from nasscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""``nasscale list``, ``show`` and ``export``: published networks and network files."""
+from __future__ import annotations
+
+import sys
+
+import nasscale
+from nasscale.cli.base import Command, _expected_check, add_format, print_json
+from nasscale.reports.text import FLOPS_CONVENTION, si, table
+
+
+class ListCommand(Command):
+    name = "list"
+    help = "list the named architectures with their params and FLOPs"
+
+    def add_arguments(self, parser):
+        add_format(parser, ("table", "json"))
+
+    def run(self, args):
+        records = []
+        for name in nasscale.names():
+            spec = nasscale.load(name)
+            cost = nasscale.count(spec)
+            records.append({"name": name, "family": spec.family, "resolution": spec.resolution,
+                            "params": cost.params, "flops": cost.flops, "paper": spec.paper})
+        if args.format == "json":
+            print_json(records)
+            return 0
+        print(table(("name", "family", "resolution", "params", "FLOPs"),
+                    [(r["name"], r["family"], r["resolution"], si(r["params"]), si(r["flops"]))
+                     for r in records], right="resolution params FLOPs"))
+        print(f"\n{len(records)} architectures. {FLOPS_CONVENTION}.")
+        return 0
+
+
+class ShowCommand(Command):
+    name = "show"
+    help = "show a network's stages, params and FLOPs (or its full spec as YAML)"
+
+    def add_arguments(self, parser):
+        parser.add_argument("network", help="architecture name (see `nasscale list`) or a .yaml file")
+        parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        add_format(parser, ("table", "json", "yaml"))
+
+    def run(self, args):
+        spec = nasscale.load(args.network)
+        if args.resolution is not None and args.resolution != spec.resolution:
+            # published figures hold at the published resolution only
+            spec = spec.replace(resolution=args.resolution, expected=None)
+        cost = nasscale.count(spec)  # resolves: a bad resolution fails here, before any output
+        if args.format == "yaml":
+            sys.stdout.write(nasscale.dump_network(spec))
+            return 0
+        from nasscale.costs.summary import stage_rows
+
+        rows = stage_rows(cost)
+        if args.format == "json":
+            total = cost.total
+            print_json({
+                "name": spec.name, "family": spec.family, "resolution": cost.network.resolution,
+                "params": cost.params, "flops": cost.flops,
+                "flops_by_kind": {"conv": total.conv, "linear": total.linear,
+                                  "attention": total.attention},
+                "flops_convention": FLOPS_CONVENTION, "paper": spec.paper,
+                "reference": spec.reference, "stages": [r.as_dict() for r in rows]})
+            return 0
+        attention = cost.total.attention > 0
+        headers = ["stage", "block", "n", "channels", "stride", "out HxW", "params", "FLOPs"]
+        if attention:
+            headers.append("attn FLOPs")
+        body = []
+        for r in rows:
+            line = [r.label, r.block, r.repeats, f"{r.in_channels}->{r.out_channels}", r.stride,
+                    f"{r.out_hw[0]}x{r.out_hw[1]}", si(r.cost.params), si(r.cost.flops)]
+            if attention:
+                line.append(si(r.cost.attention))
+            body.append(line)
+        print(f"{spec.name} at {cost.network.resolution}x{cost.network.resolution}"
+              + (f"  ({spec.paper})" if spec.paper else ""))
+        print(table(headers, body, right="n stride params FLOPs attn FLOPs"))
+        print(f"\ntotal: {cost.params:,} params, {cost.flops:,} FLOPs ({si(cost.flops)})")
+        for line in _expected_check(spec, cost):
+            print(line)
+        print(FLOPS_CONVENTION + ".")
+        return 0
+
+
+
+class ExportCommand(Command):
+    name = "export"
+    help = "export a network (name or YAML, e.g. a search's best.yaml) to ONNX"
+
+    def add_arguments(self, parser):
+        parser.add_argument("network", help="architecture name or network .yaml")
+        parser.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+        parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+
+    def run(self, args):
+        from nasscale.export import export_onnx
+
+        path = export_onnx(args.network, args.onnx, resolution=args.resolution,
+                           opset=args.opset)
+        print(f"wrote {path} (checked with onnx.checker; random weights, dynamic batch)")
+        return 0

@@ -1,0 +1,83 @@
+"""``nasscale train``: train a network on a dataset."""
+from __future__ import annotations
+
+from nasscale.cli.base import Command, add_format, print_json
+from nasscale.errors import NasscaleError
+
+
+class TrainCommand(Command):
+    name = "train"
+    help = ("train a network (zoo name or YAML) on a dataset on this machine's CPU or GPU; "
+            "prints and writes held-out top-1")
+
+    def add_arguments(self, parser):
+        from nasscale.search.train import AMP, DEVICES
+
+        parser.add_argument("network", help="architecture name or a network .yaml file "
+                            "(e.g. a search's best.yaml)")
+        parser.add_argument("--data", default="testbed",
+                            help="testbed (default), digits, an .npz file or an image folder "
+                            "with one subfolder per class")
+        parser.add_argument("--epochs", type=int, default=10)
+        parser.add_argument("--device", default="auto", metavar="|".join(DEVICES),
+                            help="auto (default) takes CUDA when present; cuda:N for one GPU")
+        parser.add_argument("--amp", choices=AMP, default="none",
+                            help="mixed precision (fp16 needs CUDA; default none)")
+        parser.add_argument("--channels-last", action="store_true")
+        parser.add_argument("--batch-size", type=int, default=32,
+                            help="default 32 (the fidelity benchmark's recipe)")
+        parser.add_argument("--lr", type=float, default=0.1, help="default 0.1")
+        parser.add_argument("--weight-decay", type=float, default=5e-5)
+        parser.add_argument("--resolution", type=int, default=32,
+                            help="training and evaluation size in pixels (default 32)")
+        parser.add_argument("--progressive", action="store_true",
+                            help="EfficientNetV2 progressive learning: the image size and "
+                            "regularisation grow over up to 4 stages")
+        parser.add_argument("--no-augment", action="store_true",
+                            help="no random resized crop, flip or centre crop")
+        parser.add_argument("--subset", type=int, help="cap on training images")
+        parser.add_argument("--val-fraction", type=float, default=0.2,
+                            help="held-out share when the data has no test split (default 0.2)")
+        parser.add_argument("--image-size", type=int,
+                            help="resize an image folder's images to this size on load")
+        parser.add_argument("--weights", metavar="FILE",
+                            help="start from these weights (a nasscale weights file or "
+                            "state_dict) instead of a seeded initialisation")
+        parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("-o", "--out", metavar="OUT.pt",
+                            help="weights file (default runs/train_<network>_<data>/model.pt); "
+                            "OUT.json gets the result, OUT.ckpt the resumable checkpoint")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue OUT.ckpt of an interrupted run with the same settings")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_format(parser, ("table", "json"))
+
+    def run(self, args):
+        import torch
+
+        from nasscale.search.train import TrainSettings
+        from nasscale.search.train_job import TrainJob, record_text, run_train_job
+
+        for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                              ("--resolution", args.resolution), ("--threads", args.threads),
+                              ("--subset", args.subset), ("--image-size", args.image_size)):
+            if value is not None and value < 1:
+                raise NasscaleError(f"{option}: must be an integer >= 1, got {value}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        settings = TrainSettings(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            weight_decay=args.weight_decay, subset=args.subset, val_fraction=args.val_fraction,
+            resolution=args.resolution, seed=args.seed, device=args.device, amp=args.amp,
+            channels_last=args.channels_last, augment=not args.no_augment,
+            progressive=args.progressive)
+        try:
+            settings.check()
+        except NasscaleError as err:
+            raise NasscaleError(f"--{str(err).replace('_', '-')}") from None
+        record = run_train_job(TrainJob(network=args.network, data=args.data, settings=settings,
+                                        out=args.out, resume=args.resume, weights=args.weights,
+                                        image_size=args.image_size, progress=not args.quiet))
+        print_json(record) if args.format == "json" else print(record_text(record))
+        return 0
