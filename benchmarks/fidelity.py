@@ -130,6 +130,9 @@ def main(argv=None) -> int:
     p.add_argument("--inherit-steps", type=int, default=50)
     p.add_argument("--inherit-lr", type=float, default=0.01)
     p.add_argument("--repeat-archs", type=int, default=3)
+    p.add_argument("--no-inherit", action="store_true",
+                   help="leave out weight inheritance (a space whose largest member cannot "
+                        "contain it, e.g. one mixing MBConv and Fused-MBConv in a slot)")
     p.add_argument("--progressive-archs", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", default="none")
@@ -148,7 +151,8 @@ def main(argv=None) -> int:
     base = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          resolution=args.resolution, device=args.device, amp=args.amp)
     config = {k: v for k, v in vars(args).items()
-              if k not in ("out", "threads", "repeat_archs", "progressive_archs", "shard")}
+              if k not in ("out", "threads", "repeat_archs", "progressive_archs", "shard",
+                           "no_inherit")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shard, shards = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
@@ -228,34 +232,37 @@ def main(argv=None) -> int:
     if missing:
         raise SystemExit(f"archs {missing} have no rows (a shard did not finish?)")
 
-    # the parent for weight inheritance: the space's largest member, trained once
-    parent_spec = space.largest(name=f"{space.name}_largest").replace(
-        num_classes=data.num_classes, resolution=args.resolution)
-    parent = check_space(space, parent_spec)
-    parent_path = out.with_name(out.stem + ".parent.pt")
-    parent_model = build_seeded(parent_spec, arch_seed(args.seed, parent_spec))
-    if state["parent"] is None or not parent_path.exists():
-        log(f"training the parent {parent_spec.name} "
-            f"({nasscale.count(parent_spec).params / 1e6:.2f}M params) for {args.epochs} epochs")
-        r = train(parent_model, data, replace(base, seed=args.seed))
-        torch.save(parent_model.state_dict(), parent_path)
-        state["parent"] = {"accuracy": r.accuracy, "seconds": r.seconds,
-                           "params": nasscale.count(parent_spec).params}
-        save()
-    else:
-        parent_model.load_state_dict(torch.load(parent_path, weights_only=True))
-    log(f"parent: top-1 {state['parent']['accuracy']:.3f} in {state['parent']['seconds']:.0f} s")
-    inherit = InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(parent_path),
-                               data=args.data, dataset=data,
-                               settings=replace(base, steps=args.inherit_steps,
-                                                lr=args.inherit_lr))
-    for i, spec in enumerate(specs):
-        row = rows_by_arch[i]
-        if "inherit" not in row:
-            row["inherit"], row["inherit_s"] = timed(
-                lambda: inherit.score(spec, arch_seed(args.seed, spec)))
+    cheap = tuple(n for n in CHEAP if n != "inherit" or not args.no_inherit)
+    parent_spec = None
+    if not args.no_inherit:
+        # the parent for weight inheritance: the space's largest member, trained once
+        parent_spec = space.largest(name=f"{space.name}_largest").replace(
+            num_classes=data.num_classes, resolution=args.resolution)
+        parent = check_space(space, parent_spec)
+        parent_path = out.with_name(out.stem + ".parent.pt")
+        parent_model = build_seeded(parent_spec, arch_seed(args.seed, parent_spec))
+        if state["parent"] is None or not parent_path.exists():
+            log(f"training the parent {parent_spec.name} "
+                f"({nasscale.count(parent_spec).params / 1e6:.2f}M params) for {args.epochs} epochs")
+            r = train(parent_model, data, replace(base, seed=args.seed))
+            torch.save(parent_model.state_dict(), parent_path)
+            state["parent"] = {"accuracy": r.accuracy, "seconds": r.seconds,
+                               "params": nasscale.count(parent_spec).params}
             save()
-            log(f"arch {i}: inherit {row['inherit']:.3f} (ref {row['reference']:.3f})")
+        else:
+            parent_model.load_state_dict(torch.load(parent_path, weights_only=True))
+        log(f"parent: top-1 {state['parent']['accuracy']:.3f} in {state['parent']['seconds']:.0f} s")
+        inherit = InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(parent_path),
+                                   data=args.data, dataset=data,
+                                   settings=replace(base, steps=args.inherit_steps,
+                                                    lr=args.inherit_lr))
+        for i, spec in enumerate(specs):
+            row = rows_by_arch[i]
+            if "inherit" not in row:
+                row["inherit"], row["inherit_s"] = timed(
+                    lambda: inherit.score(spec, arch_seed(args.seed, spec)))
+                save()
+                log(f"arch {i}: inherit {row['inherit']:.3f} (ref {row['reference']:.3f})")
 
     for i, spec in enumerate(specs):  # rows measured before SoTL was recorded: the same run again
         row = rows_by_arch[i]
@@ -301,7 +308,7 @@ def main(argv=None) -> int:
         if args.epochs >= 3 else None
     ref_s = sum(r["reference_s"] for r in rows) / len(rows)
     evaluators = []
-    for name in CHEAP:
+    for name in cheap:
         vals = [r[name] for r in rows]
         secs = sum(r[f"{name}_s"] for r in rows) / len(rows)
         entry = {"name": name, "kendall": kendall_tau(vals, ref), "spearman": spearman(vals, ref),
@@ -355,7 +362,7 @@ def main(argv=None) -> int:
         "reference_noise": {"repeats": repeats, "mean_abs_diff": (sum(diffs) / len(diffs))
                             if diffs else None, "max_abs_diff": max(diffs) if diffs else None},
         "evaluators": evaluators, "pruners": pruners, "progressive_vs_fixed": progressive,
-        "parent": {"network": parent_spec.name, **state["parent"]},
+        "parent": {"network": parent_spec.name, **state["parent"]} if parent_spec else None,
         "inherit": {"steps": args.inherit_steps, "lr": args.inherit_lr},
         "machine": _cpu_name(), "device": args.device, "torch": torch.__version__,
         "threads": args.threads, "seed": args.seed, "archs": rows,
