@@ -10,34 +10,15 @@ The public API::
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from nasscale.budgets import Budget, BudgetResolver, parse_budget
-from nasscale.costs.analytic import NetworkCost, network_cost
+from nasscale.costs.analytic import NetworkCost
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.grammar import dump_network, format_block, format_stage, parse_block, parse_stage
 from nasscale.latency.measure import LatencyRecord, measure
 from nasscale.specs import NetworkSpec, ResolvedNetwork, resolve
-from nasscale.zoo import load, names
-
-if TYPE_CHECKING:  # torch is imported only when a module is built
-    from torch import nn
+from nasscale.zoo import build, count, load, names
 
 __version__ = "0.1.0"
-
-
-def count(spec_or_name: "NetworkSpec | str", resolution: int | None = None) -> NetworkCost:
-    """Params and FLOPs (multiply-accumulates of conv, linear and attention matmuls, batch 1),
-    computed from the resolved spec without building torch modules.  ``.params``, ``.flops``,
-    ``.total`` (by op kind) and ``.blocks`` (per resolved block)."""
-    return network_cost(resolve(load(spec_or_name), resolution))
-
-
-def build(spec_or_name: "NetworkSpec | str", resolution: int | None = None) -> "nn.Module":
-    """The ``torch.nn.Module`` of a network; forward takes (N, 3, R, R) and gives (N, classes)."""
-    from nasscale.modules import build_network
-
-    return build_network(load(spec_or_name), resolution)
 
 
 __all__ = [

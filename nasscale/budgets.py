@@ -198,11 +198,11 @@ class BudgetResolver:
         return self._cache[cache_key]
 
     def _reference(self, metric: str, reference: str):
-        import nasscale
+        from nasscale import zoo
 
-        spec = nasscale.load(reference)
+        spec = zoo.load(reference)
         if metric in ("flops", "params"):
-            cost = nasscale.count(spec)
+            cost = zoo.count(spec)
             value = cost.flops if metric == "flops" else cost.params
             return float(value), f"{spec.name} counted at {spec.resolution}x{spec.resolution}", None
         if self.table is not None:

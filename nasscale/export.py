@@ -22,9 +22,9 @@ def check_fits_in_memory(spec, factor: float = 1.5) -> None:
     how much it needs, before torch's allocator fails."""
     import os
 
-    import nasscale
+    from nasscale import zoo
 
-    need = nasscale.count(spec).params * 4 * factor
+    need = zoo.count(spec).params * 4 * factor
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -51,14 +51,14 @@ def export_onnx(spec_or_name, path: str | Path, resolution: int | None = None,
         raise NasscaleError("ONNX export needs the onnx package: pip install "
                             "'nasscale[onnx]'") from None
 
-    import nasscale
+    from nasscale import zoo
 
-    spec = nasscale.load(spec_or_name)
+    spec = zoo.load(spec_or_name)
     res = resolution or spec.resolution
     check_fits_in_memory(spec)
     torch.manual_seed(0)
     try:
-        model = nasscale.build(spec, res).eval()
+        model = zoo.build(spec, res).eval()
     except (RuntimeError, MemoryError) as err:  # the allocator refused
         raise NasscaleError(f"{spec.name}: cannot build it here: "
                             f"{str(err).splitlines()[0][:200]}") from None

@@ -140,3 +140,20 @@ def load(name_or_path: str | os.PathLike | NetworkSpec) -> NetworkSpec:
             raise NasscaleError(f"{text}: is a family file; name one of its networks: {listed}")
         return load_network_file(text)
     return get(text)
+
+
+def count(spec_or_name: "NetworkSpec | str", resolution: int | None = None):
+    """Params and FLOPs (multiply-accumulates of conv, linear and attention matmuls, batch 1),
+    computed from the resolved spec without building torch modules.  ``.params``, ``.flops``,
+    ``.total`` (by op kind) and ``.blocks`` (per resolved block)."""
+    from nasscale.costs.analytic import network_cost
+
+    return network_cost(resolve(load(spec_or_name), resolution))
+
+
+def build(spec_or_name: "NetworkSpec | str", resolution: int | None = None):
+    """The ``torch.nn.Module`` of a network; forward takes (N, 3, R, R) and gives (N, classes)."""
+    from nasscale.modules import build_network
+
+    return build_network(load(spec_or_name), resolution)
+

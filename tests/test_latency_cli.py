@@ -59,7 +59,7 @@ def test_cost_on_cuda_without_a_gpu_is_one_line_exit_2(capsys):
     (["cost", "mobilenet_v3_small", "--budget", "speed <= 3ms"], "unknown metric 'speed'"),
     (["cost", "mobilenet_v3_small", "--predict", "nope.json"], "nope.json: no such file"),
     (["cost", "mobilenet_v3_small", "--cuda-graphs"], "mode: must be eager or compile on the CPU"),
-    (["lut", "build", "around:convnext_tiny"], "needs mbconv, fused or bneck stages"),
+    (["lut", "build", "around:nosuchnet"], "unknown architecture 'nosuchnet'"),
     (["lut", "show", "nope.json"], "nope.json: no such file"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, message):

@@ -13,7 +13,7 @@ from nasscale.latency import build as build_mod
 from nasscale.latency.build import build_table, lone_carrier
 from nasscale.latency.table import block_key, head_key, unit_key, units_of
 from nasscale.latency.timing import QUICK
-from nasscale.specs import HeadSpec, NetworkSpec, resolve
+from nasscale.specs import HeadSpec, NetworkSpec, make_divisible, resolve
 
 SETTINGS = Settings(clock="cpu")
 
@@ -59,9 +59,32 @@ def test_the_space_contains_its_base_and_lists_every_unit_it_can_hold(tiny_space
         assert {unit_key(u) for u in units_of(resolve(big.sample(rng)))} <= big_keys
 
 
-def test_space_rejects_bases_it_cannot_vary():
-    with pytest.raises(NasscaleError, match="stages\\[0\\].*needs mbconv, fused or bneck"):
-        around("convnext_tiny")
+@pytest.mark.parametrize("base", ["convnext_tiny", "mobilevit_xxs", "vit_b_16", "swin_t",
+                                  "mobilenet_v1", "efficientnet_v2_s"])
+def test_the_space_around_any_kind_covers_its_samples(base):
+    """Every kind's rule says what may vary, so the neighbourhood works for every family: each
+    sampled network is valid and made only of blocks ``blocks()`` lists."""
+    space = around(base, kernels=(3, 5), width_factors=(0.75, 1.0), expand_ratios=(3.0, 4.0),
+                   depth_deltas=(0,))
+    blocks, heads = space.blocks()
+    keys = {unit_key(u) for u in [*blocks, *heads]}
+    rng = random.Random(0)
+    varied = False
+    for _ in range(4):
+        net = space.sample(rng)
+        rn = resolve(net)
+        assert {unit_key(u) for u in units_of(rn)} <= keys
+        varied |= net.stages != space.base.stages
+    assert varied
+
+
+def test_a_kind_that_keeps_its_width_follows_its_input():
+    space = around("convnext_tiny", width_factors=(0.75,), kernels=(7,), depth_deltas=(0,))
+    net = space.sample(random.Random(1))
+    resolve(net)  # every ConvNeXt block's width equals its input width, or this raises
+    assert net.stages[0].block.out_channels == net.stem[0].out_channels == 96  # stem stays
+    assert net.stages[1].block.out_channels == net.stages[2].block.out_channels \
+        == make_divisible(192 * 0.75, 8)
 
 
 @pytest.fixture

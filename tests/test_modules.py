@@ -44,6 +44,29 @@ def test_every_kind_has_a_tiny_architecture():
     assert set(TINY) == set(BLOCK_KINDS)
 
 
+@pytest.mark.parametrize("kind", sorted(BLOCK_KINDS))
+def test_every_registry_knows_every_kind(kind):
+    """One kind, every registry that reads it: a missing entry fails naming kind and registry."""
+    from nasscale.costs.analytic import COSTS
+    from nasscale.pruning.weights import check_covered
+    from nasscale.scaling.rules import KIND_RULES
+
+    cls = BLOCK_KINDS[kind]
+    assert cls.rule is not None, f"{kind}: no KindRule (the spec class's `rule`, specs.kind)"
+    assert cls.skip_rule, f"{kind}: no skip_rule on the spec class"
+    assert cls in KIND_RULES, f"{kind}: no scaling rule in scaling.rules.KIND_RULES"
+    assert kind in FORMS, f"{kind}: no text form (KindRule.text) in grammar.text.FORMS"
+    assert cls in BUILDERS, f"{kind}: no builder (@builds) in modules.registry.BUILDERS"
+    assert cls in COSTS, f"{kind}: no cost formula in costs.analytic.COSTS"
+    spec = NetworkSpec(name=f"tiny_{kind}", stem=(parse_block("conv_k3_s1_c8_relu"),),
+                       stages=tuple(parse_stage(s) for s in TINY[kind]),
+                       head=HeadSpec(), resolution=16, num_classes=5)
+    model = nasscale.build(spec)
+    # a module without a @weight_axes entry raises, naming its class and the kind
+    assert check_covered(model, nasscale.resolve(spec)) == [], \
+        f"{kind}: tensors its weight axes do not describe"
+
+
 @pytest.mark.parametrize("kind", sorted(TINY))
 def test_tiny_architecture_per_kind_builds_runs_and_counts(kind):
     spec = NetworkSpec(name=f"tiny_{kind}", stem=(parse_block("conv_k3_s1_c8_relu"),),

@@ -129,23 +129,27 @@ NOSKIP = flag_token("noskip", "skip", False)
 H, W = int_token("h", "num_heads"), int_token("w", "window_size")
 D, L = int_token("d", "transformer_dim"), int_token("l", "transformer_depth")
 
-#: The text form of every block kind: its tokens in canonical order.
-FORMS: dict[str, tuple[Token, ...]] = {
-    "conv": (K, S, C, ACT, flag_token("nonorm", "norm", "none"), flag_token("bias", "bias", True)),
-    "ds": (K, S, C, ACT, SE_TOKEN, flag_token("skip", "skip", True)),
-    "mbconv": (K, S, E, M, C, ACT, SE_TOKEN, NOSKIP),
-    "fused": (K, S, E, M, C, ACT, SE_TOKEN, NOSKIP),
-    "bneck": (K, S, M, C, ACT, flag_token("se", "se", True)),
-    "convnext": (K, E, M, C, ACT, float_token("ls", "layer_scale")),
-    "patchify": (P, C),
-    "lndown": (P, C),
-    "mobilevit": (K, P, D, L, H, E, M, C, ACT),
-    "vitembed": (P, C),
-    "vit": (H, E, M, C, ACT),
-    "swinembed": (P, C),
-    "swin": (W, H, E, M, C, ACT, flag_token("shift", "shifted", True)),
-    "patchmerge": (C,),
+#: Every text token by the name a kind's rule uses (``KindRule.text``).
+TOKENS: dict[str, Token] = {
+    "k": K, "s": S, "c": C, "e": E, "m": M, "p": P, "h": H, "w": W, "d": D, "l": L,
+    "act": ACT, "se": SE_TOKEN, "se_flag": flag_token("se", "se", True), "noskip": NOSKIP,
+    "skip": flag_token("skip", "skip", True), "nonorm": flag_token("nonorm", "norm", "none"),
+    "bias": flag_token("bias", "bias", True), "ls": float_token("ls", "layer_scale"),
+    "shift": flag_token("shift", "shifted", True),
 }
+
+
+def _form(code: str) -> tuple[Token, ...]:
+    rule = BLOCK_KINDS[code].rule
+    unknown = [t for t in (rule.text if rule else ()) if t not in TOKENS]
+    if rule is None or not rule.text or unknown:
+        raise SpecError(f"block kind {code!r} declares no text form (KindRule.text) or unknown "
+                        f"tokens {unknown}; known tokens: {', '.join(TOKENS)}")
+    return tuple(TOKENS[t] for t in rule.text)
+
+
+#: The text form of every block kind: its tokens in canonical order, from the kind's rule.
+FORMS: dict[str, tuple[Token, ...]] = {code: _form(code) for code in BLOCK_KINDS}
 
 REPEATS = int_token("r", "repeats")
 

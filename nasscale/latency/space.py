@@ -5,16 +5,22 @@ space whose networks look like real MobileNetV3 / EfficientNet variants and whos
 enumerated.  ``Neighbourhood(base)`` is that space.  Each stage row of the base may independently
 change
 
-- its kernel size (``kernels``, 3/5/7),
-- its expansion (MBConv/Fused-MBConv ``expand_ratio`` from ``expand_ratios``; a bneck's explicit
-  expanded width times one of ``mid_factors``, rounded to 8; rows with expansion 1 keep it),
-- its output width (times one of ``width_factors``, rounded to 8),
-- its depth (``repeats`` plus one of ``depth_deltas``, at least 1),
+- its kernel size (``kernels``, 3/5/7), where the kind has one,
+- its expansion (an ``expand_ratio`` from ``expand_ratios``; an explicit expanded width, such as
+  a bneck's, times one of ``mid_factors``, rounded to 8; rows with expansion 1 keep it),
+- its output width (times one of ``width_factors``, rounded to 8) where the kind's width scales
+  on its own; a kind that keeps its input width (ConvNeXt, ViT, Swin) follows its input,
+- its depth (``repeats`` plus one of ``depth_deltas``, at least 1) where the kind repeats,
 
 while the stem, the head, activations and SE stay as in the base, and the input is one of
 ``resolutions`` (default: the base's).  ``sample(rng)`` draws one network; ``blocks()`` lists every
 distinct resolved block any network of the space can contain (plus the head), which is what a
 latency table must cover.  The protocol a space offers the latency table is just these two methods.
+
+What may vary is read from each kind's rule (``specs.kind.KindRule``): any kind works, and a
+row whose kind has nothing that varies stays as it is.  A choice that makes an invalid block
+(an attention width no longer divisible by its heads) is left out of ``blocks()`` and redrawn by
+``sample``.
 """
 from __future__ import annotations
 
@@ -27,9 +33,6 @@ from typing import Iterator
 from nasscale.errors import SpecError
 from nasscale.specs import (
     BlockSpec,
-    BneckSpec,
-    FusedMBConvSpec,
-    MBConvSpec,
     NetworkSpec,
     ResolvedBlock,
     ResolvedHead,
@@ -39,14 +42,15 @@ from nasscale.specs import (
 )
 from nasscale.specs.resolve import resolve_block
 
-SEARCHABLE = (MBConvSpec, FusedMBConvSpec, BneckSpec)
+#: how many times ``sample`` redraws a network whose choices make an invalid block
+MAX_REDRAWS = 100
 
 
 @dataclass(frozen=True)
 class RowChoice:
     """What one stage row of a sampled network chose."""
 
-    kernel_size: int
+    kernel_size: int  # 0: the kind has no kernel to vary
     expansion: float  # expand_ratio, or the factor on a bneck's mid_channels
     width_factor: float
     repeats: int
@@ -54,7 +58,7 @@ class RowChoice:
 
 @dataclass(frozen=True)
 class Neighbourhood:
-    """Networks around ``base`` (a named or loaded network whose stages are MBConv-like)."""
+    """Networks around ``base`` (a named or loaded network of any block kinds)."""
 
     base: NetworkSpec
     kernels: tuple[int, ...] = (3, 5, 7)
@@ -66,9 +70,9 @@ class Neighbourhood:
 
     def __post_init__(self) -> None:
         for i, stage in enumerate(self.base.stages):
-            if not isinstance(stage.block, SEARCHABLE):
-                raise SpecError(f"a {stage.block.kind} block cannot vary here; the space around "
-                                f"a network needs mbconv, fused or bneck stages",
+            if stage.block.rule is None:
+                raise SpecError(f"a {stage.block.kind} block declares no rule "
+                                "(specs.kind.KindRule), so nothing tells what may vary",
                                 (f"stages[{i}]",))
         if not self.resolutions:
             object.__setattr__(self, "resolutions", (self.base.resolution,))
@@ -80,43 +84,72 @@ class Neighbourhood:
     # --- one row --------------------------------------------------------------------------
 
     def _expansions(self, block: BlockSpec) -> tuple[float, ...]:
-        if isinstance(block, BneckSpec):
+        rule = block.rule
+        if rule.mid is None:
+            return (1.0,)
+        if not hasattr(block, "expand_ratio"):  # an explicit width by nature (bneck)
             return self.mid_factors
         if block.expand_ratio == 1.0:  # MobileNetV2 t=1 / EfficientNet stage 1: no expand conv
             return (1.0,)
+        if block.expand_ratio is None and not rule.expands:  # an explicit MLP width
+            return self.mid_factors
         return self.expand_ratios
 
     def _row_options(self, stage: StageSpec) -> Iterator[RowChoice]:
-        depths = sorted({max(1, stage.repeats + d) for d in self.depth_deltas})
-        for k, e, w in itertools.product(self.kernels, self._expansions(stage.block),
-                                         self.width_factors):
+        block, rule = stage.block, stage.block.rule
+        depths = (sorted({max(1, stage.repeats + d) for d in self.depth_deltas})
+                  if rule.repeatable else [stage.repeats])
+        kernels = self.kernels if "kernel_size" in rule.fixed else (0,)
+        widths = (self.width_factors if "out_channels" in rule.widths
+                  and not rule.keeps_input_width else (1.0,))
+        for k, e, w in itertools.product(kernels, self._expansions(block), widths):
             for r in depths:
                 yield RowChoice(k, e, w, r)
 
-    def _row_block(self, block: BlockSpec, choice: RowChoice) -> BlockSpec:
-        width = make_divisible(block.out_channels * choice.width_factor, 8)
-        changes: dict[str, object] = {"kernel_size": choice.kernel_size, "out_channels": width}
-        if isinstance(block, BneckSpec):
-            changes["mid_channels"] = make_divisible(block.mid_channels * choice.expansion, 8)
-        elif block.expand_ratio is not None:
-            changes["expand_ratio"] = choice.expansion
-        else:  # an explicit mid width (a pruned base): scale it like a bneck's
-            changes["mid_channels"] = make_divisible(block.mid_channels * choice.expansion, 8)
-        return dataclasses.replace(block, **changes)
+    def _row_block(self, block: BlockSpec, choice: RowChoice, in_channels: int | None = None,
+                   ) -> BlockSpec:
+        """The block of one row choice; ``in_channels``: its input width, which a kind that
+        keeps its input width (ConvNeXt, ViT, Swin) takes as its own."""
+        rule = block.rule
+        changes: dict[str, object] = {}
+        if choice.kernel_size:
+            changes["kernel_size"] = choice.kernel_size
+        if rule.keeps_input_width:
+            if in_channels is not None:
+                changes["out_channels"] = in_channels
+        elif "out_channels" in rule.widths:
+            changes["out_channels"] = make_divisible(block.out_channels * choice.width_factor, 8)
+        if rule.mid is not None:
+            if getattr(block, "expand_ratio", None) is not None:
+                changes["expand_ratio"] = choice.expansion
+            elif choice.expansion != 1.0:  # an explicit expanded width (a bneck's): scale it
+                changes[rule.mid] = make_divisible(getattr(block, rule.mid) * choice.expansion,
+                                                   8)
+        return dataclasses.replace(block, **changes) if changes else block
 
     # --- the protocol ---------------------------------------------------------------------
 
     def network(self, choices: tuple[RowChoice, ...], resolution: int, name: str) -> NetworkSpec:
         """The network of one choice per stage row."""
-        stages = tuple(StageSpec(self._row_block(s.block, c), c.repeats)
-                       for s, c in zip(self.base.stages, choices))
-        return self.base.replace(name=name, stages=stages, resolution=resolution, expected=None,
-                                 paper="", reference="")
+        width = self.base.stem[-1].out_channels if self.base.stem else self.base.in_channels
+        stages = []
+        for s, c in zip(self.base.stages, choices):
+            block = self._row_block(s.block, c, width)
+            width = block.out_channels
+            stages.append(StageSpec(block, c.repeats))
+        return self.base.replace(name=name, stages=tuple(stages), resolution=resolution,
+                                 expected=None, paper="", reference="")
 
     def sample(self, rng: random.Random, name: str = "sample") -> NetworkSpec:
-        """One network, every choice uniform and independent."""
-        choices = tuple(rng.choice(list(self._row_options(s))) for s in self.base.stages)
-        return self.network(choices, rng.choice(self.resolutions), name)
+        """One network, every choice uniform and independent (redrawn when the choices make
+        an invalid block)."""
+        for _ in range(MAX_REDRAWS):
+            choices = tuple(rng.choice(list(self._row_options(s))) for s in self.base.stages)
+            try:
+                return self.network(choices, rng.choice(self.resolutions), name)
+            except SpecError:
+                continue
+        raise SpecError(f"{self.name}: {MAX_REDRAWS} draws in a row made invalid networks")
 
     def blocks(self) -> tuple[list[ResolvedBlock], list[ResolvedHead]]:
         """Every distinct resolved block (stem, stages, head blocks) and head of the space.
@@ -135,13 +168,16 @@ class Neighbourhood:
             for i, stage in enumerate(self.base.stages):
                 new_states = set()
                 for choice in self._row_options(stage):
-                    block = self._row_block(stage.block, choice)
                     for cin, hw in states:
-                        first = resolve_block(block, cin, hw, "stage", i, 0)
+                        try:
+                            block = self._row_block(stage.block, choice, cin)
+                            first = resolve_block(block, cin, hw, "stage", i, 0)
+                        except SpecError:  # e.g. a width its heads do not divide
+                            continue
                         found.setdefault(_identity(first), first)
                         out = (first.out_channels, first.out_hw)
                         if choice.repeats > 1:
-                            rest = resolve_block(block.with_stride(1), *out, "stage", i, 1)
+                            rest = resolve_block(block.for_repeat(1), *out, "stage", i, 1)
                             found.setdefault(_identity(rest), rest)
                         new_states.add(out)
                 states = new_states

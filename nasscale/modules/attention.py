@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasscale.modules.layers import ConvNormAct, DropPath, activation
-from nasscale.specs import ResolvedBlock
+from nasscale.modules.registry import builds, cna_axes, transformer_axes, weight_axes
+from nasscale.specs import (
+    MobileViTSpec,
+    PatchMergeSpec,
+    ResolvedBlock,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
+)
 
 
 class SelfAttention(nn.Module):
@@ -65,6 +74,11 @@ class TransformerLayer(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+@weight_axes(TransformerLayer)
+def vit_axes(m, rb) -> dict:
+    return transformer_axes("", "in", "out")
+
+
 # --- MobileViT --------------------------------------------------------------------------------
 
 def unfold(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -82,6 +96,7 @@ def fold(x: torch.Tensor, p: int, gh: int, gw: int) -> torch.Tensor:
     return x.reshape(-1, c, gh * p, gw * p)
 
 
+@builds(MobileViTSpec)
 class MobileViTBlock(nn.Module):
     """Local k×k conv → 1×1 to d → unfold → transformer → fold → 1×1 back → concat → fusion."""
 
@@ -112,8 +127,20 @@ class MobileViTBlock(nn.Module):
         return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
 
 
+@weight_axes(MobileViTBlock)
+def mobilevit_axes(m: MobileViTBlock, rb) -> dict:
+    d = "attention"
+    axes = {**cna_axes("conv_kxk.", "in", "in"), "conv_1x1.weight": (d, "in"),
+            "norm.weight": (d,), "norm.bias": (d,), **cna_axes("conv_proj.", ".out", d),
+            **cna_axes("conv_fusion.", "out", ("in", "out"))}
+    for i in range(len(m.transformer)):
+        axes.update(transformer_axes(f"transformer.{i}.", d, d))
+    return axes
+
+
 # --- ViT ----------------------------------------------------------------------------------------
 
+@builds(ViTEmbedSpec)
 class ViTEmbed(nn.Module):
     """(N, C_in, H, W) → p×p conv, stride p → (N, 1 + h·w, C) with class token and positions."""
 
@@ -146,6 +173,13 @@ class ViTEmbed(nn.Module):
         return torch.cat([token, patches.flatten(2).transpose(1, 2)], dim=1)
 
 
+@weight_axes(ViTEmbed)
+def vitembed_axes(m, rb) -> dict:
+    return {"conv_proj.weight": ("out", "in"), "conv_proj.bias": ("out",),
+            "class_token": (None, None, "out"), "pos_embedding": (None, None, "out")}
+
+
+@builds(ViTSpec)
 def build_vit(rb: ResolvedBlock) -> nn.Module:
     s, c = rb.spec, rb.in_channels
     return TransformerLayer(c, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path, 1e-6)
@@ -153,6 +187,7 @@ def build_vit(rb: ResolvedBlock) -> nn.Module:
 
 # --- Swin ---------------------------------------------------------------------------------------
 
+@builds(SwinEmbedSpec)
 class SwinEmbed(nn.Module):
     """(N, C_in, H, W) → p×p conv, stride p (bias) → (N, h, w, C) → LayerNorm."""
 
@@ -166,6 +201,13 @@ class SwinEmbed(nn.Module):
         return self.norm(self.conv(x).permute(0, 2, 3, 1))  # (N, C, h, w) -> (N, h, w, C)
 
 
+@weight_axes(SwinEmbed)
+def swinembed_axes(m, rb) -> dict:
+    return {"conv.weight": ("out", "in"), "conv.bias": ("out",), "norm.weight": ("out",),
+            "norm.bias": ("out",)}
+
+
+@builds(PatchMergeSpec)
 class PatchMerge(nn.Module):
     """(N, H, W, C) → 2×2 neighbours concatenated (N, ⌈H/2⌉, ⌈W/2⌉, 4C) → LN → Linear (no bias)."""
 
@@ -180,6 +222,12 @@ class PatchMerge(nn.Module):
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
                       dim=-1)
         return self.reduction(self.norm(x))
+
+
+@weight_axes(PatchMerge)
+def patchmerge_axes(m, rb) -> dict:
+    four = ("in", "in", "in", "in")
+    return {"norm.weight": (four,), "norm.bias": (four,), "reduction.weight": ("out", four)}
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -247,6 +295,7 @@ class WindowAttention(nn.Module):
         return different.float() * -100.0
 
 
+@builds(SwinSpec)
 class SwinBlock(nn.Module):
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
@@ -260,3 +309,12 @@ class SwinBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+@weight_axes(SwinBlock)
+def swin_axes(m, rb) -> dict:
+    axes = transformer_axes("", "in", "out")
+    for name in [k for k in axes if k.startswith("attn.")]:
+        axes["attn." + name] = axes.pop(name)
+    axes["attn.relative_position_bias_table"] = (None, "heads")
+    return axes

@@ -5,9 +5,21 @@ import torch
 from torch import nn
 
 from nasscale.modules.layers import ConvNormAct, DropPath, LayerNorm2d, SqueezeExcite, activation
-from nasscale.specs import ResolvedBlock
+from nasscale.modules.registry import builds, cna_axes, se_axes, weight_axes
+from nasscale.specs import (
+    BneckSpec,
+    ConvNeXtSpec,
+    ConvSpec,
+    DepthwiseSeparableSpec,
+    FusedMBConvSpec,
+    LNDownsampleSpec,
+    MBConvSpec,
+    PatchifySpec,
+    ResolvedBlock,
+)
 
 
+@builds(DepthwiseSeparableSpec)
 class DepthwiseSeparable(nn.Module):
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
@@ -24,6 +36,15 @@ class DepthwiseSeparable(nn.Module):
         return x + self.drop_path(y) if self.residual else y
 
 
+@weight_axes(DepthwiseSeparable)
+def ds_axes(m: DepthwiseSeparable, rb) -> dict:
+    axes = {**cna_axes("dw.", "in", "in", depthwise=True), **cna_axes("pw.", "out", "in")}
+    if not isinstance(m.se, nn.Identity):
+        axes.update(se_axes("se.", "in"))
+    return axes
+
+
+@builds(MBConvSpec, BneckSpec)
 class InvertedResidual(nn.Module):
     """MBConv and MobileNetV3 bneck (``rb.spec`` is an MBConvSpec or a BneckSpec)."""
 
@@ -45,6 +66,18 @@ class InvertedResidual(nn.Module):
         return x + self.drop_path(y) if self.residual else y
 
 
+@weight_axes(InvertedResidual)
+def ir_axes(m: InvertedResidual, rb) -> dict:
+    mid = "mid" if rb.has_expand else "in"
+    axes = {**cna_axes("dw.", "." + mid, mid, depthwise=True), **cna_axes("project.", "out", mid)}
+    if mid == "mid":
+        axes.update(cna_axes("expand.", "mid", "in"))
+    if not isinstance(m.se, nn.Identity):
+        axes.update(se_axes("se.", mid))
+    return axes
+
+
+@builds(FusedMBConvSpec)
 class FusedMBConv(nn.Module):
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
@@ -67,6 +100,17 @@ class FusedMBConv(nn.Module):
         return x + self.drop_path(y) if self.residual else y
 
 
+@weight_axes(FusedMBConv)
+def fused_axes(m: FusedMBConv, rb) -> dict:
+    if not rb.has_expand:
+        return cna_axes("expand.", "out", "in")
+    axes = {**cna_axes("expand.", "mid", "in"), **cna_axes("project.", "out", "mid")}
+    if not isinstance(m.se, nn.Identity):
+        axes.update(se_axes("se.", "mid"))
+    return axes
+
+
+@builds(ConvNeXtSpec)
 class ConvNeXtBlock(nn.Module):
     """The ConvNeXt paper's block in its "channels-last" form: the two 1×1 convs are Linear
     layers on an (N, H, W, C) tensor (the paper found it slightly faster in PyTorch than
@@ -92,6 +136,17 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(y.permute(0, 3, 1, 2))  # back to (N, C, H, W)
 
 
+@weight_axes(ConvNeXtBlock)
+def convnext_axes(m: ConvNeXtBlock, rb) -> dict:
+    axes = {"dwconv.weight": ("in", None), "dwconv.bias": ("in",), "norm.weight": ("in",),
+            "norm.bias": ("in",), "pwconv1.weight": ("mid", "in"), "pwconv1.bias": ("mid",),
+            "pwconv2.weight": ("out", "mid"), "pwconv2.bias": ("out",)}
+    if m.layer_scale is not None:
+        axes["layer_scale"] = ("out",)
+    return axes
+
+
+@builds(PatchifySpec)
 class Patchify(nn.Sequential):
     def __init__(self, rb: ResolvedBlock):
         p = rb.spec.patch_size
@@ -99,6 +154,13 @@ class Patchify(nn.Sequential):
                          LayerNorm2d(rb.out_channels, eps=1e-6))
 
 
+@weight_axes(Patchify)
+def patchify_axes(m, rb) -> dict:
+    return {"0.weight": ("out", "in"), "0.bias": ("out",), "1.weight": ("out",),
+            "1.bias": ("out",)}
+
+
+@builds(LNDownsampleSpec)
 class LNDownsample(nn.Sequential):
     def __init__(self, rb: ResolvedBlock):
         p = rb.spec.patch_size
@@ -106,6 +168,12 @@ class LNDownsample(nn.Sequential):
                          nn.Conv2d(rb.in_channels, rb.out_channels, p, p))
 
 
+@weight_axes(LNDownsample)
+def lndown_axes(m, rb) -> dict:
+    return {"0.weight": ("in",), "0.bias": ("in",), "1.weight": ("out", "in"), "1.bias": ("out",)}
+
+
+@builds(ConvSpec)
 def build_conv(rb: ResolvedBlock) -> nn.Module:
     s = rb.spec
     return ConvNormAct(rb.in_channels, rb.out_channels, s.kernel_size, s.stride,

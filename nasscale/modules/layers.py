@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasscale.errors import SpecError
+from nasscale.modules.registry import cna_axes, weight_axes
 
 _ACTIVATIONS = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -38,6 +39,13 @@ class ConvNormAct(nn.Sequential):
         if act != "none":
             layers.append(activation(act))
         super().__init__(*layers)
+
+
+@weight_axes(ConvNormAct)
+def conv_axes(m: nn.Module, rb) -> dict:
+    conv = m[0]
+    return cna_axes("", "out", "in", bn=isinstance(m[1], nn.BatchNorm2d) if len(m) > 1 else False,
+                bias=conv.bias is not None)
 
 
 class SqueezeExcite(nn.Module):

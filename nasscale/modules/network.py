@@ -1,56 +1,22 @@
 """Build a ``torch.nn.Module`` from a resolved network."""
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import nn
 
 from nasscale.errors import SpecError
-from nasscale.modules import attention as A
-from nasscale.modules import blocks as B
+import nasscale.modules.attention  # noqa: F401 (the block modules register their builders)
+import nasscale.modules.blocks  # noqa: F401
 from nasscale.modules.layers import activation
+from nasscale.modules.registry import BUILDERS
 from nasscale.specs import (
-    BlockSpec,
-    BneckSpec,
-    ConvNeXtSpec,
-    ConvSpec,
-    DepthwiseSeparableSpec,
-    FusedMBConvSpec,
-    LNDownsampleSpec,
-    MBConvSpec,
-    MobileViTSpec,
     NetworkSpec,
-    PatchifySpec,
-    PatchMergeSpec,
     ResolvedBlock,
     ResolvedHead,
     ResolvedNetwork,
-    SwinEmbedSpec,
-    SwinSpec,
-    ViTEmbedSpec,
-    ViTSpec,
     resolve,
 )
-
-#: One builder per block kind: ResolvedBlock -> nn.Module.
-BUILDERS: dict[type[BlockSpec], Callable[[ResolvedBlock], nn.Module]] = {
-    ConvSpec: B.build_conv,
-    DepthwiseSeparableSpec: B.DepthwiseSeparable,
-    MBConvSpec: B.InvertedResidual,
-    BneckSpec: B.InvertedResidual,
-    FusedMBConvSpec: B.FusedMBConv,
-    ConvNeXtSpec: B.ConvNeXtBlock,
-    PatchifySpec: B.Patchify,
-    LNDownsampleSpec: B.LNDownsample,
-    MobileViTSpec: A.MobileViTBlock,
-    ViTEmbedSpec: A.ViTEmbed,
-    ViTSpec: A.build_vit,
-    SwinEmbedSpec: A.SwinEmbed,
-    SwinSpec: A.SwinBlock,
-    PatchMergeSpec: A.PatchMerge,
-}
-
 
 def build_block(rb: ResolvedBlock) -> nn.Module:
     try:

@@ -34,26 +34,31 @@ from typing import Mapping
 from nasscale.errors import SpecError
 from nasscale.specs import (
     BlockSpec,
-    BneckSpec,
-    ConvNeXtSpec,
-    DepthwiseSeparableSpec,
-    FusedMBConvSpec,
-    MBConvSpec,
-    MobileViTSpec,
     NetworkSpec,
     ResolvedNetwork,
     StageSpec,
-    SwinSpec,
-    ViTSpec,
     resolve,
 )
+from nasscale.specs.kind import attention_unit
+from nasscale.specs.kind import head_dim as _head_dim
 
-#: kinds whose output must equal their input width
-KEEPS_WIDTH = (ConvNeXtSpec, ViTSpec, SwinSpec)
-#: kinds with an expanded width that is a group when the block has an expand layer
-EXPANDING = (MBConvSpec, BneckSpec, FusedMBConvSpec)
-#: kinds whose MLP width is always a group
-MLP_KINDS = (ConvNeXtSpec, ViTSpec, SwinSpec, MobileViTSpec)
+
+def _rule(spec: BlockSpec):
+    if spec.rule is None:
+        raise SpecError(f"block kind {spec.kind!r} declares no rule (specs.kind.KindRule): "
+                        "pruning cannot tell its widths apart")
+    return spec.rule
+
+
+def keeps_width(spec: BlockSpec) -> bool:
+    """Whether the kind's output must equal its input width (ConvNeXt, ViT, Swin)."""
+    return _rule(spec).keeps_input_width
+
+
+def mlp_width(spec: BlockSpec) -> bool:
+    """Whether the kind's expanded width is always a group of its own (an MLP)."""
+    rule = _rule(spec)
+    return rule.mid is not None and not rule.expands
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def explicit(spec: NetworkSpec) -> NetworkSpec:
     blocks = flat_blocks(spec)
     for i, rb in enumerate(rn.blocks):
         if getattr(rb.spec, "expand_ratio", None) is not None and (
-                isinstance(rb.spec, MLP_KINDS) or has_expand(rb)):
+                mlp_width(rb.spec) or has_expand(rb)):
             blocks[i] = dataclasses.replace(blocks[i], expand_ratio=None,
                                             mid_channels=rb.widths["mid"])
     return _with_blocks(spec, blocks, spec.head.hidden)
@@ -141,15 +146,14 @@ def _with_blocks(spec: NetworkSpec, blocks: list[BlockSpec], hidden: tuple[int, 
 # --- structure ----------------------------------------------------------------------------------
 
 def has_expand(rb) -> bool:
-    """Whether an MBConv/bneck/Fused-MBConv block has an expand layer (mid ≠ input)."""
-    return isinstance(rb.spec, EXPANDING) and rb.widths["mid"] != rb.in_channels
+    """Whether an expanding block (MBConv/bneck/Fused-MBConv) has an expand layer (mid ≠ input):
+    ``ResolvedBlock.has_expand``."""
+    return rb.has_expand
 
 
 def is_residual(rb) -> bool:
-    """Whether a convolutional block adds its input to its output: ``ResolvedBlock.residual``,
-    the rule the modules read (blocks of the widths-keeping kinds are handled apart)."""
-    if not isinstance(rb.spec, (*EXPANDING, DepthwiseSeparableSpec)):
-        return False
+    """Whether a block adds its input to its output: ``ResolvedBlock.residual``, the rule the
+    modules read."""
     return rb.residual
 
 
@@ -160,12 +164,10 @@ def structure(rn: ResolvedNetwork) -> tuple:
 
 # --- groups -------------------------------------------------------------------------------------
 
-def _attention_unit(spec: BlockSpec, policy, heads_field: str, width: int) -> tuple[int, int]:
-    heads = getattr(spec, heads_field)
-    head_dim = width // heads
-    if policy.attention == "head_dim":
-        return math.lcm(policy.divisor, head_dim), head_dim
-    return math.lcm(policy.divisor, heads), head_dim
+def _attention_unit(spec: BlockSpec, policy) -> tuple[int, int]:
+    """(unit, head_dim) of an attention block's width: ``specs.kind.attention_unit``."""
+    rule = _rule(spec)
+    return attention_unit(spec, rule, policy), _head_dim(spec, rule)
 
 
 def width_groups(spec: NetworkSpec, names: list[str] | None = None) -> list[Group]:
@@ -189,29 +191,33 @@ def width_groups(spec: NetworkSpec, names: list[str] | None = None) -> list[Grou
     current = None  # the group of the tensor flowing into the next block (None: the image)
     for i, rb in enumerate(blocks):
         spec_i = rb.spec
-        if isinstance(spec_i, KEEPS_WIDTH) or is_residual(rb):
+        rule = _rule(spec_i)
+        if rule.keeps_input_width or is_residual(rb):
             if current is not None:
                 groups[current]["members"].append(Member(i, "out_channels"))
             out = current
         else:
             out = new(f"{names[i]}.out", "out", rb.out_channels, Member(i, "out_channels"))
-        if isinstance(spec_i, (ViTSpec, SwinSpec)) and out is not None:
-            unit, head_dim = _attention_unit(spec_i, policy, "num_heads", rb.out_channels)
-            g = groups[out]
-            g["unit"] = math.lcm(g["unit"], unit)
-            g["heads"].append((i, "num_heads", policy.attention, head_dim))
-            g["role"] = "attention" if g["role"] == "out" else g["role"]
-        if isinstance(spec_i, MobileViTSpec):
-            unit, head_dim = _attention_unit(spec_i, policy, "num_heads",
-                                             spec_i.transformer_dim)
-            new(f"{names[i]}.attention", "attention", spec_i.transformer_dim,
-                Member(i, "transformer_dim"), unit)
-            groups[order[-1]]["heads"].append((i, "num_heads", policy.attention, head_dim))
-        if isinstance(spec_i, MLP_KINDS) or has_expand(rb):
-            new(f"{names[i]}.mid", "mid", rb.widths["mid"], Member(i, "mid_channels"))
-        elif isinstance(spec_i, BneckSpec) and current is not None:
-            # no expand conv: the explicit expanded width is the input width, and stays so
-            groups[current]["members"].append(Member(i, "mid_channels"))
+        if rule.attention is not None:
+            width_field, heads_field = rule.attention
+            unit, head_dim = _attention_unit(spec_i, policy)
+            if width_field == "out_channels":  # the block's output is an attention width
+                if out is not None:
+                    g = groups[out]
+                    g["unit"] = math.lcm(g["unit"], unit)
+                    g["heads"].append((i, heads_field, policy.attention, head_dim))
+                    g["role"] = "attention" if g["role"] == "out" else g["role"]
+            else:  # an attention width inside the block (MobileViT's transformer)
+                new(f"{names[i]}.attention", "attention", getattr(spec_i, width_field),
+                    Member(i, width_field), unit)
+                groups[order[-1]]["heads"].append((i, heads_field, policy.attention, head_dim))
+        if mlp_width(spec_i) or has_expand(rb):
+            new(f"{names[i]}.mid", "mid", rb.widths["mid"], Member(i, rule.mid))
+        elif rule.expands and getattr(spec_i, "expand_ratio", None) is None \
+                and current is not None:
+            # no expand layer and an explicit expanded width (a bneck's): it is the input
+            # width, and stays so
+            groups[current]["members"].append(Member(i, rule.mid))
         current = out
     for k, width in enumerate(spec.head.hidden):
         new(f"head.hidden[{k}]", "hidden", width, Member(None, "hidden", k))

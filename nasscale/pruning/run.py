@@ -69,11 +69,11 @@ def _log(verbose: bool):
 
 
 def run_prune(req: PruneRequest) -> tuple[Result, Path]:
-    import nasscale
+    from nasscale import zoo
     from nasscale.latency.measure import Settings
     from nasscale.reports.pruning import write_outputs
 
-    spec = nasscale.load(req.network)
+    spec = zoo.load(req.network)
     target = parse_target(req.target)
     out = Path(req.out or Path("runs") / f"prune_{spec.name}_{target.metric}")
     log = _log(req.verbose)

@@ -4,7 +4,8 @@ Every parameter and buffer of a block's module has *axes*: for each dimension, t
 runs over (``in``, ``out``, ``mid``, ``se``, ``attention``, ``heads``), a concatenation of
 widths (Swin's patch merging: four copies of ``in``; MobileViT's fusion conv: ``in`` then
 ``out``; a qkv projection: three copies of its width), or ``None`` (kernel, positions, classes).
-``AXES`` is that registry, one entry per module class (a test fails when a module of any
+``AXES`` (``nasscale.modules.registry``, filled next to each module class) is that registry,
+one entry per module class (a test fails when a module of any
 named network has a tensor the registry does not describe).
 
 The channels kept of a group are chosen once, by the L2 norm of the filters that *produce*
@@ -22,154 +23,15 @@ parent's; there a smaller kernel takes the centre of the parent's (``centre_crop
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import nn
 
 from nasscale.errors import NasscaleError
-from nasscale.modules import attention as A
-from nasscale.modules import blocks as B
-from nasscale.modules.layers import ConvNormAct
-from nasscale.modules.network import Head, Network
+from nasscale.modules.network import Network
+from nasscale.modules.registry import AXES
 from nasscale.pruning.groups import Group, has_expand
 from nasscale.specs import ResolvedNetwork
-
-_BN = ("weight", "bias", "running_mean", "running_var")
-
-
-def _cna(prefix: str, out: str, inp: str | None, depthwise: bool = False, bn: bool = True,
-         bias: bool = False) -> dict:
-    axes = {f"{prefix}0.weight": (out, None if depthwise else inp)}
-    if bias:
-        axes[f"{prefix}0.bias"] = (out,)
-    if bn:
-        axes.update({f"{prefix}1.{n}": (out,) for n in _BN})
-    return axes
-
-
-def _se(prefix: str, channels: str) -> dict:
-    gate = "." + channels.lstrip(".")  # the gate has the channels' indices but is no feature
-    return {f"{prefix}fc1.weight": ("se", channels), f"{prefix}fc1.bias": ("se",),
-            f"{prefix}fc2.weight": (gate, "se"), f"{prefix}fc2.bias": (gate,)}
-
-
-def _transformer(prefix: str, width: str, writes: str) -> dict:
-    """A pre-norm transformer layer on a stream of ``width``; ``writes``: the axis name of the
-    rows that add into the stream (its producers)."""
-    qkv = ("." + width,) * 3  # q, k, v follow the stream's channels, head by head
-    return {f"{prefix}norm1.weight": (width,), f"{prefix}norm1.bias": (width,),
-            f"{prefix}attn.qkv.weight": (qkv, width), f"{prefix}attn.qkv.bias": (qkv,),
-            f"{prefix}attn.proj.weight": (writes, "." + width),
-            f"{prefix}attn.proj.bias": (writes,),
-            f"{prefix}norm2.weight": (width,), f"{prefix}norm2.bias": (width,),
-            f"{prefix}mlp.fc1.weight": ("mid", width), f"{prefix}mlp.fc1.bias": ("mid",),
-            f"{prefix}mlp.fc2.weight": (writes, "mid"), f"{prefix}mlp.fc2.bias": (writes,)}
-
-
-def _conv_axes(m: nn.Module, rb) -> dict:
-    conv = m[0]
-    return _cna("", "out", "in", bn=isinstance(m[1], nn.BatchNorm2d) if len(m) > 1 else False,
-                bias=conv.bias is not None)
-
-
-def _ds_axes(m: B.DepthwiseSeparable, rb) -> dict:
-    axes = {**_cna("dw.", "in", "in", depthwise=True), **_cna("pw.", "out", "in")}
-    if not isinstance(m.se, nn.Identity):
-        axes.update(_se("se.", "in"))
-    return axes
-
-
-def _ir_axes(m: B.InvertedResidual, rb) -> dict:
-    mid = "mid" if has_expand(rb) else "in"
-    axes = {**_cna("dw.", "." + mid, mid, depthwise=True), **_cna("project.", "out", mid)}
-    if mid == "mid":
-        axes.update(_cna("expand.", "mid", "in"))
-    if not isinstance(m.se, nn.Identity):
-        axes.update(_se("se.", mid))
-    return axes
-
-
-def _fused_axes(m: B.FusedMBConv, rb) -> dict:
-    if not has_expand(rb):
-        return _cna("expand.", "out", "in")
-    axes = {**_cna("expand.", "mid", "in"), **_cna("project.", "out", "mid")}
-    if not isinstance(m.se, nn.Identity):
-        axes.update(_se("se.", "mid"))
-    return axes
-
-
-def _convnext_axes(m: B.ConvNeXtBlock, rb) -> dict:
-    axes = {"dwconv.weight": ("in", None), "dwconv.bias": ("in",), "norm.weight": ("in",),
-            "norm.bias": ("in",), "pwconv1.weight": ("mid", "in"), "pwconv1.bias": ("mid",),
-            "pwconv2.weight": ("out", "mid"), "pwconv2.bias": ("out",)}
-    if m.layer_scale is not None:
-        axes["layer_scale"] = ("out",)
-    return axes
-
-
-def _patchify_axes(m, rb) -> dict:
-    return {"0.weight": ("out", "in"), "0.bias": ("out",), "1.weight": ("out",),
-            "1.bias": ("out",)}
-
-
-def _lndown_axes(m, rb) -> dict:
-    return {"0.weight": ("in",), "0.bias": ("in",), "1.weight": ("out", "in"), "1.bias": ("out",)}
-
-
-def _mobilevit_axes(m: A.MobileViTBlock, rb) -> dict:
-    d = "attention"
-    axes = {**_cna("conv_kxk.", "in", "in"), "conv_1x1.weight": (d, "in"),
-            "norm.weight": (d,), "norm.bias": (d,), **_cna("conv_proj.", ".out", d),
-            **_cna("conv_fusion.", "out", ("in", "out"))}
-    for i in range(len(m.transformer)):
-        axes.update(_transformer(f"transformer.{i}.", d, d))
-    return axes
-
-
-def _vitembed_axes(m, rb) -> dict:
-    return {"conv_proj.weight": ("out", "in"), "conv_proj.bias": ("out",),
-            "class_token": (None, None, "out"), "pos_embedding": (None, None, "out")}
-
-
-def _vit_axes(m, rb) -> dict:
-    return _transformer("", "in", "out")
-
-
-def _swinembed_axes(m, rb) -> dict:
-    return {"conv.weight": ("out", "in"), "conv.bias": ("out",), "norm.weight": ("out",),
-            "norm.bias": ("out",)}
-
-
-def _swin_axes(m, rb) -> dict:
-    axes = _transformer("", "in", "out")
-    for name in [k for k in axes if k.startswith("attn.")]:
-        axes["attn." + name] = axes.pop(name)
-    axes["attn.relative_position_bias_table"] = (None, "heads")
-    return axes
-
-
-def _patchmerge_axes(m, rb) -> dict:
-    four = ("in", "in", "in", "in")
-    return {"norm.weight": (four,), "norm.bias": (four,), "reduction.weight": ("out", four)}
-
-
-#: module class -> (module, resolved block) -> {tensor name: axes}
-AXES: dict[type[nn.Module], Callable[[nn.Module, object], dict]] = {
-    ConvNormAct: _conv_axes,
-    B.DepthwiseSeparable: _ds_axes,
-    B.InvertedResidual: _ir_axes,
-    B.FusedMBConv: _fused_axes,
-    B.ConvNeXtBlock: _convnext_axes,
-    B.Patchify: _patchify_axes,
-    B.LNDownsample: _lndown_axes,
-    A.MobileViTBlock: _mobilevit_axes,
-    A.ViTEmbed: _vitembed_axes,
-    A.TransformerLayer: _vit_axes,
-    A.SwinEmbed: _swinembed_axes,
-    A.SwinBlock: _swin_axes,
-    A.PatchMerge: _patchmerge_axes,
-}
 
 #: tensors that carry no channel axis (copied as they are)
 _PLAIN = ("num_batches_tracked", "relative_position_index")
@@ -184,7 +46,7 @@ def block_axes(module: nn.Module, rb) -> dict:
     fn = AXES.get(type(module))
     if fn is None:
         raise NasscaleError(f"cannot carry weights of a {type(module).__name__} "
-                            f"({rb.kind} block): no entry in nasscale.pruning.weights.AXES")
+                            f"({rb.kind} block): no @weight_axes entry in nasscale.modules.registry.AXES")
     return fn(module, rb)
 
 

@@ -88,7 +88,7 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
 
 def coefficient_space_from_data(data: Any, base: str | None = None) -> CoefficientSpace:
     """The ``coefficients`` section of a study (``base`` overrides the file's base)."""
-    import nasscale
+    from nasscale import zoo
 
     data = check_keys(data, COEFFICIENT_KEYS, "coefficients", required=("alpha", "beta",
                                                                          "gamma"))
@@ -102,7 +102,7 @@ def coefficient_space_from_data(data: Any, base: str | None = None) -> Coefficie
     tolerance = data.get("tolerance", 0.05)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise SpecError(f"must be a number >= 0, got {tolerance!r}", ("coefficients.tolerance",))
-    space = CoefficientSpace(base=nasscale.load(name), phi=float(phi),
+    space = CoefficientSpace(base=zoo.load(name), phi=float(phi),
                              alphas=_floats(data["alpha"], "coefficients.alpha"),
                              betas=_floats(data["beta"], "coefficients.beta"),
                              gammas=_floats(data["gamma"], "coefficients.gamma"),

@@ -82,9 +82,9 @@ class CostEvaluator(Evaluator):
         self.name = self.metric
 
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        import nasscale
+        from nasscale import zoo
 
-        cost = nasscale.count(spec)
+        cost = zoo.count(spec)
         return float(cost.flops if self.metric == "flops" else cost.params)
 
 

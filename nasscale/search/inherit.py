@@ -43,19 +43,20 @@ from nasscale.pruning.groups import block_names, flatten, has_expand, width_grou
 from nasscale.search.evaluators import Evaluator
 from nasscale.search.space import SearchSpace
 from nasscale.specs import (
-    BneckSpec,
+    BLOCK_KINDS,
     ConvSpec,
-    DepthwiseSeparableSpec,
     FusedMBConvSpec,
-    MBConvSpec,
     NetworkSpec,
     ResolvedNetwork,
     resolve,
 )
 
-#: block kinds whose weights are carried
-CARRIED = (ConvSpec, DepthwiseSeparableSpec, MBConvSpec, BneckSpec, FusedMBConvSpec)
-EXPANDING = (MBConvSpec, BneckSpec, FusedMBConvSpec)
+
+def carried_kinds() -> tuple[str, ...]:
+    """The kinds whose weights inheritance carries: those whose rule says ``inherit``."""
+    return tuple(code for code, cls in BLOCK_KINDS.items() if cls.rule and cls.rule.inherit)
+
+
 DEFAULTS = {"steps": 50, "lr": 0.01, "batch_size": 32, "resolution": 32}
 MAX_SHOWN = 12  # problems listed in one message
 
@@ -159,9 +160,9 @@ def block_problems(where: str, c, p, q: str = "", width: bool = True) -> list[st
     if type(cs) is not type(ps):
         return [f"{where} is a {cs.kind} block but the parent's is a {ps.kind} block "
                 "(weights carry only between blocks of one kind)"]
-    if not isinstance(cs, CARRIED):
+    if not (cs.rule and cs.rule.inherit):
         return [f"{where}: {cs.kind} blocks are not carried (inherit carries "
-                f"{', '.join(k.kind for k in CARRIED)})"]
+                f"{', '.join(carried_kinds())})"]
     out = []
     if cs.block_stride != ps.block_stride:
         out.append(f"{where} stride {cs.block_stride} but the parent's block has "
@@ -175,7 +176,7 @@ def block_problems(where: str, c, p, q: str = "", width: bool = True) -> list[st
     if isinstance(cs, ConvSpec) and (cs.norm != ps.norm or (cs.bias and not ps.bias)):
         out.append(f"{where} has norm {cs.norm}, bias {cs.bias} but the parent's block has "
                    f"norm {ps.norm}, bias {ps.bias}")
-    if isinstance(cs, EXPANDING):
+    if cs.rule.expands:
         mid, pmid = c.widths["mid"], p.widths["mid"]
         if has_expand(c) and not has_expand(p):
             out.append(f"{where} expanded width {q}{mid} needs an expand conv, which the "
@@ -489,14 +490,14 @@ def data_source(value: str, study_path: str) -> str:
 
 
 def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
-    import nasscale
+    from nasscale import zoo
     from nasscale.search.study import resolve_path
 
     if not isinstance(value, str) or not value:
         raise SpecError("must be a network name or a network .yaml (e.g. the space's "
                         "largest member, SearchSpace.largest)", ("evaluator.parent",))
     try:
-        return nasscale.load(resolve_path(value, study_path))
+        return zoo.load(resolve_path(value, study_path))
     except NasscaleError as err:
         raise SpecError(f"cannot load {value!r}: {err}", ("evaluator.parent",)) from None
 

@@ -51,12 +51,12 @@ class MeasuredLatency:
 
         self.last_ratio = None
         if self.reference is not None and not thorough:
-            import nasscale
+            from nasscale import zoo
             from nasscale.latency.measure import PreparedCache, measure_ratio
 
             if self._cache is None:
                 self._cache = PreparedCache(self.settings, SEARCH_POLICY)
-            rec = measure_ratio(spec, nasscale.load(self.reference["name"]),
+            rec = measure_ratio(spec, zoo.load(self.reference["name"]),
                                 settings=self.settings, policy=SEARCH_POLICY, pairs=4,
                                 cache=self._cache)
             self.last_ratio = rec.ratio
@@ -184,15 +184,15 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
     """FLOPs, params, latency and score of named networks, measured like a candidate."""
     import sys
 
-    import nasscale
+    from nasscale import zoo
     from nasscale.search.evaluators import arch_seed
 
     out: dict[str, dict] = {}
     for name in dict.fromkeys(names):  # unique, in order
-        spec = nasscale.load(name)
+        spec = zoo.load(name)
         if spec.num_classes != objective.space.num_classes:
             spec = spec.replace(num_classes=objective.space.num_classes)
-        cost = nasscale.count(spec)
+        cost = zoo.count(spec)
         ref: dict = {"flops": cost.flops, "params": cost.params, "resolution": spec.resolution}
         try:
             if objective.latency is not None:

@@ -215,7 +215,7 @@ class Objective:
     def _evaluate(self, trial) -> dict[str, float]:
         import optuna
 
-        from nasscale import count
+        from nasscale.zoo import count
         from nasscale.grammar import network_to_data
         from nasscale.search.evaluators import arch_seed
 

@@ -411,11 +411,11 @@ def _in_study(study: StudySpec, section: str, fn):
 
 def check_references(study: StudySpec) -> None:
     """Every ``references`` name loads (before anything is measured)."""
-    import nasscale
+    from nasscale import zoo
 
     for i, name in enumerate(study.references or ()):
         try:
-            nasscale.load(name)
+            zoo.load(name)
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: references[{i}]: {err}") from None
 

@@ -38,14 +38,14 @@ def run_train_job(job: TrainJob) -> dict:
     """Train, write the outputs, return the result record."""
     import torch
 
-    import nasscale
+    from nasscale import zoo
     from nasscale.grammar import network_to_data
     from nasscale.search.data import load_dataset
     from nasscale.search.evaluators import build_seeded
     from nasscale.search.train import train
 
     job.settings.check()
-    spec = nasscale.load(job.network)
+    spec = zoo.load(job.network)
     data = load_dataset(job.data, job.image_size)
     spec = spec.replace(num_classes=data.num_classes, resolution=job.settings.resolution)
     out = Path(job.out) if job.out else default_out(spec.name, job.data)
@@ -64,7 +64,7 @@ def run_train_job(job: TrainJob) -> dict:
     ckpt = out.with_suffix(".ckpt")
     result = train(model, data, job.settings, progress=job.progress, checkpoint=ckpt,
                    resume=job.resume, label=f"train {spec.name}")
-    cost = nasscale.count(spec)
+    cost = zoo.count(spec)
     record = {"network": spec.name, "data": data.name, "classes": list(data.classes),
               "resolution": spec.resolution, "params": cost.params, "flops": cost.flops,
               **result.record(),

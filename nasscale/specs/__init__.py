@@ -21,12 +21,14 @@ from nasscale.specs.attention import (
     ViTSpec,
 )
 from nasscale.specs.common import ACTIVATIONS, make_divisible, round_repeats
+from nasscale.specs.kind import KindRule
 from nasscale.specs.network import Expected, HeadSpec, NetworkSpec, RoundingPolicy, StageSpec
 from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
 
-#: Every block kind, by its code.  Adding a kind: a spec here, a text form (grammar.text.FORMS),
-#: a module builder (modules.BUILDERS) and a cost formula (costs.analytic.COSTS); the registry
-#: test fails until all four exist.
+#: Every block kind, by its code.  Adding a kind (docs/ARCHITECTURE.md, "Adding a block kind"):
+#: its spec class with its ``rule`` (specs.kind.KindRule), its entry here, a cost formula
+#: (costs.analytic.COSTS) and a module with ``@builds``/``@weight_axes`` (modules.registry);
+#: tests/test_modules.py names the registry that lacks a kind.
 BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     ConvSpec.kind: ConvSpec,
     DepthwiseSeparableSpec.kind: DepthwiseSeparableSpec,
@@ -46,7 +48,8 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
 
 __all__ = [
     "ACTIVATIONS", "BLOCK_KINDS", "BlockSpec", "BneckSpec", "ConvNeXtSpec", "ConvSpec",
-    "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "LNDownsampleSpec",
+    "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "KindRule",
+    "LNDownsampleSpec",
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
     "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
     "make_divisible", "resolve", "round_repeats",

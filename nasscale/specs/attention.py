@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from nasscale.errors import field_error
 from nasscale.specs.blocks import BlockSpec, _check_expansion, conv_out
+from nasscale.specs.kind import KindRule
 from nasscale.specs.common import (
     ACTIVATIONS,
     check_bool,
@@ -80,6 +81,11 @@ class MobileViTSpec(BlockSpec):
     kind: ClassVar[str] = "mobilevit"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "MobileViT block"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", mid_base="transformer_dim", attention=("transformer_dim", "num_heads"),
+        depths=("transformer_depth",), repeatable=False,
+        fixed=("patch_size", "kernel_size", "expand_ratio", "activation"),
+        text=("k", "p", "d", "l", "h", "e", "m", "c", "act"))
     out_channels: int
     transformer_dim: int
     transformer_depth: int = 2
@@ -122,6 +128,7 @@ class ViTEmbedSpec(BlockSpec):
     kind: ClassVar[str] = "vitembed"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "ViT patch embedding + class token + position embedding"
+    rule: ClassVar[KindRule] = KindRule(repeatable=False, fixed=("patch_size",), text=("p", "c"))
     in_layout: ClassVar[str] = "nchw"
     out_layout: ClassVar[str] = "tokens"
     params_depend_on_size: ClassVar[bool] = True
@@ -149,6 +156,10 @@ class ViTSpec(BlockSpec):
     kind: ClassVar[str] = "vit"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "ViT encoder layer"
+    rule: ClassVar[KindRule] = KindRule(
+        widths=(), keeps_input_width=True, mid="mid_channels",
+        attention=("out_channels", "num_heads"), fixed=("expand_ratio", "activation"),
+        text=("h", "e", "m", "c", "act"))
     in_layout: ClassVar[str] = "tokens"
     out_layout: ClassVar[str] = "tokens"
     out_channels: int
@@ -181,6 +192,7 @@ class SwinEmbedSpec(BlockSpec):
     kind: ClassVar[str] = "swinembed"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin patch partition + linear embedding"
+    rule: ClassVar[KindRule] = KindRule(repeatable=False, fixed=("patch_size",), text=("p", "c"))
     in_layout: ClassVar[str] = "nchw"
     out_layout: ClassVar[str] = "nhwc"
     out_channels: int
@@ -217,6 +229,11 @@ class SwinSpec(BlockSpec):
     kind: ClassVar[str] = "swin"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin Transformer block"
+    rule: ClassVar[KindRule] = KindRule(
+        widths=(), keeps_input_width=True, mid="mid_channels",
+        attention=("out_channels", "num_heads"),
+        fixed=("window_size", "expand_ratio", "activation", "shifted"),
+        text=("w", "h", "e", "m", "c", "act", "shift"))
     in_layout: ClassVar[str] = "nhwc"
     out_layout: ClassVar[str] = "nhwc"
     out_channels: int
@@ -256,6 +273,7 @@ class PatchMergeSpec(BlockSpec):
     kind: ClassVar[str] = "patchmerge"
     skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
     title: ClassVar[str] = "Swin patch merging"
+    rule: ClassVar[KindRule] = KindRule(repeatable=False, text=("c",))
     in_layout: ClassVar[str] = "nhwc"
     out_layout: ClassVar[str] = "nhwc"
     out_channels: int

@@ -33,6 +33,7 @@ from nasscale.specs.common import (
     check_odd,
     make_divisible,
 )
+from nasscale.specs.kind import KindRule
 
 STRIDES = (1, 2)
 
@@ -100,6 +101,10 @@ class BlockSpec:
     #: case only at stride 1 with equal widths (``ResolvedBlock.residual``).  Every kind states
     #: it (a test checks), so modules and pruning read one rule.
     skip_rule: ClassVar[str] = ""
+    #: everything the layers need to know about the kind's fields (``specs.kind.KindRule``):
+    #: how each scales, its pruning roles, its text tokens; every kind declares one (a test
+    #: checks it names every field)
+    rule: ClassVar["KindRule | None"] = None
 
     @property
     def block_stride(self) -> int:
@@ -174,6 +179,9 @@ class ConvSpec(BlockSpec):
     kind: ClassVar[str] = "conv"
     skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "conv-BN-act"
+    rule: ClassVar[KindRule] = KindRule(
+        fixed=("kernel_size", "stride", "activation", "norm", "bias"),
+        text=("k", "s", "c", "act", "nonorm", "bias"), inherit=True)
     out_channels: int
     kernel_size: int = 3
     stride: int = 1
@@ -198,6 +206,9 @@ class DepthwiseSeparableSpec(BlockSpec):
     kind: ClassVar[str] = "ds"
     skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "depthwise-separable"
+    rule: ClassVar[KindRule] = KindRule(
+        fixed=("kernel_size", "stride", "activation", "se", "skip"),
+        text=("k", "s", "c", "act", "se", "skip"), inherit=True)
     out_channels: int
     kernel_size: int = 3
     stride: int = 1
@@ -226,6 +237,10 @@ class MBConvSpec(BlockSpec):
     kind: ClassVar[str] = "mbconv"
     skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "MBConv"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", expands=True,
+        fixed=("kernel_size", "stride", "expand_ratio", "activation", "se", "skip"),
+        text=("k", "s", "e", "m", "c", "act", "se", "noskip"), inherit=True)
     out_channels: int
     kernel_size: int = 3
     stride: int = 1
@@ -258,6 +273,10 @@ class FusedMBConvSpec(BlockSpec):
     kind: ClassVar[str] = "fused"
     skip_rule: ClassVar[str] = "field"
     title: ClassVar[str] = "Fused-MBConv"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", expands=True,
+        fixed=("kernel_size", "stride", "expand_ratio", "activation", "se", "skip"),
+        text=("k", "s", "e", "m", "c", "act", "se", "noskip"), inherit=True)
     out_channels: int
     kernel_size: int = 3
     stride: int = 1
@@ -294,6 +313,9 @@ class BneckSpec(BlockSpec):
     kind: ClassVar[str] = "bneck"
     skip_rule: ClassVar[str] = "always"
     title: ClassVar[str] = "MobileNetV3 bneck"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", expands=True, fixed=("kernel_size", "stride", "activation", "se"),
+        text=("k", "s", "m", "c", "act", "se_flag"), inherit=True)
     out_channels: int
     mid_channels: int
     kernel_size: int = 3
@@ -330,6 +352,10 @@ class ConvNeXtSpec(BlockSpec):
     kind: ClassVar[str] = "convnext"
     skip_rule: ClassVar[str] = "always"
     title: ClassVar[str] = "ConvNeXt"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", keeps_input_width=True,
+        fixed=("kernel_size", "expand_ratio", "activation", "layer_scale"),
+        text=("k", "e", "m", "c", "act", "ls"))
     out_channels: int
     kernel_size: int = 7
     expand_ratio: float | None = None
@@ -359,6 +385,7 @@ class PatchifySpec(BlockSpec):
     kind: ClassVar[str] = "patchify"
     skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "patchify stem"
+    rule: ClassVar[KindRule] = KindRule(repeatable=False, fixed=("patch_size",), text=("p", "c"))
     out_channels: int
     patch_size: int = 4
 
@@ -382,6 +409,7 @@ class LNDownsampleSpec(BlockSpec):
     kind: ClassVar[str] = "lndown"
     skip_rule: ClassVar[str] = "never"
     title: ClassVar[str] = "LN + strided conv"
+    rule: ClassVar[KindRule] = KindRule(repeatable=False, fixed=("patch_size",), text=("p", "c"))
     out_channels: int
     patch_size: int = 2
 

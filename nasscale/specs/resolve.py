@@ -54,6 +54,13 @@ class ResolvedBlock:
         return bool(skip) and self.stride == 1 and self.in_channels == self.out_channels
 
     @property
+    def has_expand(self) -> bool:
+        """Whether the block has an expand layer: its kind ``expands`` (``KindRule``) and its
+        expanded width differs from its input (MBConv, Fused-MBConv, bneck with e ≠ 1)."""
+        rule = self.spec.rule
+        return bool(rule and rule.expands) and self.widths["mid"] != self.in_channels
+
+    @property
     def in_layout(self) -> str:
         return self.spec.in_layout
 
