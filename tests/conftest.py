@@ -67,3 +67,20 @@ def support_on_path(monkeypatch):
     monkeypatch.syspath_prepend(support)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (support, os.environ.get("PYTHONPATH", "")) if p))
+
+
+#: A tiny test architecture per block kind (stages after a conv stem): adding a kind means
+#: adding a row here; tests/test_modules.py checks every registry on it, test_grammar round-trips it.
+TINY = {
+    "conv": ["conv_k3_s2_c16_relu"], "ds": ["ds_k3_s2_c16_relu"],
+    "mbconv": ["mbconv_r2_k3_s2_e4_c16_silu_se0.25-in-sigmoid-silu-d1"],
+    "fused": ["fused_r2_k3_s2_e4_c16_silu", "fused_k3_s1_e1_c16_silu"],
+    "bneck": ["bneck_r2_k5_s2_m32_c16_hswish_se"],
+    "convnext": ["lndown_p2_c16", "convnext_r2_k7_e4_c16_gelu_ls1e-06"],
+    "patchify": ["patchify_p2_c16"], "lndown": ["lndown_p2_c24"],
+    "mobilevit": ["mbconv_k3_s2_e2_c16_silu", "mobilevit_r2_k3_p2_d16_l2_h2_e2_c12_silu"],
+    "vitembed": ["vitembed_p4_c16"], "vit": ["vitembed_p4_c16", "vit_r2_h2_e2_c16_gelu"],
+    "swinembed": ["swinembed_p2_c16"],
+    "swin": ["swinembed_p2_c16", "swin_r3_w3_h2_e2_c16_gelu"],
+    "patchmerge": ["swinembed_p2_c16", "patchmerge_c24"],
+}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import nasscale
-from conftest import affordable
+from conftest import TINY, affordable
 
 from nasscale import zoo
 from nasscale.grammar import FORMS, parse_block, parse_stage
@@ -22,22 +22,6 @@ def test_every_block_kind_has_text_form_builder_and_cost():
         assert kind in FORMS, f"{kind}: no text form in grammar.text.FORMS"
         assert cls in BUILDERS, f"{kind}: no builder in modules.BUILDERS"
         assert cls in COSTS, f"{kind}: no cost formula in costs.analytic.COSTS"
-
-
-# A tiny test architecture per block kind: adding a kind means adding a row here.
-TINY = {
-    "conv": ["conv_k3_s2_c16_relu"], "ds": ["ds_k3_s2_c16_relu"],
-    "mbconv": ["mbconv_r2_k3_s2_e4_c16_silu_se0.25-in-sigmoid-silu-d1"],
-    "fused": ["fused_r2_k3_s2_e4_c16_silu", "fused_k3_s1_e1_c16_silu"],
-    "bneck": ["bneck_r2_k5_s2_m32_c16_hswish_se"],
-    "convnext": ["lndown_p2_c16", "convnext_r2_k7_e4_c16_gelu_ls1e-06"],
-    "patchify": ["patchify_p2_c16"], "lndown": ["lndown_p2_c24"],
-    "mobilevit": ["mbconv_k3_s2_e2_c16_silu", "mobilevit_r2_k3_p2_d16_l2_h2_e2_c12_silu"],
-    "vitembed": ["vitembed_p4_c16"], "vit": ["vitembed_p4_c16", "vit_r2_h2_e2_c16_gelu"],
-    "swinembed": ["swinembed_p2_c16"],
-    "swin": ["swinembed_p2_c16", "swin_r3_w3_h2_e2_c16_gelu"],
-    "patchmerge": ["swinembed_p2_c16", "patchmerge_c24"],
-}
 
 
 def test_every_kind_has_a_tiny_architecture():
