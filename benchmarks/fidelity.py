@@ -9,7 +9,7 @@ For N networks sampled uniformly from the space (seeded), every evaluator scores
 networks with the same seeded initialisation:
 
 - the reference: ``--epochs`` epochs of training from scratch (the recipe of
-  ``nasscale.search.train``), top-1 on the testbed's held-out split; its accuracy after every
+  ``nasscale.scoring.train``), top-1 on the testbed's held-out split; its accuracy after every
   epoch is recorded as well;
 - the zero-cost proxies (NASWOT, synflow on a real-data batch), FLOPs and params;
 - 1 and 3 epochs from scratch (each its own run, with its own cosine schedule), scored by
@@ -53,10 +53,10 @@ import nasscale
 from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import table
 from nasscale.search import load_space
-from nasscale.search.data import load_dataset
-from nasscale.search.evaluators import CostEvaluator, ProxyEvaluator, arch_seed, build_seeded
+from nasscale.scoring.data import load_dataset
+from nasscale.scoring.evaluators import CostEvaluator, ProxyEvaluator, arch_seed, build_seeded
 from nasscale.search.inherit import InheritEvaluator, check_space
-from nasscale.search.train import TrainSettings, train
+from nasscale.scoring.train import TrainSettings, train
 from nasscale.specs import resolve
 
 CHEAP = ("naswot", "synflow", "flops", "params", "1 epoch", "1 epoch SoTL", "3 epochs",

@@ -34,7 +34,8 @@ import numpy as np
 
 from nasscale.costs.analytic import network_cost
 from nasscale.latency import measure
-from nasscale.latency.build import build_table, parse_source
+from nasscale.latency.build import build_table
+from nasscale.search.sources import parse_source
 from nasscale.latency.key import MeasurementKey
 from nasscale.latency.measure import Settings
 from nasscale.reports.stats import kendall_tau, spearman

@@ -25,8 +25,8 @@ import nasscale
 from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import table
 from nasscale.search import load_space
-from nasscale.search.evaluators import CostEvaluator, ProxyEvaluator, TrainEvaluator, arch_seed
-from nasscale.search.train import TrainSettings
+from nasscale.scoring.evaluators import CostEvaluator, ProxyEvaluator, TrainEvaluator, arch_seed
+from nasscale.scoring.train import TrainSettings
 
 
 def main(argv=None) -> int:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                                      constraints=["flops <= 1.0x mobilenet_v3_large"])
         t0 = time.perf_counter()
         from nasscale.latency import build_table
-        from nasscale.latency.build import parse_source
+        from nasscale.search.sources import parse_source
         from nasscale.latency.measure import Settings
 
         report = build_table([parse_source("mobilenet_v3_large"),

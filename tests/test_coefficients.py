@@ -8,7 +8,8 @@ from nasscale.cli import main
 from nasscale.errors import SpecError
 from nasscale.scaling import compound
 from nasscale.search.coefficients import coefficient_space_from_data
-from nasscale.search.study import eval_resolution, load_study, parse_eval_resolution
+from nasscale.scoring.evaluators import eval_resolution, parse_eval_resolution
+from nasscale.search.study import load_study
 
 
 def test_grid_keeps_only_triples_near_the_flops_target():

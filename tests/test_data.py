@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import nasscale
-from nasscale.search.data import load_dataset
-from nasscale.search.train import TrainSettings, train_and_evaluate
+from nasscale.scoring.data import load_dataset
+from nasscale.scoring.train import TrainSettings, train_and_evaluate
 
 
 def test_npz_with_and_without_test_split(tmp_path):

@@ -260,7 +260,7 @@ def test_study_load_names_the_uncontained_slot_and_the_missing_weights(tmp_path)
 
 
 def test_classes_of_the_weights_must_match_the_data(tmp_path):
-    from nasscale.search.evaluators import make_evaluator
+    from nasscale.search.evaluation import make_evaluator
 
     make_files(tmp_path, classes=10)
     with pytest.raises(NasscaleError, match="evaluator.weights: .*parent.pt has a classifier "
@@ -286,7 +286,7 @@ def test_an_inherit_study_runs_and_records_scores(tmp_path, monkeypatch):
 
 
 def test_a_candidate_that_slips_through_is_a_failed_trial_naming_why(tmp_path):
-    from nasscale.search.evaluators import make_evaluator
+    from nasscale.search.evaluation import make_evaluator
     from nasscale.search.objective import CandidateFailed, Objective
 
     make_files(tmp_path)

@@ -240,7 +240,7 @@ def test_bad_table_files_give_one_line_errors(tmp_path, body, message):
 def test_a_search_space_path_is_a_source_like_space_name():
     from pathlib import Path
 
-    from nasscale.latency.build import parse_source
+    from nasscale.search.sources import parse_source
 
     path = Path(__file__).parents[1] / "spaces" / "search" / "efficientnet_like.yaml"
     by_path, by_name = parse_source(str(path)), parse_source("space:efficientnet_like")

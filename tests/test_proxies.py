@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import nasscale
-from nasscale.search.evaluators import CostEvaluator, ProxyEvaluator, arch_seed, load_callable
-from nasscale.search.proxies import naswot, synflow
+from nasscale.scoring.evaluators import CostEvaluator, ProxyEvaluator, arch_seed, load_callable
+from nasscale.scoring.proxies import naswot, synflow
 
 
 def test_naswot_kernel_matches_hamming_definition():

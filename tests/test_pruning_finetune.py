@@ -15,7 +15,7 @@ from nasscale.cli import main
 from nasscale.pruning.evaluate import DEFAULT_FINAL_EPOCHS, DEFAULT_STEPS, make_evaluator
 from nasscale.pruning.netadapt import Options
 from nasscale.pruning.run import PruneRequest, run_prune
-from nasscale.search import train as training
+from nasscale.scoring import train as training
 
 TINY_NET = str(Path(__file__).parent / "support" / "tiny_net.yaml")
 CLASSES = 4  # tiny_net.yaml says 3: the weights' 4 classes must win
@@ -145,7 +145,7 @@ def test_short_term_steps_per_proposal_and_long_term_once(data, weights, tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["long_term"]["accuracy_after"] == lt["accuracy_after"]
     assert summary["long_term"]["accuracy_before"] == lt["accuracy_before"]
-    from nasscale.reports.pruning import result_text
+    from nasscale.pruning.report import result_text
 
     assert "long-term fine-tuning: 2 epoch(s) at lr 0.02" in result_text(result, out)
 

@@ -10,8 +10,8 @@ import torch
 
 import nasscale
 from nasscale.cli import main
-from nasscale.search.data import Dataset, load_dataset
-from nasscale.search.train import (
+from nasscale.scoring.data import Dataset, load_dataset
+from nasscale.scoring.train import (
     TrainSettings,
     augment_batch,
     centre_crop,
@@ -168,7 +168,7 @@ def test_testbed_is_fixed_and_sized():
     assert d.test_x.shape == (1600, 3, 32, 32)
     assert torch.bincount(d.y).tolist() == [120] * 16
     assert torch.bincount(d.test_y).tolist() == [100] * 16
-    from nasscale.search.testbed import testbed_arrays
+    from nasscale.scoring.testbed import testbed_arrays
 
     x, y, tx, ty = testbed_arrays()
     digest = hashlib.sha256(x.tobytes() + tx.tobytes()).hexdigest()[:16]
@@ -179,7 +179,7 @@ TESTBED_DIGEST = "208894459445d89b"
 
 
 def test_testbed_tiles_split_the_scene_without_overlap():
-    from nasscale.search.testbed import CROP, TILE, tiles
+    from nasscale.scoring.testbed import CROP, TILE, tiles
 
     for shape in ((512, 512), (172, 448), (1411, 1411), (300, 451)):
         train_tiles, held = tiles(shape)

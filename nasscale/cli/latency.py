@@ -138,7 +138,8 @@ class LutCommand(Command):
         return self.build(args)
 
     def build(self, args):
-        from nasscale.latency.build import build_table, parse_source
+        from nasscale.latency.build import build_table
+        from nasscale.search.sources import parse_source
         from nasscale.reports.progress import Progress
 
         settings = settings_from_args(args)

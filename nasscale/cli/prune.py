@@ -54,7 +54,7 @@ class PruneCommand(Command):
     def run(self, args):
         from nasscale.pruning.netadapt import Options
         from nasscale.pruning.run import PruneRequest, run_prune
-        from nasscale.reports.pruning import result_record, result_text
+        from nasscale.pruning.report import result_record, result_text
 
         if args.threads < 1:
             raise NasscaleError(f"--threads: must be >= 1, got {args.threads}")

@@ -48,7 +48,7 @@ class ScaleCommand(Command):
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
-        from nasscale.reports.scaling import scaling_record, scaling_text
+        from nasscale.scaling.report import scaling_record, scaling_text
 
         if args.search_coefficients:
             return self._search(args)
@@ -104,7 +104,7 @@ class ScaleCommand(Command):
     def _scaling(self, args):
         """Check the options (one mode, numbers in range), then scale: a reports.Scaling."""
         from nasscale import scaling
-        from nasscale.reports.scaling import Scaling
+        from nasscale.scaling.report import Scaling
         from nasscale.scaling.budget import largest_phi, parse_amount
 
         explicit = any(getattr(args, o) is not None for o in ("width", "depth", "resolution"))

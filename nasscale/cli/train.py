@@ -11,7 +11,7 @@ class TrainCommand(Command):
             "prints and writes held-out top-1")
 
     def add_arguments(self, parser):
-        from nasscale.search.train import AMP, DEVICES
+        from nasscale.scoring.train import AMP, DEVICES
 
         parser.add_argument("network", help="architecture name or a network .yaml file "
                             "(e.g. a search's best.yaml)")
@@ -56,8 +56,8 @@ class TrainCommand(Command):
     def run(self, args):
         import torch
 
-        from nasscale.search.train import TrainSettings
-        from nasscale.search.train_job import TrainJob, record_text, run_train_job
+        from nasscale.scoring.train import TrainSettings
+        from nasscale.scoring.train_job import TrainJob, record_text, run_train_job
 
         for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
                               ("--resolution", args.resolution), ("--threads", args.threads),

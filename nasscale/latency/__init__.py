@@ -21,7 +21,7 @@ from nasscale.latency.timing import LatencyStats, TimingPolicy
 
 def build_table(sources, out, settings=None, **options):
     """Measure every unit of ``sources`` (``around:NAME`` strings, names, YAML paths, specs or
-    spaces) missing from the table at ``out``; see :func:`nasscale.latency.build.build_table`."""
+    spaces; ``nasscale.search.sources.parse_source`` reads search spaces) missing from the table at ``out``; see :func:`nasscale.latency.build.build_table`."""
     from nasscale.latency.build import build_table as _build, parse_source
 
     parsed = [parse_source(s) if isinstance(s, str) else s for s in sources]

@@ -116,30 +116,17 @@ def source_units(source: object) -> list:
 
 
 def parse_source(text: str) -> object:
-    """``around:NAME`` (the neighbourhood space of a network), ``space:NAME[:N]`` (a search
-    space of ``spaces/search``, or the path of a search-space YAML, covered by the blocks of N
-    sampled networks, default 200) or a network name / YAML path (a YAML file holding a search
-    space rather than a network is taken as ``space:PATH``)."""
+    """``around:NAME`` (the neighbourhood space of a network) or a network name / YAML path.
+    Search spaces (``space:NAME[:N]``, a search-space YAML) are sources too, but the latency
+    layer knows no search: ``nasscale.search.sources.parse_source`` reads every form."""
     from nasscale.latency.space import around
     from nasscale.zoo import load
 
     if text.startswith("around:"):
         return around(text.split(":", 1)[1])
     if text.startswith("space:"):
-        from nasscale.search.space import SampledSpace
-        from nasscale.search.space_io import load_space
-
-        name, _, n = text[len("space:"):].partition(":")
-        if n and (not n.isdigit() or int(n) < 1):
-            raise NasscaleError(f"{text}: the sample count after the space must be an integer "
-                                ">= 1 (space:NAME:N)")
-        return SampledSpace(load_space(name), n=int(n or 200))
-    if text.endswith((".yaml", ".yml")) and Path(text).is_file():
-        from nasscale.grammar.yaml_io import read_yaml
-        from nasscale.search.space_io import is_space_file
-
-        if is_space_file(read_yaml(text)[0]):
-            return parse_source(f"space:{text}")
+        raise NasscaleError(f"{text}: search spaces are read by nasscale.search.sources."
+                            "parse_source (the latency layer knows no search)")
     return load(text)
 
 

@@ -8,14 +8,14 @@
 - ``train:SOURCE[,steps=N|epochs=E][,final_epochs=M][,final_lr=F][,subset=K][,resolution=R]
   [,lr=F][,batch=B][,device=auto|cpu|cuda][,amp=none|bf16|fp16][,channels_last=1]
   [,progressive=1]``: NetAdapt's own criterion, on a dataset (``digits``, an ``.npz`` file or
-  an image folder; see ``nasscale.search.data``).  *Short-term* fine-tuning: every proposal
+  an image folder; see ``nasscale.scoring.data``).  *Short-term* fine-tuning: every proposal
   (and the start network) trains ``steps`` optimizer steps (default 50), or ``epochs`` epochs
   instead (one or the other), and scores top-1 on the held-out split.  *Long-term*
   fine-tuning: once the final network is settled (after any latency check that prunes on), it
   trains ``final_epochs`` epochs (default 5 with ``--weights``; it needs ``--weights``) at
   ``final_lr`` (default ``lr``, 0.01) from the last iteration's weights; top-1 before and
   after is reported, and ``OUT/pruned.pt`` holds the long-term weights.  Training is
-  ``nasscale train``'s loop and recipe (``nasscale.search.train``: SGD with Nesterov momentum,
+  ``nasscale train``'s loop and recipe (``nasscale.scoring.train``: SGD with Nesterov momentum,
   cosine decay over the run, label smoothing, random resized crops); ``device`` is where it
   trains (default ``auto``: CUDA when present), not ``--device``, which is where latency is
   measured.  Defaults otherwise: ``lr=0.01,batch=32,resolution=32``.
@@ -73,7 +73,7 @@ def _flag(value: str) -> bool:
 
 
 def _resolution(value: str):
-    from nasscale.search.study import parse_eval_resolution
+    from nasscale.scoring.evaluators import parse_eval_resolution
 
     try:
         return parse_eval_resolution(value if value.endswith("x") else int(value))
@@ -107,7 +107,7 @@ class PruneEvaluator:
 
     def __post_init__(self) -> None:
         if self.kind == "proxy":
-            from nasscale.search.evaluators import ProxyEvaluator
+            from nasscale.scoring.evaluators import ProxyEvaluator
 
             self._proxy = ProxyEvaluator(proxy=self.proxy, batch_size=self.batch, data=self.data)
 
@@ -150,7 +150,7 @@ class PruneEvaluator:
         device, per-epoch history)."""
         import torch
 
-        from nasscale.search import train as training
+        from nasscale.scoring import train as training
 
         s = settings
         data = self.dataset()
@@ -169,7 +169,7 @@ class PruneEvaluator:
 
     def dataset(self):
         if self._dataset is None and self.data:
-            from nasscale.search.data import load_dataset
+            from nasscale.scoring.data import load_dataset
 
             self._dataset = load_dataset(self.data)
             if self._proxy is not None:
@@ -190,11 +190,11 @@ class PruneEvaluator:
                 "the data first, or prune without --weights (structure only)")
 
     def score(self, spec: NetworkSpec, model=None):
-        from nasscale.search.evaluators import arch_seed, build_seeded
+        from nasscale.scoring.evaluators import arch_seed, build_seeded
 
         seed = arch_seed(self.seed, spec)
         if self.kind == "train":  # short-term fine-tuning
-            from nasscale.search import train as training
+            from nasscale.scoring import train as training
 
             data = self.dataset()
             if model is None:
@@ -210,7 +210,7 @@ class PruneEvaluator:
                 return float(result), model
             except (TypeError, ValueError):
                 raise NasscaleError(f"{self.text} returned {result!r}, not a number") from None
-        from nasscale.search.study import eval_resolution
+        from nasscale.scoring.evaluators import eval_resolution
 
         res = eval_resolution(self.resolution, spec.resolution)
         was_training = model.training
@@ -227,7 +227,7 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
     kind, _, arg = head.partition(":")
     kind = kind.strip()
     if kind == "proxy":
-        from nasscale.search.proxies import PROXIES
+        from nasscale.scoring.proxies import PROXIES
 
         proxy = arg or "naswot"
         if proxy not in PROXIES:
@@ -238,7 +238,7 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
                             resolution=opts.get("resolution", 0.5),
                             batch=opts.get("batch", 16), data=opts.get("data"))
     elif kind == "train":
-        from nasscale.search.train import TrainSettings
+        from nasscale.scoring.train import TrainSettings
 
         if not arg:
             raise NasscaleError(f"--evaluator {text!r}: name the data, e.g. train:digits")
@@ -271,7 +271,7 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
         ev = PruneEvaluator("train", text, data=arg, train=settings, seed=seed,
                             final_epochs=final_epochs, final_lr=final_lr)
     elif kind == "python":
-        from nasscale.search.evaluators import load_callable
+        from nasscale.scoring.evaluators import load_callable
 
         ev = PruneEvaluator("python", text, fn=load_callable(text), seed=seed)
     else:

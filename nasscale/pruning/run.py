@@ -71,7 +71,7 @@ def _log(verbose: bool):
 def run_prune(req: PruneRequest) -> tuple[Result, Path]:
     from nasscale import zoo
     from nasscale.latency.measure import Settings
-    from nasscale.reports.pruning import write_outputs
+    from nasscale.pruning.report import write_outputs
 
     spec = zoo.load(req.network)
     target = parse_target(req.target)
@@ -103,7 +103,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         log(f"{spec.name}: {start_ms:.3f} ms measured; lookup table {resource.path} "
             f"({len(resource.table)} blocks, calibration x{resource.scale:.3f})")
     out.mkdir(parents=True, exist_ok=True)
-    from nasscale.reports.pruning import iteration_line, write_iteration
+    from nasscale.pruning.report import iteration_line, write_iteration
 
     write_iteration(out, 0, spec)
     log(f"{len(width_groups(prunable(spec)))} width groups; evaluator: {evaluator.describe()}")

@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.pruning.groups import block_names, flatten, has_expand, width_groups
-from nasscale.search.evaluators import Evaluator
+from nasscale.scoring.evaluators import Evaluator
 from nasscale.search.space import SearchSpace
 from nasscale.specs import (
     BLOCK_KINDS,
@@ -456,7 +456,7 @@ class InheritEvaluator(Evaluator):
     name: str = "accuracy"
 
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        from nasscale.search.train import train_and_evaluate
+        from nasscale.scoring.train import train_and_evaluate
 
         plan = self.parent.plan(spec)
         spec = spec.replace(num_classes=self.dataset.num_classes,
@@ -491,7 +491,7 @@ def data_source(value: str, study_path: str) -> str:
 
 def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
     from nasscale import zoo
-    from nasscale.search.study import resolve_path
+    from nasscale.search.locate import resolve_path
 
     if not isinstance(value, str) or not value:
         raise SpecError("must be a network name or a network .yaml (e.g. the space's "
@@ -507,8 +507,8 @@ def check_config(evaluator: dict, space: Any, study_path: str) -> None:
     containment of the whole space, and that the weights file exists.  ``SpecError`` with
     the field."""
     from nasscale.search.space_io import load_space
-    from nasscale.search.study import resolve_path
-    from nasscale.search.study import _check_train_settings
+    from nasscale.search.locate import resolve_path
+    from nasscale.search.locate import check_train_settings
 
     for key in ("parent", "weights", "data"):
         if not evaluator.get(key):
@@ -522,7 +522,7 @@ def check_config(evaluator: dict, space: Any, study_path: str) -> None:
     if isinstance(res, bool) or not isinstance(res, int) or res < 8:
         raise SpecError(f"must be pixels, an integer >= 8, got {res!r}",
                         ("evaluator.resolution",))
-    _check_train_settings(evaluator)
+    check_train_settings(evaluator)
     if space is None:
         raise SpecError("kind inherit searches an architecture space; give space: NAME",
                         ("evaluator.kind",))
@@ -546,9 +546,9 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
     """The evaluator of an ``inherit`` study: the parent aligned with the space, its weights
     loaded and checked against the parent and the data (before any trial)."""
     from nasscale.modules.checkpoint import load_weights, read_checkpoint
-    from nasscale.search.data import load_dataset
-    from nasscale.search.runner import make_space
-    from nasscale.search.train import TrainSettings
+    from nasscale.scoring.data import load_dataset
+    from nasscale.search.locate import make_space
+    from nasscale.scoring.train import TrainSettings
 
     cfg = dict(study.evaluator)
     where = f"{study.path or 'study'}: evaluator"

@@ -107,7 +107,7 @@ def ensure_table(study) -> None:
     import sys
 
     from nasscale.latency import build_table
-    from nasscale.latency.build import parse_source
+    from nasscale.search.sources import parse_source
     from nasscale.reports.progress import Progress
 
     path = cfg["lut"]
@@ -128,7 +128,7 @@ def ensure_table(study) -> None:
 
 
 def make_latency_source(study, key: dict | None = None, reference: dict | None = None):
-    from nasscale.search.study import resolve_path
+    from nasscale.search.locate import resolve_path
 
     cfg = study.latency
     if cfg.get("source") == "lut":
@@ -185,7 +185,7 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
     import sys
 
     from nasscale import zoo
-    from nasscale.search.evaluators import arch_seed
+    from nasscale.scoring.evaluators import arch_seed
 
     out: dict[str, dict] = {}
     for name in dict.fromkeys(names):  # unique, in order

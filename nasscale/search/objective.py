@@ -217,7 +217,7 @@ class Objective:
 
         from nasscale.zoo import count
         from nasscale.grammar import network_to_data
-        from nasscale.search.evaluators import arch_seed
+        from nasscale.scoring.evaluators import arch_seed
 
         spec = self.space.sample(trial, name=f"{self.study_name}_trial{trial.number}")
         same = self._finished_twin(trial)

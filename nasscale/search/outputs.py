@@ -79,7 +79,7 @@ def best_numbers(trials, directions: list[str]) -> list[int]:
 
 def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
     """Write the outputs from ``trials`` (default: read from ``ostudy``)."""
-    from nasscale.reports.search import pareto_plot, trials_frame
+    from nasscale.search.plots import pareto_plot, trials_frame
 
     study = setup.study
     score_name = setup.score_name

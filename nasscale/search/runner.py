@@ -48,7 +48,8 @@ from nasscale.search.storage import (
     redact,
     setup_lock,
 )
-from nasscale.search.study import StudySpec, resolve_path  # noqa: F401  (resolve_path: API)
+from nasscale.search.locate import make_space, resolve_path  # noqa: F401  (resolve_path: API)
+from nasscale.search.study import StudySpec
 
 
 @dataclass
@@ -82,16 +83,6 @@ class Setup:
     target: int | None = None  # the study's total trials
     storage_retry: float = 300.0
 
-
-def make_space(study: StudySpec):
-    """The study's search space: a grammar space, or a coefficient grid."""
-    if study.coefficients is not None:
-        from nasscale.search.coefficients import coefficient_space_from_data
-
-        return coefficient_space_from_data(study.coefficients)
-    from nasscale.search.space_io import load_space
-
-    return load_space(resolve_path(study.space, study.path))
 
 
 def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
@@ -243,7 +234,7 @@ def make_objective(setup: Setup) -> Objective:
     """The trial objective of a set-up study (in whichever process runs trials)."""
     import torch
 
-    from nasscale.search.evaluators import make_evaluator
+    from nasscale.search.evaluation import make_evaluator
     from nasscale.search.latency_source import make_latency_source
 
     study = setup.study
@@ -457,7 +448,7 @@ def prepare(study: StudySpec, options: RunOptions):
     for the first one's set-up and then read it, so a study has one set of resolved budgets."""
     import optuna
 
-    from nasscale.search.evaluators import make_evaluator
+    from nasscale.search.evaluation import make_evaluator
     from nasscale.search.latency_source import (
         ensure_table,
         evaluate_references,

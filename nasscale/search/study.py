@@ -47,6 +47,8 @@ from typing import Any
 
 from nasscale.errors import NasscaleError, SpecError, suggest
 from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
+from nasscale.scoring.evaluators import parse_eval_resolution
+from nasscale.search.locate import check_train_settings
 
 STUDY_KEYS = ("name", "description", "space", "coefficients", "objectives", "evaluator",
               "reward",
@@ -77,8 +79,6 @@ PRUNERS = {
     "median": ("n_startup_trials", "n_warmup_steps", "interval_steps"),
     "none": (),
 }
-TRAIN_DEVICES = ("auto", "cpu", "cuda")  # or cuda:N
-TRAIN_AMP = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -186,33 +186,6 @@ def pruner_from_data(value: Any, objectives: dict, evaluator: dict) -> dict[str,
     return cfg
 
 
-def _check_train_settings(evaluator: dict) -> None:
-    """The train evaluator's device, precision and recipe switches (``TrainSettings``)."""
-    device = evaluator.get("device", "auto")
-    if not isinstance(device, str) or not (device in TRAIN_DEVICES or (
-            device.startswith("cuda:") and device[5:].isdigit())):
-        raise SpecError(f"must be one of {', '.join(TRAIN_DEVICES)} (or cuda:N), got "
-                        f"{device!r}", ("evaluator.device",))
-    if evaluator.get("amp", "none") not in TRAIN_AMP:
-        raise SpecError(f"must be one of {', '.join(TRAIN_AMP)}, got {evaluator['amp']!r}",
-                        ("evaluator.amp",))
-    for key in ("channels_last", "augment", "progressive"):
-        if key in evaluator and not isinstance(evaluator[key], bool):
-            raise SpecError(f"must be true or false, got {evaluator[key]!r}",
-                            (f"evaluator.{key}",))
-    for key, low, closed in (("lr", 0, False), ("weight_decay", 0, True)):
-        value = evaluator.get(key)
-        if key in evaluator and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                 or not (value >= low if closed else value > low)):
-            raise SpecError(f"must be a number {'>=' if closed else '>'} {low}, got {value!r}",
-                            (f"evaluator.{key}",))
-    fraction = evaluator.get("val_fraction", 0.2)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction < 1:
-        raise SpecError(f"must be a number in (0, 1), got {fraction!r}",
-                        ("evaluator.val_fraction",))
-
-
 def study_from_data(data: Any, path: str = "") -> StudySpec:
     data = check_keys(data, STUDY_KEYS, "", required=("name", "objectives", "evaluator"))
     if ("space" in data) == ("coefficients" in data):
@@ -246,7 +219,7 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if kind == "python" and not evaluator.get("target"):
         raise SpecError("needs target: package.module:function", ("evaluator.target",))
     if kind == "train":
-        _check_train_settings({k: v for k, v in evaluator.items() if k != "signal"})
+        check_train_settings({k: v for k, v in evaluator.items() if k != "signal"})
         if evaluator.get("signal", "accuracy") not in TRAIN_SIGNALS:
             raise SpecError(f"must be one of {', '.join(TRAIN_SIGNALS)} (held-out top-1, or "
                             f"minus the training loss: SoTL), got {evaluator['signal']!r}",
@@ -344,37 +317,3 @@ def load_study(path: str | os.PathLike) -> StudySpec:
     except SpecError as err:
         raise in_file(err, path, text) from None
 
-
-def parse_eval_resolution(value: Any, where: str = "evaluator.resolution") -> int | float:
-    """An evaluator's input size: pixels (``64``) or a fraction of each candidate's own
-    resolution (``"0.25x"``; coefficient studies need this so that γ still matters)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 8:
-        return value
-    if isinstance(value, str) and value.strip().endswith("x"):
-        try:
-            factor = float(value.strip()[:-1])
-        except ValueError:
-            factor = 0.0
-        if 0 < factor <= 4:
-            return factor
-    raise SpecError(f"must be pixels (an integer >= 8) or a fraction of the candidate's "
-                    f"resolution like '0.25x', got {value!r}", (where,))
-
-
-def eval_resolution(value: int | float | None, candidate: int) -> int:
-    """The pixels an evaluator uses for a candidate of ``candidate`` pixels (multiple of 8)."""
-    if value is None:
-        return candidate
-    if isinstance(value, float):
-        return max(8, int(round(candidate * value / 8)) * 8)
-    return int(value)
-
-
-def resolve_path(value: str, study_path: str) -> str:
-    """A path in a study file is relative to that file; a bare name is a name."""
-    if (value.endswith((".yaml", ".yml", ".json")) or os.sep in value) and study_path \
-            and not os.path.isabs(value):
-        candidate = Path(study_path).parent / value
-        if candidate.exists():
-            return str(candidate)
-    return value

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasscale.errors import NasscaleError
-from nasscale.search.data import Dataset, resize
+from nasscale.scoring.data import Dataset, resize
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16", "fp16")

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from nasscale.errors import NasscaleError
+from nasscale.errors import NasscaleError, SpecError
 from nasscale.specs import NetworkSpec
 
 
@@ -97,7 +97,7 @@ class ProxyEvaluator(Evaluator):
     _dataset: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from nasscale.search.proxies import PROXIES
+        from nasscale.scoring.proxies import PROXIES
 
         if self.proxy not in PROXIES:
             raise NasscaleError(f"evaluator.proxy: unknown proxy {self.proxy!r}; known: "
@@ -107,7 +107,7 @@ class ProxyEvaluator(Evaluator):
     def _batch(self, spec: NetworkSpec, seed: int, res: int):
         import torch
 
-        from nasscale.search.data import load_dataset, resize
+        from nasscale.scoring.data import load_dataset, resize
 
         g = torch.Generator().manual_seed(seed)
         if self.data is None:
@@ -118,8 +118,7 @@ class ProxyEvaluator(Evaluator):
         return resize(self._dataset.x[idx], res)
 
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        from nasscale.search.study import eval_resolution
-
+        
         spec = spec.replace(resolution=eval_resolution(self.resolution, spec.resolution))
         return self.score_module(build_seeded(spec, seed), spec, seed, spec.resolution)
 
@@ -127,7 +126,7 @@ class ProxyEvaluator(Evaluator):
         """The proxy of a module that already exists (a pruned network carrying weights), on
         inputs of ``res`` pixels; ``batch_seed`` draws NASWOT's batch (keep it fixed to compare
         modules on the same inputs)."""
-        from nasscale.search.proxies import naswot, synflow
+        from nasscale.scoring.proxies import naswot, synflow
 
         if self.proxy == "synflow":  # works on a float64 copy
             return synflow(model, (1, spec.in_channels, res, res))
@@ -149,7 +148,7 @@ class TrainEvaluator(Evaluator):
     @property
     def epochs(self) -> int | None:
         """Epochs a full evaluation trains (``None``: a step budget, no per-epoch reports)."""
-        from nasscale.search.train import TrainSettings
+        from nasscale.scoring.train import TrainSettings
 
         s = self.settings or TrainSettings()
         return s.epochs if s.steps is None else None
@@ -157,11 +156,10 @@ class TrainEvaluator(Evaluator):
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
         from dataclasses import replace
 
-        from nasscale.search.data import load_dataset
-        from nasscale.search.train import TrainSettings, train_and_evaluate
+        from nasscale.scoring.data import load_dataset
+        from nasscale.scoring.train import TrainSettings, train_and_evaluate
 
-        from nasscale.search.study import eval_resolution
-
+        
         if self._dataset is None:
             self._dataset = load_dataset(self.data)
         settings = self.settings or TrainSettings()
@@ -171,7 +169,7 @@ class TrainEvaluator(Evaluator):
         model = build_seeded(spec, seed)
         settings = replace(settings, seed=seed, resolution=res)
         if self.signal == "sotl":
-            from nasscale.search.train import train
+            from nasscale.scoring.train import train
 
             def record(entry: dict) -> None:
                 if report is not None:
@@ -228,48 +226,26 @@ def load_callable(target: str) -> Callable:
     return fn
 
 
-def make_evaluator(study) -> Evaluator:
-    """The evaluator a study file describes; datasets and user functions are loaded here, so a
-    bad path fails once, before any trial."""
-    cfg = dict(study.evaluator)
-    kind = cfg.pop("kind")
-    if kind == "python":
-        return PythonEvaluator(target=cfg["target"], name=cfg.get("name", "score"))
-    if kind == "inherit":  # weights carried from a trained parent (search/inherit.py)
-        from nasscale.search.inherit import make_inherit_evaluator
+def parse_eval_resolution(value: Any, where: str = "evaluator.resolution") -> int | float:
+    """An evaluator's input size: pixels (``64``) or a fraction of each candidate's own
+    resolution (``"0.25x"``; coefficient studies need this so that γ still matters)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 8:
+        return value
+    if isinstance(value, str) and value.strip().endswith("x"):
+        try:
+            factor = float(value.strip()[:-1])
+        except ValueError:
+            factor = 0.0
+        if 0 < factor <= 4:
+            return factor
+    raise SpecError(f"must be pixels (an integer >= 8) or a fraction of the candidate's "
+                    f"resolution like '0.25x', got {value!r}", (where,))
 
-        return make_inherit_evaluator(study)
-    if kind == "train":
-        from nasscale.search.data import load_dataset
-        from nasscale.search.train import TrainSettings
 
-        from nasscale.search.study import parse_eval_resolution
-
-        data = cfg.pop("data", "digits")
-        signal = cfg.pop("signal", "accuracy")
-        res = parse_eval_resolution(cfg.pop("resolution", 32))
-        relative = res if isinstance(res, float) else None
-        settings = TrainSettings(**cfg, resolution=res if relative is None else 32,
-                                 seed=study.seed)
-        try:  # e.g. device: cuda on a machine without CUDA, fp16 on the CPU: before any trial
-            settings.check()
-        except NasscaleError as err:
-            raise NasscaleError(f"{study.path or 'study'}: evaluator.{err}") from None
-        evaluator = TrainEvaluator(data=data, settings=settings, relative=relative,
-                                   signal=signal, name="sotl" if signal == "sotl" else "accuracy")
-        evaluator._dataset = load_dataset(data)
-        return evaluator
-    proxy = cfg.get("proxy", "naswot")
-    if proxy in ("flops", "params"):
-        return CostEvaluator(metric=proxy)
-    from nasscale.search.study import parse_eval_resolution
-
-    res = cfg.get("resolution")
-    evaluator = ProxyEvaluator(proxy=proxy, batch_size=cfg.get("batch_size", 16),
-                               resolution=None if res is None else parse_eval_resolution(res),
-                               data=cfg.get("data"))
-    if evaluator.data is not None:
-        from nasscale.search.data import load_dataset
-
-        evaluator._dataset = load_dataset(evaluator.data)
-    return evaluator
+def eval_resolution(value: int | float | None, candidate: int) -> int:
+    """The pixels an evaluator uses for a candidate of ``candidate`` pixels (multiple of 8)."""
+    if value is None:
+        return candidate
+    if isinstance(value, float):
+        return max(8, int(round(candidate * value / 8)) * 8)
+    return int(value)

@@ -5,7 +5,7 @@ Sources (``load_dataset(source)``):
 - ``testbed``: 32×32 grey crops of the 16 photographs scikit-image ships, one class per
   photograph (1,920 training and 1,600 held-out images; the ``testbed`` extra installs
   scikit-image).  Does not saturate: the networks to rank differ by tens of points (see
-  ``nasscale.search.testbed``).  No network access.
+  ``nasscale.scoring.testbed``).  No network access.
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes; the
   ``demo`` extra installs scikit-learn).  It saturates (93–99 % after short training), so it
   cannot rank networks; it stays for quick demos.
@@ -178,7 +178,7 @@ def from_folder(root: Path, size: int | None = None) -> Dataset:
 
 
 def testbed() -> Dataset:
-    from nasscale.search.testbed import PHOTOS, testbed_arrays
+    from nasscale.scoring.testbed import PHOTOS, testbed_arrays
 
     x, y, tx, ty = testbed_arrays()
     x, tx = _normalise(_to_nchw(x, "testbed"), _to_nchw(tx, "testbed"))

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nasscale.errors import NasscaleError
-from nasscale.search.train import TrainSettings
+from nasscale.scoring.train import TrainSettings
 
 WEIGHTS_FORMAT = "nasscale-weights-1"
 
@@ -40,9 +40,9 @@ def run_train_job(job: TrainJob) -> dict:
 
     from nasscale import zoo
     from nasscale.grammar import network_to_data
-    from nasscale.search.data import load_dataset
-    from nasscale.search.evaluators import build_seeded
-    from nasscale.search.train import train
+    from nasscale.scoring.data import load_dataset
+    from nasscale.scoring.evaluators import build_seeded
+    from nasscale.scoring.train import train
 
     job.settings.check()
     spec = zoo.load(job.network)
