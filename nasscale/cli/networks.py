@@ -84,7 +84,6 @@ class ShowCommand(Command):
         return 0
 
 
-
 class ExportCommand(Command):
     name = "export"
     help = "export a network (name or YAML, e.g. a search's best.yaml) to ONNX"
