@@ -94,12 +94,10 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool 
 
 
 def settings_from_args(args: argparse.Namespace, base=None):
-    from nasscale.latency.measure import Settings, mode_of
+    from nasscale.latency.measure import Settings
 
-    base = base or Settings()
-    compile_, graphs = getattr(args, "compile", None), getattr(args, "cuda_graphs", None)
-    given = {"device": args.device, "threads": args.threads, "dtype": args.dtype,
-             "batch": args.batch, "clock": args.clock, "allocator": args.allocator,
-             "memory_format": "channels_last" if args.channels_last else None,
-             "mode": mode_of(compile_, graphs) if (compile_ or graphs) else None}
-    return base.replace(**{k: v for k, v in given.items() if v is not None})
+    return Settings.from_options(
+        base, device=args.device, threads=args.threads, dtype=args.dtype, batch=args.batch,
+        clock=args.clock, allocator=args.allocator, channels_last=args.channels_last or None,
+        compile=getattr(args, "compile", None) or None,
+        cuda_graphs=getattr(args, "cuda_graphs", None) or None)

@@ -200,6 +200,41 @@ def _exclusive(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def add_carrier(table, units: list, timing: CarrierTiming, context: str = "carrier",
+                keep_known: bool = False) -> tuple[int, float]:
+    """Add one carrier's timing to ``table``: the one place a table grows from a carrier.
+
+    ``keep_known=False`` (``lut build``): every unit's time is a new sample, and a carrier's
+    overhead a new overhead sample.  ``keep_known=True`` (NetAdapt, completing a table while
+    it prunes): units the table has keep their values — re-timing them would move every
+    prediction with the machine's drift — and measure this carrier's drift instead; the new
+    units are scaled by it (``known table ms / known measured ms``) so that all entries stay on
+    one scale, and the overhead is sampled only by a carrier with no known unit.
+    Returns (units added, drift factor)."""
+    factor, added = 1.0, 0
+    known = [(u, ms) for u, ms in zip(units, timing.units_ms) if unit_key(u) in table] \
+        if keep_known else []
+    if known:
+        measured = sum(ms for _, ms in known)
+        if measured > 0:
+            factor = sum(table.entries[unit_key(u)].ms for u, _ in known) / measured
+    seen: set = set()
+    for unit, ms in zip(units, timing.units_ms):
+        if keep_known:
+            key = unit_key(unit)
+            if key in table or key in seen:
+                continue
+            seen.add(key)
+        table.add(unit, ms * factor, context)
+        added += 1
+    if context == "carrier" and not known:
+        table.overhead_samples_ms.append(timing.overhead_ms)
+    if timing.other_load is not None:
+        table.other_loads.append(round(timing.other_load, 3))
+    table.carriers += 1
+    return added, factor
+
+
 def _build(sources, out, settings, contexts, policy, seed, candidates, progress, t0):
     table = open_table(out, settings)
     rng = random.Random(seed)
@@ -215,15 +250,8 @@ def _build(sources, out, settings, contexts, policy, seed, candidates, progress,
 
     def record(spec: NetworkSpec, units: list, timing: CarrierTiming, context: str) -> None:
         nonlocal measured, carriers
-        for unit, ms in zip(units, timing.units_ms):
-            table.add(unit, ms, context)
-            measured += 1
-        if context == "carrier":
-            table.overhead_samples_ms.append(timing.overhead_ms)
-        if timing.other_load is not None:
-            table.other_loads.append(round(timing.other_load, 3))
+        measured += add_carrier(table, units, timing, context)[0]
         carriers += 1
-        table.carriers += 1
         table.save(out)
         for key in [k for k in missing if table.contexts(k) >= contexts]:
             del missing[key]

@@ -54,6 +54,21 @@ class Settings:
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_options(cls, base: "Settings | None" = None, *, channels_last: bool | None = None,
+                     compile: bool | None = None, cuda_graphs: bool | None = None,
+                     **fields: object) -> "Settings":
+        """The one mapping from what users write (CLI flags, a study's ``latency:`` section,
+        ``nasscale prune``'s options) to settings: ``channels_last`` sets the memory format,
+        ``compile``/``cuda_graphs`` the mode; the other options are fields of the same name.
+        ``None`` leaves ``base``'s value (default: ``Settings()``)."""
+        changes = {k: v for k, v in fields.items() if v is not None}
+        if channels_last is not None:
+            changes["memory_format"] = "channels_last" if channels_last else "contiguous"
+        if compile is not None or cuda_graphs is not None:
+            changes["mode"] = mode_of(bool(compile), bool(cuda_graphs))
+        return (base or cls()).replace(**changes)
+
 
 def mode_of(compile: bool, cuda_graphs: bool) -> str:
     return {(False, False): "eager", (True, False): "compile", (False, True): "cuda-graph",

@@ -167,32 +167,15 @@ class LatencyResource(Resource):
         every network that contains them with the machine's drift (5 % between runs minutes
         apart on the development VM), and the search would then take noise for savings.
         Instead the units already known measure the drift of this carrier, and the new units
-        are scaled by it: ``known table ms / known measured ms``, so all entries stay on one
-        scale."""
-        from nasscale.latency.build import time_carrier
-        from nasscale.latency.table import unit_key, units_of
+        are scaled by it (``nasscale.latency.build.add_carrier(keep_known=True)``)."""
+        from nasscale.latency.build import add_carrier, time_carrier
+        from nasscale.latency.table import units_of
 
         units = units_of(resolve(spec))
         timing = (time_carrier(spec, self.settings) if self.carrier_policy is None
                   else time_carrier(spec, self.settings, self.carrier_policy))
-        known = [(u, ms) for u, ms in zip(units, timing.units_ms) if unit_key(u) in self.table]
-        factor = 1.0
-        if known:
-            measured = sum(ms for _, ms in known)
-            if measured > 0:
-                factor = sum(self.table.entries[unit_key(u)].ms for u, _ in known) / measured
-        added = set()
-        for unit, ms in zip(units, timing.units_ms):
-            key = unit_key(unit)
-            if key not in self.table and key not in added:
-                self.table.add(unit, ms * factor, "carrier")
-                added.add(key)
-        if not known:
-            self.table.overhead_samples_ms.append(timing.overhead_ms)
-        if timing.other_load is not None:
-            self.table.other_loads.append(round(timing.other_load, 3))
+        _, factor = add_carrier(self.table, units, timing, "carrier", keep_known=True)
         self.drift.append(round(factor, 4))
-        self.table.carriers += 1
         self.carriers += 1
         if "netadapt" not in self.table.sources:
             self.table.sources.append("netadapt")

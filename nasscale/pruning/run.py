@@ -87,7 +87,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         model = load_weights(ckpt, spec)
     evaluator.check(spec, model is not None)
     long_term = evaluator.final_settings(weighted=model is not None)
-    settings = Settings(device=req.device, threads=req.threads)
+    settings = Settings.from_options(device=req.device, threads=req.threads)
     if target.metric != "latency" and req.lut:
         raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
     if target.metric == "latency":

@@ -88,14 +88,12 @@ class PredictedLatency:
 def _settings(study):
     from nasscale.latency import Settings
 
-    from nasscale.latency.measure import mode_of
-
     cfg = study.latency
-    return Settings(device=cfg.get("device", "cpu"), threads=int(cfg.get("threads", 1)),
-                    batch=int(cfg.get("batch", 1)), dtype=cfg.get("dtype", "float32"),
-                    memory_format="channels_last" if cfg.get("channels_last") else "contiguous",
-                    mode=mode_of(bool(cfg.get("compile", False)), False),
-                    clock=cfg.get("clock", "wall"))
+    return Settings.from_options(
+        device=cfg.get("device", "cpu"), threads=int(cfg.get("threads", 1)),
+        batch=int(cfg.get("batch", 1)), dtype=cfg.get("dtype", "float32"),
+        channels_last=bool(cfg.get("channels_last")), compile=bool(cfg.get("compile", False)),
+        cuda_graphs=False, clock=cfg.get("clock", "wall"))
 
 
 def ensure_table(study) -> None:

@@ -24,13 +24,10 @@ from typing import Any, Protocol, Sequence
 
 from nasscale.errors import SpecError
 from nasscale.specs import (
+    BLOCK_KINDS,
     BlockSpec,
-    BneckSpec,
     ConvSpec,
-    DepthwiseSeparableSpec,
-    FusedMBConvSpec,
     HeadSpec,
-    MBConvSpec,
     NetworkSpec,
     RoundingPolicy,
     SESpec,
@@ -39,6 +36,7 @@ from nasscale.specs import (
     resolve,
 )
 from nasscale.specs.common import ACTIVATIONS
+from nasscale.specs.kind import NotALayer
 
 
 class Suggester(Protocol):
@@ -97,7 +95,11 @@ class WidthChoice:
         return trial.suggest_int(name, self.min, self.max, step=self.step)
 
 
-LAYER_KINDS = ("mbconv", "fused", "bneck", "ds")
+
+
+def layer_kinds() -> tuple[str, ...]:
+    """The kinds a layer choice may offer: those whose spec defines ``from_layer``."""
+    return tuple(code for code, cls in BLOCK_KINDS.items() if cls.searchable())
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class LayerChoice:
     se_form: SESpec = SESpec()
 
     def __post_init__(self) -> None:
-        _choices("kinds", self.kinds, LAYER_KINDS, str)
+        _choices("kinds", self.kinds, layer_kinds(), str)
         _choices("kernel_size", self.kernel_size, kind=int)
         for k in self.kernel_size:
             if k < 1 or k % 2 == 0:
@@ -124,8 +126,9 @@ class LayerChoice:
             raise SpecError("choices must be > 0", ("expand_ratio",))
         _choices("se", self.se, (False, True), bool)
         _choices("activation", self.activation, ACTIVATIONS, str)
-        if "bneck" in self.kinds:
-            _choices("activation", self.activation, ("relu", "hswish"), str)
+        for kind in self.kinds:
+            if BLOCK_KINDS[kind].layer_activations is not None:
+                _choices("activation", self.activation, BLOCK_KINDS[kind].layer_activations, str)
 
     def sample(self, trial: Suggester, name, in_channels: int, out_channels: int,
                stride: int) -> BlockSpec:
@@ -137,22 +140,14 @@ class LayerChoice:
         kind = pick("kind", self.kinds)
         k = pick("kernel_size", self.kernel_size)
         act = pick("activation", self.activation)
-        if kind == "ds":
-            return DepthwiseSeparableSpec(out_channels=out_channels, kernel_size=k,
-                                          stride=stride, activation=act)
-        e = float(pick("expand_ratio", self.expand_ratio))
-        se = bool(pick("se", self.se))
-        if kind == "bneck":
-            return BneckSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                             mid_channels=make_divisible(in_channels * e, 8), activation=act,
-                             se=se)
-        if kind == "fused":
-            se = se and make_divisible(in_channels * e, 8) != in_channels
-            return FusedMBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                                   expand_ratio=e, activation=act,
-                                   se=self.se_form if se else None)
-        return MBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                          expand_ratio=e, activation=act, se=self.se_form if se else None)
+        cls = BLOCK_KINDS[kind]
+        values: dict[str, Any] = {}
+        if "expand_ratio" in cls.layer_fields:
+            values["expand_ratio"] = float(pick("expand_ratio", self.expand_ratio))
+        if "se" in cls.layer_fields:
+            values["se"] = bool(pick("se", self.se))
+        return cls.from_layer(in_channels=in_channels, out_channels=out_channels, kernel_size=k,
+                              stride=stride, activation=act, se_form=self.se_form, **values)
 
     def params_for(self, block: BlockSpec, name, in_channels: int) -> dict[str, Any]:
         """The choices that sample ``block`` after ``in_channels`` inputs (or NotInSpace)."""
@@ -168,25 +163,13 @@ class LayerChoice:
         put("kind", self.kinds, block.kind)
         put("kernel_size", self.kernel_size, block.kernel_size)
         put("activation", self.activation, block.activation)
-        if isinstance(block, DepthwiseSeparableSpec):
-            if block.se is not None or block.skip:
-                raise NotInSpace(f"{prefix}: ds blocks in spaces have no SE and no skip")
-            return out
-        if isinstance(block, BneckSpec):
-            ratios = [e for e in self.expand_ratio
-                      if make_divisible(in_channels * e, 8) == block.mid_channels]
-            if not ratios:
-                raise NotInSpace(f"{prefix}expand_ratio: no choice gives mid {block.mid_channels}"
-                                 f" from {in_channels} inputs")
-            put("expand_ratio", self.expand_ratio, ratios[0])
-            put("se", self.se, block.se)
-            return out
-        if block.mid_channels is not None or not block.skip:
-            raise NotInSpace(f"{prefix}: explicit mid_channels / noskip are not in the space")
-        put("expand_ratio", self.expand_ratio, block.expand_ratio)
-        if block.se is not None and block.se != self.se_form:
-            raise NotInSpace(f"{prefix}se: {block.se} differs from the space's se_form")
-        put("se", self.se, block.se is not None)
+        try:
+            values = block.layer_values(in_channels, self.expand_ratio, self.se_form)
+        except NotALayer as err:
+            raise NotInSpace(f"{prefix}{err.field}: {err.reason}") from None
+        for field in ("expand_ratio", "se"):
+            if field in values:
+                put(field, getattr(self, field), values[field])
         return out
 
 

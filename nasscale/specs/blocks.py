@@ -33,7 +33,7 @@ from nasscale.specs.common import (
     check_odd,
     make_divisible,
 )
-from nasscale.specs.kind import KindRule
+from nasscale.specs.kind import KindRule, NotALayer
 
 STRIDES = (1, 2)
 
@@ -105,6 +105,21 @@ class BlockSpec:
     #: how each scales, its pruning roles, its text tokens; every kind declares one (a test
     #: checks it names every field)
     rule: ClassVar["KindRule | None"] = None
+    #: the layer fields a search space's ``LayerChoice`` picks for this kind after kind, kernel
+    #: and activation (``()``: none; only kinds that define ``from_layer`` are offered)
+    layer_fields: ClassVar[tuple[str, ...]] = ()
+    #: the activations a layer choice may give this kind (``None``: any)
+    layer_activations: ClassVar["tuple[str, ...] | None"] = None
+
+    @classmethod
+    def searchable(cls) -> bool:
+        """Whether search spaces' layer choices offer this kind (it defines ``from_layer``)."""
+        return "from_layer" in vars(cls)
+
+    @classmethod
+    def drawable(cls) -> bool:
+        """Whether the random generator draws this kind (it defines ``random_layer``)."""
+        return "random_layer" in vars(cls)
 
     @property
     def block_stride(self) -> int:
@@ -194,6 +209,12 @@ class ConvSpec(BlockSpec):
         check_choice("norm", self.norm, ("bn", "none"))
         check_bool("bias", self.bias)
 
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "ConvSpec":
+        return cls(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
+                   bias=rng.random() < 0.2)
+
 
 @dataclass(frozen=True)
 class DepthwiseSeparableSpec(BlockSpec):
@@ -223,6 +244,24 @@ class DepthwiseSeparableSpec(BlockSpec):
 
     def widths(self, in_channels: int) -> dict[str, int]:
         return {"se": self.se.width(in_channels, in_channels) if self.se else 0}
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None) -> "DepthwiseSeparableSpec":
+        return cls(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                   activation=activation)
+
+    def layer_values(self, in_channels: int, expand_ratios, se_form) -> dict:
+        if self.se is not None or self.skip:
+            raise NotALayer("", "ds blocks in spaces have no SE and no skip")
+        return {}
+
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "DepthwiseSeparableSpec":
+        return cls(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
+                   se=se, skip=rng.random() < 0.5)
 
 
 @dataclass(frozen=True)
@@ -259,6 +298,29 @@ class MBConvSpec(BlockSpec):
     def widths(self, in_channels: int) -> dict[str, int]:
         mid = _mid(self, in_channels)
         return {"mid": mid, "se": self.se.width(in_channels, mid) if self.se else 0}
+
+    layer_fields: ClassVar[tuple[str, ...]] = ("expand_ratio", "se")
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None) -> "MBConvSpec":
+        return cls(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                   expand_ratio=expand_ratio, activation=activation,
+                   se=se_form if se else None)
+
+    def layer_values(self, in_channels: int, expand_ratios, se_form) -> dict:
+        if self.mid_channels is not None or not self.skip:
+            raise NotALayer("", "explicit mid_channels / noskip are not in the space")
+        if self.se is not None and self.se != se_form:
+            raise NotALayer("se", f"{self.se} differs from the space's se_form")
+        return {"expand_ratio": self.expand_ratio, "se": self.se is not None}
+
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "MBConvSpec":
+        return cls(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
+                   se=se, skip=rng.random() < 0.9, **expansion)
 
 
 @dataclass(frozen=True)
@@ -301,6 +363,29 @@ class FusedMBConvSpec(BlockSpec):
             raise SpecError(f"must be none when the expanded width equals the input width "
                             f"({in_channels}): that Fused-MBConv is a single conv", ("se",))
 
+    layer_fields: ClassVar[tuple[str, ...]] = ("expand_ratio", "se")
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None) -> "FusedMBConvSpec":
+        # expansion 1 makes a single conv, which has no expanded tensor to squeeze
+        se = se and make_divisible(in_channels * expand_ratio, 8) != in_channels
+        return cls(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                   expand_ratio=expand_ratio, activation=activation,
+                   se=se_form if se else None)
+
+    layer_values = MBConvSpec.layer_values
+
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "FusedMBConvSpec":
+        # Fused-MBConv with expansion 1 has no expanded tensor, hence no SE
+        se = se if expansion.get("expand_ratio", 0) != 1.0 and "mid_channels" not in expansion \
+            else None
+        return cls(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
+                   se=se, **expansion)
+
 
 @dataclass(frozen=True)
 class BneckSpec(BlockSpec):
@@ -337,6 +422,32 @@ class BneckSpec(BlockSpec):
 
     def widths(self, in_channels: int) -> dict[str, int]:
         return self.as_mbconv().widths(in_channels)
+
+    layer_fields: ClassVar[tuple[str, ...]] = ("expand_ratio", "se")
+    layer_activations: ClassVar["tuple[str, ...] | None"] = ("relu", "hswish")
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None) -> "BneckSpec":
+        return cls(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                   mid_channels=make_divisible(in_channels * expand_ratio, 8),
+                   activation=activation, se=se)
+
+    def layer_values(self, in_channels: int, expand_ratios, se_form) -> dict:
+        ratios = [e for e in expand_ratios
+                  if make_divisible(in_channels * e, 8) == self.mid_channels]
+        if not ratios:
+            raise NotALayer("expand_ratio", f"no choice gives mid {self.mid_channels} from "
+                            f"{in_channels} inputs")
+        return {"expand_ratio": ratios[0], "se": self.se}
+
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "BneckSpec":
+        return cls(out_channels=out_channels, mid_channels=8 * rng.randint(2, 60),
+                   kernel_size=rng.choice((3, 5)), stride=stride,
+                   activation=rng.choice(("relu", "hswish")), se=rng.random() < 0.5)
 
 
 @dataclass(frozen=True)

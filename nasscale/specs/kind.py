@@ -64,6 +64,15 @@ class KindRule:
                 *self.depths, *self.fixed)
 
 
+class NotALayer(Exception):
+    """A block that a search space's layer choices cannot express: ``field`` ('' for the block
+    as a whole) and the reason (``BlockSpec.layer_values``)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
 def attention_unit(spec, rule: KindRule, policy) -> int:
     """The divisor an attention block imposes on its width: lcm(divisor, heads) when the policy
     keeps the heads, lcm(divisor, head_dim) when it keeps the head dimension."""

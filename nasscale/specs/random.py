@@ -6,11 +6,8 @@ import random as _random
 from nasscale.specs.blocks import (
     MOBILENET_V3_SE,
     BlockSpec,
-    BneckSpec,
     ConvNeXtSpec,
     ConvSpec,
-    DepthwiseSeparableSpec,
-    FusedMBConvSpec,
     LNDownsampleSpec,
     MBConvSpec,
     PatchifySpec,
@@ -26,6 +23,12 @@ from nasscale.specs.attention import (
 )
 from nasscale.specs.network import HeadSpec, NetworkSpec, StageSpec
 
+
+def _kinds():
+    from nasscale.specs import BLOCK_KINDS  # the registry of the package that holds this module
+
+    return [cls for cls in BLOCK_KINDS.values() if cls.drawable()]
+
 CONV_ACTS = ("relu", "relu6", "hswish", "silu")
 
 
@@ -36,31 +39,15 @@ def random_se(rng: _random.Random) -> SESpec:
 
 
 def random_block(rng: _random.Random, out_channels: int, stride: int) -> BlockSpec:
-    """A random convolutional block (any kind except the ConvNeXt ones) of the given shape."""
-    kind = rng.choice(("conv", "ds", "mbconv", "fused", "bneck"))
+    """A random convolutional block of the given shape: any kind whose spec defines
+    ``random_layer`` (the convolutional kinds but the ConvNeXt ones)."""
+    cls = rng.choice(_kinds())
     k = rng.choice((3, 5, 7))
     act = rng.choice(CONV_ACTS)
     expansion = ({"expand_ratio": rng.choice((1.0, 2.0, 2.5, 3.0, 4.0, 6.0))}
                  if rng.random() < 0.7 else {"mid_channels": 8 * rng.randint(2, 40)})
     se = random_se(rng) if rng.random() < 0.5 else None
-    if kind == "conv":
-        return ConvSpec(out_channels=out_channels, kernel_size=k, stride=stride, activation=act,
-                        bias=rng.random() < 0.2)
-    if kind == "ds":
-        return DepthwiseSeparableSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                                      activation=act, se=se, skip=rng.random() < 0.5)
-    if kind == "mbconv":
-        return MBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                          activation=act, se=se, skip=rng.random() < 0.9, **expansion)
-    if kind == "fused":
-        # Fused-MBConv with expansion 1 has no expanded tensor, hence no SE
-        se = se if expansion.get("expand_ratio", 0) != 1.0 and "mid_channels" not in expansion \
-            else None
-        return FusedMBConvSpec(out_channels=out_channels, kernel_size=k, stride=stride,
-                               activation=act, se=se, **expansion)
-    return BneckSpec(out_channels=out_channels, mid_channels=8 * rng.randint(2, 60),
-                     kernel_size=rng.choice((3, 5)), stride=stride,
-                     activation=rng.choice(("relu", "hswish")), se=rng.random() < 0.5)
+    return cls.random_layer(rng, out_channels, stride, k, act, expansion, se)
 
 
 def random_network(seed: int, resolution: int | None = None) -> NetworkSpec:
