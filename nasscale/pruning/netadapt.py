@@ -185,42 +185,12 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         t_it = time.perf_counter()
         step = options.initial_step * start_value * options.decay ** i
         it_limit = max(limit, value - step)
-        proposals = []
-        for attempt in range(6):
-            proposals = _proposals(current, groups, it_limit, resource, options)
-            if proposals:
-                break
-            it_limit = max(limit, value - (value - it_limit) / 2)  # no group alone gets there
-        if not proposals:
-            raise NasscaleError(f"iteration {i + 1}: no single width group can bring "
-                                f"{format_amount(target.metric, value)} down to "
-                                f"{format_amount(target.metric, it_limit)}")
+        proposals, it_limit = _proposals_within(current, groups, value, it_limit, limit,
+                                                resource, options, target.metric, i)
         log(f"iteration {i + 1}: limit {format_amount(target.metric, it_limit)}, "
             f"{len(proposals)} proposals")
-        best = None
-        for p in proposals:
-            p_model = None
-            if weighted:
-                p_model = _carried(model, current, p, groups)
-            try:
-                p.score, p.model = evaluator.score(p.spec, p_model)
-            except (NasscaleError, RuntimeError, ValueError) as err:
-                p.error = str(err)
-                continue
-            if not math.isfinite(p.score):
-                p.error = f"score {p.score}"
-                continue
-            gain = (p.score - score) / max(value - p.resource, 1e-12)
-            if best is None or gain > best[0]:
-                if best is not None:
-                    best[1].model = None  # keep one proposal's module in memory, not all
-                best = (gain, p)
-            else:
-                p.model = None
-        if best is None:
-            reasons = "; ".join(f"{p.label}: {p.error}" for p in proposals[:3])
-            raise NasscaleError(f"iteration {i + 1}: every proposal failed to score ({reasons})")
-        _, chosen = best
+        chosen = _best_proposal(proposals, current, groups, model if weighted else None,
+                                evaluator, score, value, i)
         groups = width_groups(chosen.spec, names)
         cost = network_cost(resolve(chosen.spec))
         it = Iteration(index=i + 1, limit=it_limit, group=chosen.group,
@@ -248,6 +218,50 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
                   iterations=iterations, metric=target.metric,
                   resource_note=resource.describe(), evaluator_note=evaluator.describe(),
                   model=model, seconds=time.perf_counter() - t0)
+
+
+def _proposals_within(current, groups, value: float, it_limit: float, limit: float,
+                      resource: Resource, options: Options, metric: str, i: int):
+    """This iteration's proposals, halving the step (at most 6 times) while no single group
+    alone reaches the iteration's limit.  Returns (proposals, the limit they reach)."""
+    proposals = []
+    for attempt in range(6):
+        proposals = _proposals(current, groups, it_limit, resource, options)
+        if proposals:
+            return proposals, it_limit
+        it_limit = max(limit, value - (value - it_limit) / 2)  # no group alone gets there
+    raise NasscaleError(f"iteration {i + 1}: no single width group can bring "
+                        f"{format_amount(metric, value)} down to "
+                        f"{format_amount(metric, it_limit)}")
+
+
+def _best_proposal(proposals, current, groups, model, evaluator, score: float, value: float,
+                   i: int):
+    """Score every proposal (weights carried from ``model`` when there is one) and return the
+    one with the best score gain per unit of resource saved; a proposal that fails to score
+    records why and is skipped."""
+    best = None
+    for p in proposals:
+        p_model = _carried(model, current, p, groups) if model is not None else None
+        try:
+            p.score, p.model = evaluator.score(p.spec, p_model)
+        except (NasscaleError, RuntimeError, ValueError) as err:
+            p.error = str(err)
+            continue
+        if not math.isfinite(p.score):
+            p.error = f"score {p.score}"
+            continue
+        gain = (p.score - score) / max(value - p.resource, 1e-12)
+        if best is None or gain > best[0]:
+            if best is not None:
+                best[1].model = None  # keep one proposal's module in memory, not all
+            best = (gain, p)
+        else:
+            p.model = None
+    if best is None:
+        reasons = "; ".join(f"{p.label}: {p.error}" for p in proposals[:3])
+        raise NasscaleError(f"iteration {i + 1}: every proposal failed to score ({reasons})")
+    return best[1]
 
 
 def _proposals(current: NetworkSpec, groups: list[Group], limit: float, resource: Resource,

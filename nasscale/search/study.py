@@ -187,16 +187,47 @@ def pruner_from_data(value: Any, objectives: dict, evaluator: dict) -> dict[str,
 
 
 def study_from_data(data: Any, path: str = "") -> StudySpec:
+    """The typed study of a study file's data; every bad field is a ``SpecError`` naming it.
+    Sections are read in a fixed order, so a file with several mistakes reports the same one
+    first every time."""
     data = check_keys(data, STUDY_KEYS, "", required=("name", "objectives", "evaluator"))
+    coefficients = _coefficients(data)
+    objectives = _objectives(data)
+    evaluator = _evaluator(data, path)
+    reward = _reward(data, objectives)
+    constraints = _constraints(data)
+    latency = _latency(data)
+    sampler = _sampler(data)
+    max_memory_gb = _max_memory(data)
+    trials, timeout = _limits(data, coefficients, sampler)
+    references, storage = _references(data), _storage(data)
+    _evaluator_numbers(evaluator)
+    pruner = pruner_from_data(data.get("pruner"), objectives, evaluator)
+    return StudySpec(
+        name=str(data["name"]), space=str(data["space"]) if "space" in data else None,
+        coefficients=coefficients,
+        objectives=tuple(objectives.items()), evaluator=dict(evaluator),
+        constraints=tuple(constraints), reward=reward, latency=latency, sampler=sampler,
+        pruner=pruner,
+        trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
+        storage=storage, references=tuple(map(str, references)),
+        max_memory_gb=float(max_memory_gb),
+        description=str(data.get("description", "")), path=path)
+
+
+def _coefficients(data: dict) -> dict | None:
     if ("space" in data) == ("coefficients" in data):
         raise SpecError("give either space (an architecture search) or coefficients (a "
                         "compound-scaling coefficient grid)", ("space",))
-    coefficients = None
-    if "coefficients" in data:
-        from nasscale.search.coefficients import coefficient_space_from_data
+    if "coefficients" not in data:
+        return None
+    from nasscale.search.coefficients import coefficient_space_from_data
 
-        coefficient_space_from_data(data["coefficients"])  # validate now, with its field names
-        coefficients = dict(data["coefficients"])
+    coefficient_space_from_data(data["coefficients"])  # validate now, with its field names
+    return dict(data["coefficients"])
+
+
+def _objectives(data: dict) -> dict:
     objectives = data["objectives"]
     if not isinstance(objectives, dict) or not objectives:
         raise SpecError("must be a mapping of metric -> maximize|minimize, e.g. "
@@ -208,6 +239,10 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
         if direction not in DIRECTIONS:
             raise SpecError(f"must be maximize or minimize, got {direction!r}",
                             (f"objectives.{metric}",))
+    return objectives
+
+
+def _evaluator(data: dict, path: str) -> dict:
     evaluator = check_keys(data["evaluator"], tuple(sorted({k for v in EVALUATOR_KEYS.values()
                                                             for k in v})), "evaluator",
                            required=("kind",))
@@ -228,20 +263,41 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
         from nasscale.search.inherit import check_config
 
         check_config(evaluator, data.get("space"), path)
+    return evaluator
+
+
+def _evaluator_numbers(evaluator: dict) -> None:
+    for key in ("batch_size", "epochs", "subset"):
+        if key in evaluator:
+            _positive_int(evaluator[key], f"evaluator.{key}")
+    if "resolution" in evaluator:
+        parse_eval_resolution(evaluator["resolution"], "evaluator.resolution")
+
+
+def _reward(data: dict, objectives: dict) -> dict | None:
     if "reward" in objectives and data.get("reward") is None:
         raise SpecError("the 'reward' objective needs a reward: {target: ..., exponent: ...} "
                         "section", ("objectives.reward",))
     reward = data.get("reward")
-    if reward is not None:
-        reward = dict(check_keys(reward, ("target", "exponent"), "reward", required=("target",)))
-        exponent = reward.setdefault("exponent", -0.07)
-        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or exponent > 0:
-            raise SpecError(f"must be a number <= 0 (MnasNet uses -0.07), got {exponent!r}",
-                            ("reward.exponent",))
+    if reward is None:
+        return None
+    reward = dict(check_keys(reward, ("target", "exponent"), "reward", required=("target",)))
+    exponent = reward.setdefault("exponent", -0.07)
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or exponent > 0:
+        raise SpecError(f"must be a number <= 0 (MnasNet uses -0.07), got {exponent!r}",
+                        ("reward.exponent",))
+    return reward
+
+
+def _constraints(data: dict) -> list:
     constraints = data.get("constraints") or []
     if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
         raise SpecError("must be a list of budget strings such as 'flops <= 300M' or "
                         "'latency <= 0.8x mobilenet_v3_large'", ("constraints",))
+    return constraints
+
+
+def _latency(data: dict) -> dict:
     latency = dict(check_keys(data.get("latency") or {}, LATENCY_KEYS, "latency"))
     latency.setdefault("source", "measure")
     if latency["source"] not in ("measure", "lut"):
@@ -255,6 +311,10 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
                 latency["source"] != "lut":
             raise SpecError("must be a list of lut sources (space:NAME[:N], around:NAME, network "
                             "names) with source: lut", ("latency.build",))
+    return latency
+
+
+def _sampler(data: dict) -> dict:
     sampler = dict(check_keys(data.get("sampler") or {}, SAMPLER_KEYS, "sampler"))
     sampler.setdefault("name", "tpe")
     if sampler["name"] not in SAMPLERS:
@@ -265,11 +325,19 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if "multivariate" in sampler and not isinstance(sampler["multivariate"], bool):
         raise SpecError(f"must be true or false, got {sampler['multivariate']!r}",
                         ("sampler.multivariate",))
+    return sampler
+
+
+def _max_memory(data: dict) -> float:
     max_memory_gb = data.get("max_memory_gb", 8.0)
     if isinstance(max_memory_gb, bool) or not isinstance(max_memory_gb, (int, float)) \
             or not math.isfinite(max_memory_gb) or max_memory_gb <= 0:
         raise SpecError(f"must be a number of gigabytes > 0 (candidates estimated to need more "
                         f"fail without being built), got {max_memory_gb!r}", ("max_memory_gb",))
+    return max_memory_gb
+
+
+def _limits(data: dict, coefficients, sampler: dict) -> tuple:
     trials = data.get("trials")
     timeout = data.get("timeout")
     if trials is None and timeout is None and coefficients is None:
@@ -283,28 +351,21 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not math.isfinite(timeout) or timeout <= 0):
         raise SpecError(f"must be a number of seconds > 0, got {timeout!r}", ("timeout",))
+    return trials, timeout
+
+
+def _references(data: dict) -> list:
     references = data.get("references") or []
     if not isinstance(references, list):
         raise SpecError("must be a list of architecture names", ("references",))
+    return references
+
+
+def _storage(data: dict) -> str | None:
     storage = data.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise SpecError("must be a storage URL string or null", ("storage",))
-    for key in ("batch_size", "epochs", "subset"):
-        if key in evaluator:
-            _positive_int(evaluator[key], f"evaluator.{key}")
-    if "resolution" in evaluator:
-        parse_eval_resolution(evaluator["resolution"], "evaluator.resolution")
-    pruner = pruner_from_data(data.get("pruner"), objectives, evaluator)
-    return StudySpec(
-        name=str(data["name"]), space=str(data["space"]) if "space" in data else None,
-        coefficients=coefficients,
-        objectives=tuple(objectives.items()), evaluator=dict(evaluator),
-        constraints=tuple(constraints), reward=reward, latency=latency, sampler=sampler,
-        pruner=pruner,
-        trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
-        storage=storage, references=tuple(map(str, references)),
-        max_memory_gb=float(max_memory_gb),
-        description=str(data.get("description", "")), path=path)
+    return storage
 
 
 def load_study(path: str | os.PathLike) -> StudySpec:
