@@ -30,14 +30,14 @@ from typing import Any, Mapping
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
 from nasscale.grammar.text import SE_TOKEN
 from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
-from nasscale.search.space import (
+from nasscale.search.choices import (
     AttentionTail,
     HeadChoice,
     LayerChoice,
-    SearchSpace,
     StageChoice,
     WidthChoice,
 )
+from nasscale.search.space import SearchSpace
 from nasscale.zoo import spaces_dir
 
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "stem",
