@@ -21,7 +21,7 @@ def make_evaluator(study) -> Evaluator:
     if kind == "python":
         return PythonEvaluator(target=cfg["target"], name=cfg.get("name", "score"))
     if kind == "inherit":  # weights carried from a trained parent (search/inherit.py)
-        from nasscale.search.inherit import make_inherit_evaluator
+        from nasscale.search.inherit_config import make_inherit_evaluator
 
         return make_inherit_evaluator(study)
     if kind == "train":

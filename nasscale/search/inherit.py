@@ -32,13 +32,11 @@ block kind or stride layout, another head (hidden widths) or another number of c
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Iterator
 
-from nasscale.errors import NasscaleError, SpecError
+from nasscale.errors import NasscaleError
 from nasscale.pruning.groups import block_names, flatten, has_expand, width_groups
 from nasscale.scoring.evaluators import Evaluator
 from nasscale.search.space import SearchSpace
@@ -470,148 +468,5 @@ class InheritEvaluator(Evaluator):
                 f"weights on {self.data} at {s.resolution}px")
 
 
-def weights_path(value: str, study_path: str) -> Path:
-    """A weights path of a study file: relative to the study file, or else to the working
-    folder when only that one exists."""
-    p = Path(value)
-    if p.is_absolute() or not study_path:
-        return p
-    beside = Path(os.path.normpath(Path(study_path).parent / p))
-    return p if not beside.exists() and p.exists() else beside
-
-
-def data_source(value: str, study_path: str) -> str:
-    """A dataset source of a study file: a file or folder beside the study file, else the
-    source as written (``testbed``, ``digits``, a path from the working folder)."""
-    beside = Path(study_path).parent / value if study_path else None
-    if beside is not None and not os.path.isabs(value) and beside.exists():
-        return os.path.normpath(beside)
-    return value
-
-
-def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
-    from nasscale import zoo
-    from nasscale.search.locate import resolve_path
-
-    if not isinstance(value, str) or not value:
-        raise SpecError("must be a network name or a network .yaml (e.g. the space's "
-                        "largest member, SearchSpace.largest)", ("evaluator.parent",))
-    try:
-        return zoo.load(resolve_path(value, study_path))
-    except NasscaleError as err:
-        raise SpecError(f"cannot load {value!r}: {err}", ("evaluator.parent",)) from None
-
-
-def check_config(evaluator: dict, space: Any, study_path: str) -> None:
-    """Validate an ``inherit`` evaluator at study load: settings, the parent, the parent's
-    containment of the whole space, and that the weights file exists.  ``SpecError`` with
-    the field."""
-    from nasscale.search.space_io import load_space
-    from nasscale.search.locate import resolve_path
-    from nasscale.search.locate import check_train_settings
-
-    for key in ("parent", "weights", "data"):
-        if not evaluator.get(key):
-            raise SpecError(f"kind inherit needs {key}", (f"evaluator.{key}",))
-    for key in ("steps", "batch_size", "subset"):
-        value = evaluator.get(key)
-        if key in evaluator and (isinstance(value, bool) or not isinstance(value, int)
-                                 or value < 1):
-            raise SpecError(f"must be an integer >= 1, got {value!r}", (f"evaluator.{key}",))
-    res = evaluator.get("resolution", DEFAULTS["resolution"])
-    if isinstance(res, bool) or not isinstance(res, int) or res < 8:
-        raise SpecError(f"must be pixels, an integer >= 8, got {res!r}",
-                        ("evaluator.resolution",))
-    check_train_settings(evaluator)
-    if space is None:
-        raise SpecError("kind inherit searches an architecture space; give space: NAME",
-                        ("evaluator.kind",))
-    try:
-        search_space = load_space(resolve_path(str(space), study_path))
-    except NasscaleError as err:
-        raise SpecError(f"cannot load it: {err}", ("space",)) from None
-    parent = _parent_spec(evaluator["parent"], study_path)
-    try:
-        check_space(search_space, parent)
-    except NotContained as err:
-        raise SpecError(str(err), ("evaluator.parent",)) from None
-    weights = weights_path(str(evaluator["weights"]), study_path)
-    if not weights.exists():
-        raise SpecError(f"{weights}: no such file; train the parent first: nasscale train "
-                        f"{resolve_path(evaluator['parent'], study_path)} --data "
-                        f"{evaluator['data']} -o {weights}", ("evaluator.weights",))
-
-
-def make_inherit_evaluator(study) -> InheritEvaluator:
-    """The evaluator of an ``inherit`` study: the parent aligned with the space, its weights
-    loaded and checked against the parent and the data (before any trial)."""
-    from nasscale.modules.checkpoint import load_weights, read_checkpoint
-    from nasscale.scoring.data import load_dataset
-    from nasscale.search.locate import make_space
-    from nasscale.scoring.train import TrainSettings
-
-    cfg = dict(study.evaluator)
-    where = f"{study.path or 'study'}: evaluator"
-    parent_spec = _parent_spec(cfg["parent"], study.path)
-    try:
-        parent = check_space(make_space(study), parent_spec)
-    except NotContained as err:
-        raise NasscaleError(f"{where}.parent: {err}") from None
-    path = weights_path(str(cfg["weights"]), study.path)
-    ckpt = read_checkpoint(str(path), f"{where}.weights:")
-    data = load_dataset(data_source(str(cfg["data"]), study.path))
-    n = ckpt.num_classes
-    if n is None:
-        raise NasscaleError(f"{where}.weights: {path} has no head.classifier.weight: not the "
-                            f"weights of a nasscale network")
-    if n != data.num_classes:
-        shown = ckpt.classes[:4] + (["..."] if len(ckpt.classes or ()) > 4 else [])
-        names = f" ({', '.join(shown)})" if ckpt.classes else ""
-        raise NasscaleError(
-            f"{where}.weights: {path} has a classifier for {n} classes{names} but data "
-            f"{cfg['data']} has {data.num_classes}; the candidates keep the parent's "
-            f"classifier, so train the parent on the same data: nasscale train "
-            f"{cfg['parent']} --data {cfg['data']} -o {path}")
-    _check_network(ckpt, parent_spec, f"{where}.weights: {path}")
-    parent_model = load_weights(ckpt, parent_spec.replace(num_classes=n),
-                                where=f"{where}.weights:")
-    keys = ("batch_size", "lr", "weight_decay", "subset", "val_fraction", "resolution",
-            "device", "amp", "channels_last", "steps")
-    settings = TrainSettings(**{**{k: v for k, v in DEFAULTS.items()},
-                                **{k: cfg[k] for k in keys if k in cfg}}, seed=study.seed)
-    try:
-        settings.check()
-    except NasscaleError as err:
-        raise NasscaleError(f"{where}.{err}") from None
-    return InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(path),
-                            data=str(cfg["data"]), dataset=data, settings=settings)
-
-
-def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
-    """A weights file that names its network must hold the parent's blocks."""
-    from nasscale.grammar import format_block
-    from nasscale.grammar.yaml_io import network_from_data
-
-    data = ckpt.meta.get("network")
-    if not isinstance(data, dict):
-        return
-    try:
-        saved = network_from_data(data)
-    except NasscaleError:
-        return  # not nasscale's own network record: the tensor shapes are still checked
-
-    def blocks(spec: NetworkSpec) -> list[str]:
-        return [format_block(b.spec) for b in resolve(flatten(spec)).blocks]
-
-    a, b = blocks(saved), blocks(parent)
-    if a != b or saved.head.hidden != parent.head.hidden:
-        diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        raise NasscaleError(
-            f"{where} holds the weights of {saved.name}, not of the parent {parent.name} "
-            f"(block {diff}: {a[diff] if diff < len(a) else 'none'} against "
-            f"{b[diff] if diff < len(b) else 'none'})")
-
-
 __all__ = ["Alignment", "InheritEvaluator", "NotContained", "Parent", "Plan", "alignments",
-           "block_problems", "carry", "check_config", "check_space", "data_source",
-           "make_inherit_evaluator", "weights_path"]
+           "block_problems", "carry", "carried_kinds", "check_space"]

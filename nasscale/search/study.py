@@ -260,7 +260,7 @@ def _evaluator(data: dict, path: str) -> dict:
                             f"minus the training loss: SoTL), got {evaluator['signal']!r}",
                             ("evaluator.signal",))
     if kind == "inherit":  # the parent must contain the whole space; the weights must exist
-        from nasscale.search.inherit import check_config
+        from nasscale.search.inherit_config import check_config
 
         check_config(evaluator, data.get("space"), path)
     return evaluator
