@@ -90,7 +90,7 @@ class ScaleCommand(Command):
         print(summary_text(summary, out))
         best = summary["best"]
         if best:
-            from nasscale.search.runner import open_storage
+            from nasscale.search.storage import open_storage
 
             import optuna
             trial = optuna.load_study(study_name=study.name, storage=open_storage(None, out)

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from nasscale.search.space import SearchSpace
-from nasscale.search.storage import worker_tag
+from nasscale.search.storage import is_storage_error, worker_tag
 from nasscale.specs import NetworkSpec
 
 #: What became of a trial, as trials.csv, the plot, the summary and the progress line say it
@@ -196,7 +195,7 @@ class Objective:
             trial.set_user_attr("status", "failed")
             raise
         except Exception as err:  # build failures, out of memory, unresolvable candidates
-            if _is_storage_error(err):  # the database, not the candidate: retried by the runner
+            if is_storage_error(err):  # the database, not the candidate: retried by the runner
                 raise
             text = str(err).splitlines()[0][:300] if str(err) else ""
             reason = f"{type(err).__name__}: {text}"
@@ -351,19 +350,6 @@ class Objective:
 
         return report
 
-
-def _is_storage_error(err: BaseException | None, depth: int = 0) -> bool:
-    """A database that does not answer — or an error raised while handling one (Optuna's
-    own trial loop then fails with an ``UnboundLocalError`` whose context is the real one)."""
-    import optuna
-
-    if err is None or depth > 5:
-        return False
-    sqlalchemy = sys.modules.get("sqlalchemy")
-    if isinstance(err, optuna.exceptions.StorageInternalError) or (
-            sqlalchemy is not None and isinstance(err, sqlalchemy.exc.SQLAlchemyError)):
-        return True
-    return _is_storage_error(err.__cause__ or err.__context__, depth + 1)
 
 
 def trial_status(trial, retried: set[int] | frozenset = frozenset()) -> str:

@@ -18,6 +18,8 @@ import hashlib
 import os
 import re
 import socket
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -201,3 +203,64 @@ def recover_stale_trials(study) -> list[int]:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         recovered.append(trial.number)
     return recovered
+
+
+# --- outages --------------------------------------------------------------------------------
+
+def is_storage_error(err: BaseException | None, depth: int = 0) -> bool:
+    """A database that does not answer — or an error raised while handling one (Optuna's
+    own trial loop then fails with an ``UnboundLocalError`` whose context is the real one)."""
+    import optuna
+
+    if err is None or depth > 5:
+        return False
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    if isinstance(err, optuna.exceptions.StorageInternalError) or (
+            sqlalchemy is not None and isinstance(err, sqlalchemy.exc.SQLAlchemyError)):
+        return True
+    return is_storage_error(err.__cause__ or err.__context__, depth + 1)
+
+
+class StorageDown(NasscaleError):
+    """The storage did not answer for the whole retry period."""
+
+
+def with_retry(fn, what: str, retry_for: float, storage: str | None = None):
+    """``fn()``, retried with backoff (1, 2, 4 ... 30 s) while the storage does not answer,
+    for ``retry_for`` seconds in all; then ``StorageDown``."""
+    first = None
+    delay = 1.0
+    while True:
+        try:
+            return fn()
+        except Exception as err:
+            if not is_storage_error(err):
+                raise
+            now = time.monotonic()
+            first = first or now
+            text = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            if now - first >= retry_for:
+                raise StorageDown(
+                    f"storage {redact(storage) or 'journal'}: no answer for {now - first:.0f} s "
+                    f"while {what} ({text[:200]}); finished trials are kept, re-run the same "
+                    "command to resume") from None
+            print(f"nasscale: storage {redact(storage) or 'journal'} not answering while {what}"
+                  f" ({text[:120]}); retrying in {delay:.0f} s", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
+def quiet_storage_threads() -> None:
+    """Optuna records heartbeats in a thread; when the database goes away that thread dies
+    with a traceback on stderr.  The trial loop reports the outage (and retries) itself, so
+    such a thread's storage error is dropped; any other thread error is shown as usual."""
+    previous = threading.excepthook
+    if getattr(previous, "_nasscale", False):
+        return
+
+    def hook(args) -> None:
+        if not is_storage_error(args.exc_value):
+            previous(args)
+
+    hook._nasscale = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

@@ -1,0 +1,298 @@
+"""A study's set-up, done once in the main process: the Optuna study opened or created under
+a lock, the fingerprint of its settings checked, relative budgets resolved and stored on the
+study (user attributes) with the latency key and the reference networks' scores, so that
+every worker and every resumed run reads them instead of measuring again.  Also the
+options of a run and the Optuna sampler and pruner a study names (``search/runner.py`` runs
+the trials)."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nasscale.errors import NasscaleError
+from nasscale.search.locate import make_space
+from nasscale.search.objective import Constraint, Objective
+from nasscale.search.storage import (
+    normalise_url,
+    open_storage,
+    recover_stale_trials,
+    redact,
+    setup_lock,
+    with_retry,
+)
+from nasscale.search.study import StudySpec
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    n_trials: int | None = None
+    timeout: float | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    workers: int = 1
+    progress: bool = True
+    own_budgets: bool = False  # resolve relative budgets on this machine, not the study's
+    storage_retry: float = 300.0  # seconds a storage outage is retried before giving up
+
+
+@dataclass
+class Setup:
+    """Everything a worker needs, picklable: the study, resolved budgets and references."""
+
+    study: StudySpec
+    study_name: str
+    storage: str | None
+    out: str
+    constraints: tuple[Constraint, ...]
+    reward: tuple[float, float] | None
+    latency_key: dict = field(default_factory=dict)
+    latency_reference: dict | None = None  # timed against it (see MeasuredLatency)
+    references: dict = field(default_factory=dict)
+    score_name: str = "score"
+    evaluator_label: str = "score"
+    target: int | None = None  # the study's total trials
+    storage_retry: float = 300.0
+
+
+def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
+    import optuna
+
+    cfg = study.sampler
+    seed = study.seed + worker
+    name = cfg["name"]
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed,
+                                             population_size=cfg.get("population_size", 50))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed,
+                                         n_startup_trials=cfg.get("n_startup_trials", 10))
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid or make_space(study).grid(), seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.get("n_startup_trials",
+                                                                           10),
+                                      multivariate=cfg.get("multivariate", True),
+                                      constant_liar=True)
+
+
+def make_pruner(study: StudySpec):
+    """The study's Optuna pruner (``NopPruner`` for none: Optuna's own default would be a
+    median pruner).  Only single-objective train studies have one (see study.py)."""
+    import optuna
+
+    cfg = dict(study.pruner)
+    name = cfg.pop("name")
+    cls = {"successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+           "hyperband": optuna.pruners.HyperbandPruner,
+           "median": optuna.pruners.MedianPruner}.get(name)
+    return optuna.pruners.NopPruner() if cls is None else cls(**cfg)
+
+
+def make_objective(setup: Setup) -> Objective:
+    """The trial objective of a set-up study (in whichever process runs trials)."""
+    import torch
+
+    from nasscale.search.evaluation import make_evaluator
+    from nasscale.search.latency_source import make_latency_source
+
+    study = setup.study
+    torch.set_num_threads(int(study.latency.get("threads") or 1))
+    return Objective(
+        space=make_space(study), metrics=study.metrics,
+        evaluator=make_evaluator(study), constraints=setup.constraints,
+        latency=make_latency_source(study, setup.latency_key, setup.latency_reference)
+        if study.needs_latency else None,
+        reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
+        study_name=setup.study_name, pruner=study.pruner["name"], target=setup.target)
+
+
+def target_trials(study: StudySpec, options: RunOptions) -> int | None:
+    if options.n_trials is not None:
+        return options.n_trials
+    if study.trials is None and study.coefficients is not None:
+        return len(make_space(study).triples())  # the whole grid
+    return study.trials
+
+
+def describe_storage(url: str | None, out: Path) -> str:
+    return redact(url) if url else str(out / "study.journal")
+
+
+def check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise NasscaleError(f"--workers: must be an integer >= 1, got {workers!r}")
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        print(f"nasscale: warning: {workers} workers on {cores} cores share the CPU",
+              file=sys.stderr)
+    return workers
+
+
+def _fingerprint(study: StudySpec) -> dict:
+    """What must not change between runs of one Optuna study.  The pruner is in it only when
+    there is one, so studies stored before pruners existed still resume."""
+    out = {"space": study.space or study.coefficients,
+           "objectives": [list(o) for o in study.objectives],
+           "evaluator": study.evaluator, "constraints": list(study.constraints),
+           "reward": study.reward, "seed": study.seed,
+           "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
+    if study.pruner["name"] != "none":
+        out["pruner"] = study.pruner
+    return out
+
+
+def _in_study(study: StudySpec, section: str, fn):
+    """``fn()``; a ``NasscaleError`` it raises names the study file and the field:
+    ``study.yaml: latency.threads: ...``."""
+    import re
+
+    try:
+        return fn()
+    except NasscaleError as err:
+        where = study.path or "study"
+        msg = str(err)
+        if msg.startswith(where):
+            raise
+        head = re.match(r"([A-Za-z_][\w.\[\]]*): ", msg)
+        if head and head.group(1).split(".")[0] == section:
+            text = msg
+        elif head and " " not in head.group(1):
+            text = f"{section}.{msg}"
+        else:
+            text = f"{section}: {msg}"
+        raise NasscaleError(f"{where}: {text}") from None
+
+
+def check_references(study: StudySpec) -> None:
+    """Every ``references`` name loads (before anything is measured)."""
+    from nasscale import zoo
+
+    for i, name in enumerate(study.references or ()):
+        try:
+            zoo.load(name)
+        except NasscaleError as err:
+            raise NasscaleError(f"{study.path or 'study'}: references[{i}]: {err}") from None
+
+
+def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
+    """A worker measuring latency must measure like the study's first process did; else it is
+    refused, or with ``--own-budgets`` it resolves the relative budgets on this machine."""
+    if not study.needs_latency or study.latency.get("source") == "lut":
+        return None
+    from nasscale.latency.key import MeasurementKey
+    from nasscale.search.latency_source import make_latency_source, resolve_budgets
+
+    here = make_latency_source(study).key
+    stored = shared.get("latency_key") or {}
+    if here == stored:
+        return None
+    try:
+        diffs = MeasurementKey.from_dict(here).differences(MeasurementKey.from_dict(stored))
+    except NasscaleError:
+        diffs = ["the stored key is not a measurement key"]
+    if not options.own_budgets:
+        raise NasscaleError(
+            f"study {name!r}: this machine measures latency under another key than the study "
+            f"({'; '.join(diffs)}), so its latencies would not compare with the stored budgets; "
+            "run this worker on a machine like the first one, or pass --own-budgets to resolve "
+            "the relative budgets on this machine")
+    constraints, reward, key, reference = resolve_budgets(study)
+    print(f"nasscale: --own-budgets: this worker measures on its own hardware "
+          f"({'; '.join(diffs)}): " + "; ".join(f"{c.text} = {c.limit:.4g}" for c in constraints),
+          file=sys.stderr)
+    return {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
+            "reward": list(reward) if reward else None, "latency_key": key,
+            "latency_reference": reference}
+
+
+def prepare(study: StudySpec, options: RunOptions):
+    """Open or create the Optuna study and resolve what every worker shares.  Returns
+    ``(setup, optuna_study)``.  Done under ``setup_lock``: processes that start together wait
+    for the first one's set-up and then read it, so a study has one set of resolved budgets."""
+    import optuna
+
+    from nasscale.search.evaluation import make_evaluator
+    from nasscale.search.latency_source import (
+        ensure_table,
+        evaluate_references,
+        resolve_budgets,
+    )
+
+    # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
+    # the progress bar): Optuna's per-trial tracebacks would only bury them
+    optuna.logging.set_verbosity(optuna.logging.CRITICAL)
+    name = options.study_name or study.name
+    url = normalise_url(options.storage or study.storage)
+    space = _in_study(study, "space", lambda: make_space(study))  # fail early on a bad space
+    # ... and on a bad dataset or user function, and on bad measurement settings
+    evaluator = _in_study(study, "evaluator", lambda: make_evaluator(study))
+    if study.needs_latency and study.latency.get("source") != "lut":
+        from nasscale.search.latency_source import _settings
+
+        _in_study(study, "latency", lambda: _settings(study).key())
+    check_references(study)
+    fingerprint = _fingerprint(study)
+    with setup_lock(url, options.out):
+        storage = open_storage(url, options.out)
+        directions = [d for _, d in study.objectives]
+        ostudy = with_retry(lambda: optuna.create_study(
+            study_name=name, storage=storage, directions=directions, sampler=make_sampler(study),
+            pruner=make_pruner(study), load_if_exists=True), "opening the study",
+            options.storage_retry, url)
+        if [d.name.lower() for d in ostudy.directions] != directions:
+            raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
+                                f"directions {[d.name.lower() for d in ostudy.directions]}, "
+                                f"not {directions}; use --study-name or another --out")
+        attrs = ostudy.user_attrs
+        stored = attrs.get("nasscale.fingerprint")
+        if stored is not None and stored != fingerprint:
+            if ostudy.get_trials(deepcopy=False):
+                changed = sorted(k for k in {**stored, **fingerprint}
+                                 if stored.get(k) != fingerprint.get(k))
+                raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} "
+                                    f"was created with other settings ({', '.join(changed)} "
+                                    "differ); use --study-name or another --out")
+            attrs = {}  # no trial ever ran (a set-up that failed): set it up again
+        recovered = recover_stale_trials(ostudy)
+        if recovered:
+            print(f"nasscale: re-queued {len(recovered)} trial(s) of a worker that died: "
+                  f"{recovered}", file=sys.stderr)
+        ensure_table(study)  # a lookup table the study builds is completed before any trial
+        shared = attrs.get("nasscale.shared")
+        if shared is None:  # first run: resolve relative budgets by measuring, once
+            constraints, reward, key, reference = resolve_budgets(study)
+            shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
+                      "reward": list(reward) if reward else None, "latency_key": key,
+                      "latency_reference": reference}
+            ostudy.set_user_attr("nasscale.shared", shared)
+        else:
+            shared = _check_key(study, shared, name, options) or shared
+        setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),
+                      constraints=tuple(Constraint(*c) for c in shared["constraints"]),
+                      reward=tuple(shared["reward"]) if shared["reward"] else None,
+                      latency_key=shared["latency_key"],
+                      latency_reference=shared.get("latency_reference"),
+                      score_name=evaluator.name, evaluator_label=evaluator.describe(),
+                      target=target_trials(study, options),
+                      storage_retry=options.storage_retry)
+        references = attrs.get("nasscale.references")
+        if references is None:
+            names = study.references or space.contains
+            references = evaluate_references(setup, names, make_objective(setup))
+            ostudy.set_user_attr("nasscale.references", references)
+        setup.references = references
+        if stored != fingerprint:  # only once the set-up has succeeded
+            ostudy.set_user_attr("nasscale.fingerprint", fingerprint)
+        if not ostudy.metric_names:  # optuna-dashboard's axis labels
+            import warnings
+
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ostudy.set_metric_names([setup.score_name if m == "score" else
+                                         {"latency": "latency_ms"}.get(m, m)
+                                         for m in study.metrics])
+    return setup, ostudy
