@@ -90,17 +90,16 @@ def _settings(study):
 
     cfg = study.latency
     return Settings.from_options(
-        device=cfg.get("device", "cpu"), threads=int(cfg.get("threads", 1)),
-        batch=int(cfg.get("batch", 1)), dtype=cfg.get("dtype", "float32"),
-        channels_last=bool(cfg.get("channels_last")), compile=bool(cfg.get("compile", False)),
-        cuda_graphs=False, clock=cfg.get("clock", "wall"))
+        device=cfg.device, threads=cfg.threads, batch=cfg.batch, dtype=cfg.dtype,
+        channels_last=cfg.channels_last, compile=cfg.compile, cuda_graphs=False,
+        clock=cfg.clock)
 
 
 def ensure_table(study) -> None:
     """Complete the study's lookup table from its ``latency.build`` sources (only what is
     missing is measured; the table is saved as it grows, so an interrupted build resumes)."""
     cfg = study.latency
-    if cfg.get("source") != "lut" or not cfg.get("build"):
+    if cfg.source != "lut" or not cfg.build:
         return
     import sys
 
@@ -108,8 +107,8 @@ def ensure_table(study) -> None:
     from nasscale.search.sources import parse_source
     from nasscale.reports.progress import Progress
 
-    path = cfg["lut"]
-    sources = [parse_source(s) for s in cfg["build"]]
+    path = cfg.lut
+    sources = [parse_source(s) for s in cfg.build]
     bar = Progress(1, "lut build")
 
     def progress(done: int, total: int, note: str) -> None:
@@ -129,10 +128,10 @@ def make_latency_source(study, key: dict | None = None, reference: dict | None =
     from nasscale.search.locate import resolve_path
 
     cfg = study.latency
-    if cfg.get("source") == "lut":
+    if cfg.source == "lut":
         from nasscale.latency import LatencyTable
 
-        table = LatencyTable.load(resolve_path(cfg["lut"], study.path))
+        table = LatencyTable.load(resolve_path(cfg.lut, study.path))
         return PredictedLatency(table=table, key=table.key.as_dict())
     settings = _settings(study)
     return MeasuredLatency(settings=settings, key=key or settings.key().as_dict(),
@@ -171,10 +170,10 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
     reward = None
     if study.reward is not None:
         try:
-            target = resolver.resolve(parse_budget(f"latency <= {study.reward['target']}"))
+            target = resolver.resolve(parse_budget(f"latency <= {study.reward.target}"))
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: reward.target: {err}") from None
-        reward = (target.limit, float(study.reward["exponent"]))
+        reward = (target.limit, study.reward.exponent)
     return tuple(constraints), reward, key, reference
 
 

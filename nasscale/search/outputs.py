@@ -145,7 +145,7 @@ def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
         "states": {str(k): int(v) for k, v in counts.items()},
         "statuses": {str(k): int(v) for k, v in statuses.items()},
         "stopped_early": int(statuses.get("stopped early", 0)),
-        "pruner": dict(study.pruner),
+        "pruner": study.pruner.as_dict(),
         "feasible": int(frame["feasible"].sum()) if len(frame) else 0,
         "failure_reasons": {str(k): int(v) for k, v in failures.items()},
         "best": [{"number": n, **metrics_of(by_number[n])} for n in best],

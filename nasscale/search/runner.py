@@ -167,7 +167,7 @@ def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> Non
 
     progress = Progress(ostudy, setup.target, enabled=options.progress,
                         score=setup.study.metrics[0],
-                        stopping=setup.study.pruner["name"] != "none")
+                        stopping=setup.study.pruner.name != "none")
 
     def update(finished=None) -> None:
         try:

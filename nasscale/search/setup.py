@@ -62,20 +62,19 @@ def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
 
     cfg = study.sampler
     seed = study.seed + worker
-    name = cfg["name"]
+    name = cfg.name
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed,
-                                             population_size=cfg.get("population_size", 50))
+                                             population_size=cfg.population_size)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed,
-                                         n_startup_trials=cfg.get("n_startup_trials", 10))
+                                         n_startup_trials=cfg.n_startup_trials)
     if name == "grid":
         return optuna.samplers.GridSampler(grid or make_space(study).grid(), seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.get("n_startup_trials",
-                                                                           10),
-                                      multivariate=cfg.get("multivariate", True),
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials,
+                                      multivariate=cfg.multivariate,
                                       constant_liar=True)
 
 
@@ -84,12 +83,10 @@ def make_pruner(study: StudySpec):
     median pruner).  Only single-objective train studies have one (see study.py)."""
     import optuna
 
-    cfg = dict(study.pruner)
-    name = cfg.pop("name")
     cls = {"successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "hyperband": optuna.pruners.HyperbandPruner,
-           "median": optuna.pruners.MedianPruner}.get(name)
-    return optuna.pruners.NopPruner() if cls is None else cls(**cfg)
+           "median": optuna.pruners.MedianPruner}.get(study.pruner.name)
+    return optuna.pruners.NopPruner() if cls is None else cls(**study.pruner.options)
 
 
 def make_objective(setup: Setup) -> Objective:
@@ -100,14 +97,14 @@ def make_objective(setup: Setup) -> Objective:
     from nasscale.search.latency_source import make_latency_source
 
     study = setup.study
-    torch.set_num_threads(int(study.latency.get("threads") or 1))
+    torch.set_num_threads(study.latency.threads)
     return Objective(
         space=make_space(study), metrics=study.metrics,
         evaluator=make_evaluator(study), constraints=setup.constraints,
         latency=make_latency_source(study, setup.latency_key, setup.latency_reference)
         if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
-        study_name=setup.study_name, pruner=study.pruner["name"], target=setup.target)
+        study_name=setup.study_name, pruner=study.pruner.name, target=setup.target)
 
 
 def target_trials(study: StudySpec, options: RunOptions) -> int | None:
@@ -138,10 +135,10 @@ def _fingerprint(study: StudySpec) -> dict:
     out = {"space": study.space or study.coefficients,
            "objectives": [list(o) for o in study.objectives],
            "evaluator": study.evaluator, "constraints": list(study.constraints),
-           "reward": study.reward, "seed": study.seed,
+           "reward": study.reward.as_dict() if study.reward else None, "seed": study.seed,
            "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
-    if study.pruner["name"] != "none":
-        out["pruner"] = study.pruner
+    if study.pruner.name != "none":
+        out["pruner"] = study.pruner.as_dict()
     return out
 
 
@@ -181,7 +178,7 @@ def check_references(study: StudySpec) -> None:
 def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
     """A worker measuring latency must measure like the study's first process did; else it is
     refused, or with ``--own-budgets`` it resolves the relative budgets on this machine."""
-    if not study.needs_latency or study.latency.get("source") == "lut":
+    if not study.needs_latency or study.latency.source == "lut":
         return None
     from nasscale.latency.key import MeasurementKey
     from nasscale.search.latency_source import make_latency_source, resolve_budgets
@@ -230,7 +227,7 @@ def prepare(study: StudySpec, options: RunOptions):
     space = _in_study(study, "space", lambda: make_space(study))  # fail early on a bad space
     # ... and on a bad dataset or user function, and on bad measurement settings
     evaluator = _in_study(study, "evaluator", lambda: make_evaluator(study))
-    if study.needs_latency and study.latency.get("source") != "lut":
+    if study.needs_latency and study.latency.source != "lut":
         from nasscale.search.latency_source import _settings
 
         _in_study(study, "latency", lambda: _settings(study).key())

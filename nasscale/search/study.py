@@ -43,6 +43,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from nasscale.errors import NasscaleError, SpecError, suggest
@@ -81,6 +82,128 @@ PRUNERS = {
 }
 
 
+class Section(Mapping):
+    """One section of a study file, typed: its attributes carry the defaults (in one place),
+    and it stays a read-only mapping of the values as written, which is what the study's
+    fingerprint and outputs store (a study stored before a default changed still resumes)."""
+
+    def __init__(self, given: Mapping | None = None):
+        self._given = dict(given or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._given[key]
+
+    def __iter__(self):
+        return iter(self._given)
+
+    def __len__(self) -> int:
+        return len(self._given)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._given!r})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._given)
+
+    def _get(self, key: str, default: Any) -> Any:
+        value = self._given.get(key)
+        return default if value is None else value
+
+
+class LatencyConfig(Section):
+    """``latency:`` — how latency is measured (``source: measure``) or predicted (``lut``)."""
+
+    @property
+    def source(self) -> str:
+        return self._get("source", "measure")
+
+    @property
+    def lut(self) -> str | None:
+        return self._given.get("lut")
+
+    @property
+    def build(self) -> tuple[str, ...]:
+        return tuple(self._given.get("build") or ())
+
+    @property
+    def device(self) -> str:
+        return self._get("device", "cpu")
+
+    @property
+    def threads(self) -> int:
+        return int(self._given.get("threads") or 1)
+
+    @property
+    def batch(self) -> int:
+        return int(self._get("batch", 1))
+
+    @property
+    def dtype(self) -> str:
+        return self._get("dtype", "float32")
+
+    @property
+    def channels_last(self) -> bool:
+        return bool(self._given.get("channels_last"))
+
+    @property
+    def compile(self) -> bool:
+        return bool(self._given.get("compile", False))
+
+    @property
+    def clock(self) -> str:
+        return self._get("clock", "wall")
+
+
+class SamplerConfig(Section):
+    """``sampler:`` — Optuna's sampler and its settings."""
+
+    @property
+    def name(self) -> str:
+        return self._get("name", "tpe")
+
+    @property
+    def n_startup_trials(self) -> int:
+        return int(self._get("n_startup_trials", 10))
+
+    @property
+    def population_size(self) -> int:
+        return int(self._get("population_size", 50))
+
+    @property
+    def multivariate(self) -> bool:
+        return bool(self._get("multivariate", True))
+
+
+class PrunerConfig(Section):
+    """``pruner:`` — Optuna's pruner (``none``: trials are never stopped early) and its keys."""
+
+    @property
+    def name(self) -> str:
+        return self._get("name", "none")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The pruner's own keyword arguments (every key but ``name``)."""
+        return {k: v for k, v in self._given.items() if k != "name"}
+
+
+class RewardConfig(Section):
+    """``reward:`` — MnasNet's ``score × (latency / target)^exponent``."""
+
+    @property
+    def target(self) -> str:
+        return self._given["target"]
+
+    @property
+    def exponent(self) -> float:
+        return float(self._get("exponent", -0.07))
+
+
+#: field of ``StudySpec`` -> its typed section
+SECTIONS = {"latency": LatencyConfig, "sampler": SamplerConfig, "pruner": PrunerConfig,
+            "reward": RewardConfig}
+
+
 @dataclass(frozen=True)
 class StudySpec:
     name: str
@@ -88,10 +211,10 @@ class StudySpec:
     objectives: tuple[tuple[str, str], ...]  # (metric, direction)
     evaluator: dict[str, Any]
     constraints: tuple[str, ...] = ()
-    reward: dict[str, Any] | None = None
-    latency: dict[str, Any] = field(default_factory=lambda: {"source": "measure"})
-    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
-    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    reward: RewardConfig | None = None
+    latency: LatencyConfig = field(default_factory=lambda: LatencyConfig({"source": "measure"}))
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig({"name": "tpe"}))
+    pruner: PrunerConfig = field(default_factory=lambda: PrunerConfig({"name": "none"}))
     trials: int | None = None
     timeout: float | None = None
     seed: int = 0
@@ -101,6 +224,12 @@ class StudySpec:
     description: str = ""
     path: str = ""  # the file it came from
     coefficients: dict[str, Any] | None = None  # EfficientNet step 1 (search/coefficients.py)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():  # a plain mapping (tests, callers) becomes typed
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, cls):
+                object.__setattr__(self, name, cls(value))
 
     @property
     def metrics(self) -> tuple[str, ...]:
