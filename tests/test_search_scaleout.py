@@ -313,3 +313,30 @@ def test_a_database_outage_stops_cleanly_and_resumes(tmp_path, postgres):
     _, stderr = again.communicate(timeout=300)
     assert again.returncode == 0, redact(stderr)
     assert len(counted(load(out, url).trials)) >= 6
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_trial_loop():
+    """Python drops a KeyboardInterrupt raised while a finalizer runs (the garbage collection
+    after each trial frees torch modules): the handler also sets a flag that the trial loop
+    reads between trials, so the Ctrl-C is not lost."""
+    import gc
+    import signal
+    from types import SimpleNamespace
+
+    from nasscale.search import runner
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C arrives while a finalizer runs
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with runner.ctrl_c_never_lost():
+            obj = Finalized()
+            del obj  # the KeyboardInterrupt raised in __del__ is printed and dropped by Python
+            gc.collect()
+            runner.optimize(None, SimpleNamespace(target=None), target=None, timeout=None,
+                            retry_for=0)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert not runner._INTERRUPTED.is_set()

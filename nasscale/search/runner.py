@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -74,6 +75,8 @@ def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
     for t in ostudy.get_trials(deepcopy=False):
         if t.number != number:
             continue
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):  # it finished after all
+            return
         if t.state == TrialState.RUNNING:  # interrupted before Optuna could tell it
             ostudy._storage.set_trial_user_attr(t._trial_id, "reason",
                                                 f"interrupted: {why}; re-queued")
@@ -82,6 +85,41 @@ def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
                 t.number not in requeued(ostudy.get_trials(deepcopy=False)):
             ostudy.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         return
+
+
+#: set by the Ctrl-C handler: a KeyboardInterrupt raised while Python runs a finalizer (the
+#: garbage collection after each trial frees torch modules) is printed and dropped, so the
+#: trial loop also checks this flag between trials and a Ctrl-C is never lost
+_INTERRUPTED = threading.Event()
+
+
+def _on_sigint(signum, frame) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_never_lost():
+    """Within it, Ctrl-C (and ``_thread.interrupt_main``) raises ``KeyboardInterrupt`` as usual
+    and is also remembered for the trial loop (see ``_INTERRUPTED``); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        lost = _INTERRUPTED.is_set()
+        _INTERRUPTED.clear()
+    if lost:  # the loop ended normally although a Ctrl-C came: it still counts
+        raise KeyboardInterrupt
+
+
+def _stop_if_interrupted() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def optimize(ostudy, objective: Objective, target: int | None, timeout: float | None,
@@ -93,6 +131,7 @@ def optimize(ostudy, objective: Objective, target: int | None, timeout: float | 
     objective.target = target
     quiet_storage_threads()
     while True:
+        _stop_if_interrupted()
         if target is not None and with_retry(lambda: claimed_count(ostudy), "counting trials",
                                              retry_for, storage) >= target:
             return
@@ -139,8 +178,9 @@ def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
         ostudy = optuna.load_study(study_name=setup.study_name, storage=storage,
                                    sampler=make_sampler(setup.study, worker),
                                    pruner=make_pruner(setup.study))
-        optimize(ostudy, make_objective(setup), setup.target, timeout, setup.storage_retry,
-                 setup.storage)
+        with ctrl_c_never_lost():
+            optimize(ostudy, make_objective(setup), setup.target, timeout, setup.storage_retry,
+                     setup.storage)
     except KeyboardInterrupt:
         sys.exit(130)
     except NasscaleError as err:
@@ -180,8 +220,9 @@ def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> Non
 
     if options.workers <= 1:
         try:
-            optimize(ostudy, make_objective(setup), setup.target, options.timeout,
-                     setup.storage_retry, setup.storage, on_trial=update)
+            with ctrl_c_never_lost():
+                optimize(ostudy, make_objective(setup), setup.target, options.timeout,
+                         setup.storage_retry, setup.storage, on_trial=update)
         finally:
             update()
             progress.close()
