@@ -50,11 +50,6 @@ def _rule(spec: BlockSpec):
     return spec.rule
 
 
-def keeps_width(spec: BlockSpec) -> bool:
-    """Whether the kind's output must equal its input width (ConvNeXt, ViT, Swin)."""
-    return _rule(spec).keeps_input_width
-
-
 def mlp_width(spec: BlockSpec) -> bool:
     """Whether the kind's expanded width is always a group of its own (an MLP)."""
     rule = _rule(spec)
