@@ -1,6 +1,7 @@
 """Named architectures: the family files under ``spaces/archs/``.
 
-A family file holds what its networks share (``family``, ``paper``, ``reference``, ``rounding``)
+A family file holds what its networks share (``family``, ``paper``, ``reference``, ``rounding``,
+``norm``)
 and a ``networks`` mapping of name → network (the schema of ``nasscale.grammar.yaml_io``, without
 ``name``).  A network's own keys override the family's.  An optional ``variants`` mapping lists
 published scaled networks as a base network plus coefficients (``nasscale.scaling.variants``);
@@ -19,8 +20,8 @@ from nasscale.grammar.yaml_io import check_keys, in_file, network_from_data, rea
 from nasscale.scaling.variants import variant_from_data
 from nasscale.specs import NetworkSpec, resolve
 
-FAMILY_KEYS = ("family", "paper", "reference", "rounding", "networks", "variants")
-INHERITED = ("family", "paper", "reference", "rounding")
+FAMILY_KEYS = ("family", "paper", "reference", "rounding", "norm", "networks", "variants")
+INHERITED = ("family", "paper", "reference", "rounding", "norm")
 
 
 def spaces_dir() -> Path:
@@ -63,9 +64,10 @@ def _entries(root: str) -> dict[str, Entry]:
         if not isinstance(variants, Mapping):
             raise in_file(SpecError("must be a mapping of name -> variant", ("variants",)), path,
                           text)
-        # a variant's rounding is its base network's unless the variant gives one
+        # a variant's rounding and norm are its base network's unless the variant gives them
         inherited = {"networks": shared,
-                     "variants": {k: v for k, v in shared.items() if k != "rounding"}}
+                     "variants": {k: v for k, v in shared.items()
+                                  if k not in ("rounding", "norm")}}
         for section, members in (("networks", networks), ("variants", variants)):
             for name, body in members.items():
                 if name in entries:

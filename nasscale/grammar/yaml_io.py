@@ -21,6 +21,7 @@ from nasscale.specs import (
     Expected,
     HeadSpec,
     NetworkSpec,
+    NormPolicy,
     RoundingPolicy,
     SESpec,
     StageSpec,
@@ -28,10 +29,11 @@ from nasscale.specs import (
 )
 
 NETWORK_KEYS = ("name", "family", "paper", "reference", "resolution", "num_classes",
-                "in_channels", "drop_path_rate", "rounding", "stem", "stages", "head",
+                "in_channels", "drop_path_rate", "rounding", "norm", "stem", "stages", "head",
                 "expected")
 HEAD_KEYS = ("blocks", "pool", "norm", "hidden", "hidden_activation", "dropout")
 ROUNDING_KEYS = tuple(f.name for f in dataclasses.fields(RoundingPolicy))
+NORM_KEYS = tuple(f.name for f in dataclasses.fields(NormPolicy))
 EXPECTED_KEYS = tuple(f.name for f in dataclasses.fields(Expected))
 SE_KEYS = tuple(f.name for f in dataclasses.fields(SESpec))
 
@@ -103,15 +105,29 @@ def stage_from_data(data: object, where: str) -> StageSpec:
         except SpecError as err:
             raise err.with_context(where) from None
     if isinstance(data, Mapping) and "block" in data:
-        check_keys(data, ("block", "repeats"), where)
-        block = block_from_data(data["block"], f"{where}.block")
-        return _build(StageSpec, where, block=block, repeats=data.get("repeats", 1))
+        check_keys(data, ("block", "repeats", "norm"), where)
+        stage = stage_from_data(data["block"], f"{where}.block")
+        if "repeats" in data:
+            stage = _build(StageSpec, where, block=stage.block, repeats=data["repeats"])
+        return stage.replace(norm=norm_from_data(data.get("norm"), f"{where}.norm"))
     if isinstance(data, Mapping):
-        rest = {k: v for k, v in data.items() if k != "repeats"}
+        rest = {k: v for k, v in data.items() if k not in ("repeats", "norm")}
         block = block_from_data(rest, where)
-        return _build(StageSpec, where, block=block, repeats=data.get("repeats", 1))
+        return _build(StageSpec, where, block=block, repeats=data.get("repeats", 1),
+                      norm=norm_from_data(data.get("norm"), f"{where}.norm"))
     raise SpecError("must be a stage string (e.g. 'mbconv_r2_k3_s2_e6_c24_relu6') or a "
                     "mapping", (where,))
+
+
+def norm_from_data(data: object, where: str) -> NormPolicy | None:
+    """A ``norm:`` mapping (``bn_eps``, ``bn_momentum``, ``ln_eps``); ``None`` when absent."""
+    if data is None:
+        return None
+    return _build(NormPolicy, where, **check_keys(data, NORM_KEYS, where))
+
+
+def norm_to_data(norm: NormPolicy) -> dict[str, float]:
+    return {k: v for k, v in dataclasses.asdict(norm).items() if v is not None}
 
 
 def _list(data: object, where: str) -> list:
@@ -144,6 +160,7 @@ def network_from_data(data: object, where: str = "") -> NetworkSpec:
     head = _build(HeadSpec, at("head"), blocks=head_blocks, **head_data)
     rounding = _build(RoundingPolicy, at("rounding"),
                       **check_keys(data.get("rounding") or {}, ROUNDING_KEYS, at("rounding")))
+    norm = norm_from_data(data.get("norm"), at("norm")) or NormPolicy()
     expected = None
     if data.get("expected") is not None:
         expected = _build(Expected, at("expected"),
@@ -155,7 +172,7 @@ def network_from_data(data: object, where: str = "") -> NetworkSpec:
             raise SpecError(f"must be a string, got {scalars[key]!r}", (at(key),))
     try:
         return NetworkSpec(stem=stem, stages=stages, head=head, rounding=rounding,
-                           expected=expected, **scalars)
+                           norm=norm, expected=expected, **scalars)
     except SpecError as err:
         raise err.with_context(where) if where else err from None
 
@@ -168,9 +185,13 @@ def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
             out[key] = getattr(spec, key)
     out.update(resolution=spec.resolution, num_classes=spec.num_classes,
                in_channels=spec.in_channels, drop_path_rate=spec.drop_path_rate,
-               rounding=dataclasses.asdict(spec.rounding),
-               stem=[format_block(b) for b in spec.stem],
-               stages=[format_stage(s) for s in spec.stages])
+               rounding=dataclasses.asdict(spec.rounding))
+    if not spec.norm.is_default():
+        out["norm"] = norm_to_data(spec.norm)
+    out.update(stem=[format_block(b) for b in spec.stem],
+               stages=[format_stage(s) if s.norm is None else
+                       {"block": format_stage(s), "norm": norm_to_data(s.norm)}
+                       for s in spec.stages])
     head = spec.head
     out["head"] = {"blocks": [format_block(b) for b in head.blocks], "pool": head.pool,
                    "norm": head.norm, "hidden": list(head.hidden),
@@ -204,7 +225,8 @@ def dump_network(spec: NetworkSpec) -> str:
         out = []
         for i, block in enumerate(blocks):
             note = comments.get((section, i))
-            out.append(f"{indent}- {block}" + (f"  # {note}" if note else ""))
+            text = block if isinstance(block, str) else _scalar(block)  # a stage with norm
+            out.append(f"{indent}- {text}" + (f"  # {note}" if note else ""))
         return out
 
     lines = [f"# {spec.name}: nasscale network spec (block strings: nasscale.grammar.text)"]

@@ -104,14 +104,16 @@ class MobileViTBlock(nn.Module):
         super().__init__()
         s, cin, cout, d = rb.spec, rb.in_channels, rb.out_channels, rb.spec.transformer_dim
         self.patch_size = s.patch_size
-        self.conv_kxk = ConvNormAct(cin, cin, s.kernel_size, act=s.activation)
+        self.conv_kxk = ConvNormAct(cin, cin, s.kernel_size, act=s.activation, bn=rb.norm.bn)
         self.conv_1x1 = nn.Conv2d(cin, d, 1, bias=False)
         self.transformer = nn.Sequential(*[
-            TransformerLayer(d, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path, 1e-5)
+            TransformerLayer(d, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path,
+                             rb.norm.ln(1e-5))
             for _ in range(s.transformer_depth)])
-        self.norm = nn.LayerNorm(d)
-        self.conv_proj = ConvNormAct(d, cout, 1, act=s.activation)
-        self.conv_fusion = ConvNormAct(cin + cout, cout, s.kernel_size, act=s.activation)
+        self.norm = nn.LayerNorm(d, eps=rb.norm.ln(1e-5))
+        self.conv_proj = ConvNormAct(d, cout, 1, act=s.activation, bn=rb.norm.bn)
+        self.conv_fusion = ConvNormAct(cin + cout, cout, s.kernel_size, act=s.activation,
+                                       bn=rb.norm.bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv_1x1(self.conv_kxk(x))
@@ -182,7 +184,8 @@ def vitembed_axes(m, rb) -> dict:
 @builds(ViTSpec)
 def build_vit(rb: ResolvedBlock) -> nn.Module:
     s, c = rb.spec, rb.in_channels
-    return TransformerLayer(c, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path, 1e-6)
+    return TransformerLayer(c, s.num_heads, rb.widths["mid"], s.activation, rb.drop_path,
+                            rb.norm.ln(1e-6))
 
 
 # --- Swin ---------------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class SwinEmbed(nn.Module):
         super().__init__()
         p = rb.spec.patch_size
         self.conv = nn.Conv2d(rb.in_channels, rb.out_channels, p, p)
-        self.norm = nn.LayerNorm(rb.out_channels)
+        self.norm = nn.LayerNorm(rb.out_channels, eps=rb.norm.ln(1e-5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x).permute(0, 2, 3, 1))  # (N, C, h, w) -> (N, h, w, C)
@@ -213,7 +216,7 @@ class PatchMerge(nn.Module):
 
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
-        self.norm = nn.LayerNorm(4 * rb.in_channels)
+        self.norm = nn.LayerNorm(4 * rb.in_channels, eps=rb.norm.ln(1e-5))
         self.reduction = nn.Linear(4 * rb.in_channels, rb.out_channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,9 +303,9 @@ class SwinBlock(nn.Module):
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
         s, c = rb.spec, rb.in_channels
-        self.norm1 = nn.LayerNorm(c)
+        self.norm1 = nn.LayerNorm(c, eps=rb.norm.ln(1e-5))
         self.attn = WindowAttention(c, s.num_heads, s.window_size, s.shifted)
-        self.norm2 = nn.LayerNorm(c)
+        self.norm2 = nn.LayerNorm(c, eps=rb.norm.ln(1e-5))
         self.mlp = Mlp(c, rb.widths["mid"], s.activation)
         self.drop_path = DropPath(rb.drop_path)
 

@@ -24,10 +24,11 @@ class DepthwiseSeparable(nn.Module):
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
         s, cin = rb.spec, rb.in_channels
-        self.dw = ConvNormAct(cin, cin, s.kernel_size, s.stride, groups=cin, act=s.activation)
+        self.dw = ConvNormAct(cin, cin, s.kernel_size, s.stride, groups=cin, act=s.activation,
+                              bn=rb.norm.bn)
         self.se = (SqueezeExcite(cin, rb.widths["se"], s.se.activation, s.se.gate)
                    if s.se else nn.Identity())
-        self.pw = ConvNormAct(cin, rb.out_channels, 1, act=s.activation)
+        self.pw = ConvNormAct(cin, rb.out_channels, 1, act=s.activation, bn=rb.norm.bn)
         self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
@@ -53,11 +54,13 @@ class InvertedResidual(nn.Module):
         s = rb.spec.as_mbconv() if hasattr(rb.spec, "as_mbconv") else rb.spec
         cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
         # no expand conv when the expanded width is the input width (MobileNetV2 t=1, V3 row 1)
-        self.expand = ConvNormAct(cin, mid, 1, act=s.activation) if mid != cin else nn.Identity()
-        self.dw = ConvNormAct(mid, mid, s.kernel_size, s.stride, groups=mid, act=s.activation)
+        self.expand = (ConvNormAct(cin, mid, 1, act=s.activation, bn=rb.norm.bn)
+                       if mid != cin else nn.Identity())
+        self.dw = ConvNormAct(mid, mid, s.kernel_size, s.stride, groups=mid, act=s.activation,
+                              bn=rb.norm.bn)
         self.se = (SqueezeExcite(mid, rb.widths["se"], s.se.activation, s.se.gate)
                    if s.se else nn.Identity())
-        self.project = ConvNormAct(mid, cout, 1, act="none")
+        self.project = ConvNormAct(mid, cout, 1, act="none", bn=rb.norm.bn)
         self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
@@ -84,12 +87,14 @@ class FusedMBConv(nn.Module):
         s = rb.spec
         cin, mid, cout = rb.in_channels, rb.widths["mid"], rb.out_channels
         if mid != cin:
-            self.expand = ConvNormAct(cin, mid, s.kernel_size, s.stride, act=s.activation)
+            self.expand = ConvNormAct(cin, mid, s.kernel_size, s.stride, act=s.activation,
+                                      bn=rb.norm.bn)
             self.se = (SqueezeExcite(mid, rb.widths["se"], s.se.activation, s.se.gate)
                        if s.se else nn.Identity())
-            self.project = ConvNormAct(mid, cout, 1, act="none")
+            self.project = ConvNormAct(mid, cout, 1, act="none", bn=rb.norm.bn)
         else:  # expansion 1: one k×k conv straight to the output width (no SE: see the spec)
-            self.expand = ConvNormAct(cin, cout, s.kernel_size, s.stride, act=s.activation)
+            self.expand = ConvNormAct(cin, cout, s.kernel_size, s.stride, act=s.activation,
+                                      bn=rb.norm.bn)
             self.se = nn.Identity()
             self.project = nn.Identity()
         self.residual = rb.residual
@@ -120,7 +125,7 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         s, c, mid = rb.spec, rb.in_channels, rb.widths["mid"]
         self.dwconv = nn.Conv2d(c, c, s.kernel_size, padding=s.kernel_size // 2, groups=c)
-        self.norm = nn.LayerNorm(c, eps=1e-6)
+        self.norm = nn.LayerNorm(c, eps=rb.norm.ln(1e-6))
         self.pwconv1 = nn.Linear(c, mid)
         self.act = activation(s.activation)
         self.pwconv2 = nn.Linear(mid, c)
@@ -151,7 +156,7 @@ class Patchify(nn.Sequential):
     def __init__(self, rb: ResolvedBlock):
         p = rb.spec.patch_size
         super().__init__(nn.Conv2d(rb.in_channels, rb.out_channels, p, p),
-                         LayerNorm2d(rb.out_channels, eps=1e-6))
+                         LayerNorm2d(rb.out_channels, eps=rb.norm.ln(1e-6)))
 
 
 @weight_axes(Patchify)
@@ -164,7 +169,7 @@ def patchify_axes(m, rb) -> dict:
 class LNDownsample(nn.Sequential):
     def __init__(self, rb: ResolvedBlock):
         p = rb.spec.patch_size
-        super().__init__(LayerNorm2d(rb.in_channels, eps=1e-6),
+        super().__init__(LayerNorm2d(rb.in_channels, eps=rb.norm.ln(1e-6)),
                          nn.Conv2d(rb.in_channels, rb.out_channels, p, p))
 
 
@@ -177,4 +182,4 @@ def lndown_axes(m, rb) -> dict:
 def build_conv(rb: ResolvedBlock) -> nn.Module:
     s = rb.spec
     return ConvNormAct(rb.in_channels, rb.out_channels, s.kernel_size, s.stride,
-                       act=s.activation, norm=s.norm == "bn", bias=s.bias)
+                       act=s.activation, norm=s.norm == "bn", bias=s.bias, bn=rb.norm.bn)

@@ -31,11 +31,12 @@ class ConvNormAct(nn.Sequential):
     """Conv2d ('same' padding for odd kernels) → BatchNorm2d (optional) → activation."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 act: str = "relu", norm: bool = True, bias: bool = False):
+                 act: str = "relu", norm: bool = True, bias: bool = False,
+                 bn: tuple[float, float] = (1e-5, 0.1)):
         layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2,
                                              groups=groups, bias=bias)]
-        if norm:
-            layers.append(nn.BatchNorm2d(cout))
+        if norm:  # bn: (eps, momentum), the block's NormPolicy
+            layers.append(nn.BatchNorm2d(cout, eps=bn[0], momentum=bn[1]))
         if act != "none":
             layers.append(activation(act))
         super().__init__(*layers)

@@ -39,7 +39,8 @@ class Head(nn.Module):
         # LayerNorm acts on each token alone, so normalising only the class token gives the
         # same result as normalising every token first (ViT): do the cheaper one.
         self.norm_before_pool = head.norm == "ln_before_pool" and head.pool != "token"
-        self.norm = nn.LayerNorm(c, eps=1e-6) if head.norm != "none" else nn.Identity()
+        self.norm = (nn.LayerNorm(c, eps=head.norm_policy.ln(1e-6)) if head.norm != "none"
+                     else nn.Identity())
         hidden: list[nn.Module] = []
         for width in head.hidden:
             hidden += [nn.Linear(c, width), activation(head.hidden_activation)]

@@ -89,7 +89,7 @@ class Group:
 
 def flatten(spec: NetworkSpec) -> NetworkSpec:
     """The same network with every stage a single block (``for_repeat`` of its stage)."""
-    stages = tuple(StageSpec(st.block.for_repeat(r), 1)
+    stages = tuple(StageSpec(st.block.for_repeat(r), 1, st.norm)
                    for st in spec.stages for r in range(st.repeats))
     return spec.replace(stages=stages)
 
@@ -118,8 +118,9 @@ def compact(spec: NetworkSpec) -> NetworkSpec:
     for st in spec.stages:
         if out:
             last = out[-1]
-            if st.repeats == 1 and last.block.for_repeat(last.repeats) == st.block:
-                out[-1] = StageSpec(last.block, last.repeats + 1)
+            if (st.repeats == 1 and last.block.for_repeat(last.repeats) == st.block
+                    and last.norm == st.norm):
+                out[-1] = StageSpec(last.block, last.repeats + 1, last.norm)
                 continue
         out.append(st)
     return spec.replace(stages=tuple(out))
@@ -134,7 +135,7 @@ def _with_blocks(spec: NetworkSpec, blocks: list[BlockSpec], hidden: tuple[int, 
     ns, nst = len(spec.stem), len(spec.stages)
     return spec.replace(
         stem=tuple(blocks[:ns]),
-        stages=tuple(StageSpec(b, st.repeats) for b, st in zip(blocks[ns:ns + nst], spec.stages)),
+        stages=tuple(StageSpec(b, st.repeats, st.norm) for b, st in zip(blocks[ns:ns + nst], spec.stages)),
         head=spec.head.replace(blocks=tuple(blocks[ns + nst:]), hidden=hidden))
 
 

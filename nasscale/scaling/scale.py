@@ -185,7 +185,7 @@ def scale(spec: NetworkSpec, width: float = 1.0, depth: float = 1.0,
         repeats = stage.repeats
         if kind_rule(block, rules).repeatable and depth != 1:
             repeats = round_repeats(stage.repeats * depth, policy.depth)
-        new_stages.append(StageSpec(block=block, repeats=repeats))
+        new_stages.append(StageSpec(block=block, repeats=repeats, norm=stage.norm))
     hidden = tuple(head_width(w, width, policy) if i == len(head.hidden) - 1
                    else round_width(w, width, policy) for i, w in enumerate(head.hidden))
     new_head = head.replace(blocks=tuple(scaled[len(stem) + len(stages):]), hidden=hidden,

@@ -13,7 +13,7 @@ scaling table prints them, and regenerates the network with :func:`nasscale.scal
         expected: {params: 66347960, flops: 37745884192, source: "..."}
 
 ``family``, ``paper`` and ``reference`` are inherited from the family file like a network's and
-may be overridden per variant; ``rounding`` is the base's unless the variant gives one.
+may be overridden per variant; ``rounding`` and ``norm`` are the base's unless the variant gives them.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from typing import Any, Mapping
 
 from nasscale.errors import SpecError
 from nasscale.grammar.yaml_io import check_keys
-from nasscale.specs import Expected, NetworkSpec, RoundingPolicy
+from nasscale.specs import Expected, NetworkSpec, NormPolicy, RoundingPolicy
 from nasscale.scaling.scale import scale
 
-VARIANT_KEYS = ("name", "family", "paper", "reference", "rounding", "base", "width", "depth",
+VARIANT_KEYS = ("name", "family", "paper", "reference", "rounding", "norm", "base", "width", "depth",
                 "resolution", "dropout", "expected")
 
 
@@ -42,6 +42,8 @@ def variant_from_data(data: Mapping[str, Any], base: NetworkSpec) -> NetworkSpec
     check_keys(data, VARIANT_KEYS, "", required=("name", "base"))
     if "rounding" in data:
         base = base.replace(rounding=_build(RoundingPolicy, "rounding", data["rounding"]))
+    if "norm" in data:
+        base = base.replace(norm=_build(NormPolicy, "norm", data["norm"]).over(base.norm))
     spec = scale(base, width=data.get("width", 1.0), depth=data.get("depth", 1.0),
                  resolution=data.get("resolution"), dropout=data.get("dropout"),
                  name=data["name"])

@@ -27,6 +27,7 @@ from nasscale.specs import (
     ConvSpec,
     HeadSpec,
     NetworkSpec,
+    NormPolicy,
     RoundingPolicy,
     StageSpec,
     resolve,
@@ -55,6 +56,8 @@ class SearchSpace:
     contains: tuple[str, ...] = ()
     description: str = ""
     family: str = ""
+    #: the normalisation constants every member is built with (``NormPolicy``)
+    norm: NormPolicy = NormPolicy()
 
     # --- sampling ------------------------------------------------------------------------
     def sample(self, trial: Suggester, name: str = "candidate") -> NetworkSpec:
@@ -86,7 +89,7 @@ class SearchSpace:
                                                      stride=2, activation=stem_act),),
                            stages=tuple(stages), head=head, resolution=res,
                            num_classes=self.num_classes, family=self.family or self.name,
-                           rounding=RoundingPolicy())
+                           rounding=RoundingPolicy(), norm=self.norm)
 
     def largest(self, name: str | None = None) -> NetworkSpec:
         """The space's largest member: every slot at its deepest and widest, the largest

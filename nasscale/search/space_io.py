@@ -29,7 +29,8 @@ from typing import Any, Mapping
 
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
 from nasscale.grammar.text import SE_TOKEN
-from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
+from nasscale.grammar.yaml_io import check_keys, in_file, norm_from_data, read_yaml
+from nasscale.specs import NormPolicy
 from nasscale.search.choices import (
     AttentionTail,
     HeadChoice,
@@ -40,8 +41,8 @@ from nasscale.search.choices import (
 from nasscale.search.space import SearchSpace
 from nasscale.zoo import spaces_dir
 
-SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "stem",
-              "stages", "head")
+SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "norm",
+              "stem", "stages", "head")
 STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio", "se",
               "se_form", "activation", "per_layer", "attention")
 ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
@@ -155,7 +156,8 @@ def space_from_data(data: Any) -> SearchSpace:
             stem_width=_width(stem["width"], "stem.width"),
             stem_activation=_list(stem.get("activation", "relu"), "stem.activation"),
             stages=tuple(_stage(s, f"stages[{i}]") for i, s in enumerate(stages)),
-            head=_head(data.get("head"), "head"))
+            head=_head(data.get("head"), "head"),
+            norm=norm_from_data(data.get("norm"), "norm") or NormPolicy())
     except SpecError:
         raise
     except (TypeError, ValueError) as err:

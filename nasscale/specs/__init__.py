@@ -22,7 +22,8 @@ from nasscale.specs.attention import (
 )
 from nasscale.specs.common import ACTIVATIONS, make_divisible, round_repeats
 from nasscale.specs.kind import KindRule
-from nasscale.specs.network import Expected, HeadSpec, NetworkSpec, RoundingPolicy, StageSpec
+from nasscale.specs.network import (Expected, HeadSpec, NetworkSpec, NormPolicy, RoundingPolicy,
+                                    StageSpec)
 from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
 
 #: Every block kind, by its code.  Adding a kind (docs/ARCHITECTURE.md, "Adding a block kind"):
@@ -51,7 +52,7 @@ __all__ = [
     "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "KindRule",
     "LNDownsampleSpec",
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
-    "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
+    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
     "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",

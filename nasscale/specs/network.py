@@ -21,16 +21,66 @@ ATTENTION_RULES = ("heads", "head_dim")
 
 
 @dataclass(frozen=True)
+class NormPolicy:
+    """The normalisation constants that change a network's function (data, not code).
+
+    ``bn_eps``/``bn_momentum``: every BatchNorm's epsilon and running-statistics momentum
+    (PyTorch's defaults 1e-5 and 0.1; torchvision's MobileNetV3 and the TensorFlow originals use
+    1e-3 and 0.01).  ``ln_eps``: every LayerNorm's epsilon, the head's included.  A field left
+    ``None`` takes the enclosing default: a stage's from the network's, the network's from the
+    built-in one (BatchNorm 1e-5 and 0.1; LayerNorm the block kind's published value: 1e-6 for
+    ConvNeXt blocks, their stem and downsampling layers, ViT blocks and the head, 1e-5 for
+    MobileViT and Swin).  Momentum only matters in training; both epsilons change the output.
+    """
+
+    bn_eps: float | None = None
+    bn_momentum: float | None = None
+    ln_eps: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bn_eps", "ln_eps"):
+            if getattr(self, name) is not None:
+                check_number(f"norm.{name}", getattr(self, name))
+        if self.bn_momentum is not None:
+            check_number("norm.bn_momentum", self.bn_momentum)
+            if self.bn_momentum > 1:
+                raise field_error("norm.bn_momentum", "a number in (0, 1]", self.bn_momentum)
+
+    def over(self, outer: "NormPolicy") -> "NormPolicy":
+        """This policy with its unset fields taken from ``outer``."""
+        return NormPolicy(**{f.name: (getattr(self, f.name) if getattr(self, f.name) is not None
+                                      else getattr(outer, f.name))
+                             for f in dataclasses.fields(self)})
+
+    @property
+    def bn(self) -> tuple[float, float]:
+        """``(eps, momentum)`` of a BatchNorm."""
+        return (1e-5 if self.bn_eps is None else self.bn_eps,
+                0.1 if self.bn_momentum is None else self.bn_momentum)
+
+    def ln(self, kind_default: float) -> float:
+        """A LayerNorm's epsilon: the policy's, else the block kind's published default."""
+        return kind_default if self.ln_eps is None else self.ln_eps
+
+    def is_default(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
 class StageSpec:
-    """``repeats`` copies of ``block``; the block's stride applies to the first copy only."""
+    """``repeats`` copies of ``block``; the block's stride applies to the first copy only.
+    ``norm`` overrides the network's normalisation constants for these blocks."""
 
     block: BlockSpec
     repeats: int = 1
+    norm: NormPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.block, BlockSpec):
             raise field_error("block", "a block spec", self.block)
         check_int("repeats", self.repeats)
+        if self.norm is not None and not isinstance(self.norm, NormPolicy):
+            raise field_error("norm", "a norm policy", self.norm)
 
     def replace(self, **changes: object) -> "StageSpec":
         return dataclasses.replace(self, **changes)
@@ -142,7 +192,8 @@ class Expected:
 @dataclass(frozen=True)
 class NetworkSpec:
     """A whole classifier.  Only ``stem``, ``stages``, ``head``, ``num_classes``, ``in_channels``,
-    ``resolution`` and ``drop_path_rate`` change the network; the rest is metadata."""
+    ``resolution`` and ``drop_path_rate`` change the network's shape, and ``norm`` its function
+    (not its size); the rest is metadata."""
 
     name: str
     stem: tuple[BlockSpec, ...]
@@ -153,6 +204,7 @@ class NetworkSpec:
     in_channels: int = 3
     drop_path_rate: float = 0.0
     rounding: RoundingPolicy = field(default_factory=RoundingPolicy)
+    norm: NormPolicy = field(default_factory=NormPolicy)
     family: str = ""
     paper: str = ""
     reference: str = ""
@@ -169,6 +221,8 @@ class NetworkSpec:
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, StageSpec):
                 raise field_error(f"stages[{i}]", "a stage spec", stage)
+        if not isinstance(self.norm, NormPolicy):
+            raise field_error("norm", "a norm policy", self.norm)
         check_int("resolution", self.resolution)
         check_int("num_classes", self.num_classes)
         check_int("in_channels", self.in_channels)

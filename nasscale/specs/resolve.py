@@ -13,7 +13,7 @@ from typing import Mapping
 
 from nasscale.errors import SpecError
 from nasscale.specs.blocks import LAYOUTS, BlockSpec
-from nasscale.specs.network import NetworkSpec
+from nasscale.specs.network import NetworkSpec, NormPolicy
 
 SECTIONS = ("stem", "stage", "head")
 
@@ -36,6 +36,8 @@ class ResolvedBlock:
     #: the input size at the network's own (trained) resolution; what size-dependent parameters
     #: (ViT's position embedding) are sized for.  ``None``: the same as ``in_hw``.
     trained_hw: tuple[int, int] | None = None
+    #: the normalisation constants of this block (its stage's over the network's)
+    norm: NormPolicy = NormPolicy()
 
     @property
     def kind(self) -> str:
@@ -88,6 +90,7 @@ class ResolvedHead:
     num_classes: int
     pool: str = "avg"
     layout: str = "nchw"  # layout of the features the head receives (LAYOUTS)
+    norm_policy: NormPolicy = NormPolicy()  # the network's (the head's LayerNorm eps)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ assert set(_LAYOUT_TEXT) == set(LAYOUTS) == set(_LAYOUT_FIX)
 
 
 def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_path, layout,
-                   trained_hw):
+                   trained_hw, norm=NormPolicy()):
     where = {"stage": f"stages[{stage}]", "stem": f"stem[{repeat}]",
              "head": f"head.blocks[{repeat}]"}[section]
     if spec.in_layout != layout:
@@ -132,7 +135,7 @@ def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_pa
     return ResolvedBlock(index=index, section=section, stage=stage, repeat=repeat, spec=spec,
                          in_channels=in_channels, out_channels=spec.out_channels,
                          in_hw=hw, out_hw=out_hw, widths=MappingProxyType(widths),
-                         drop_path=drop_path, trained_hw=trained_hw)
+                         drop_path=drop_path, trained_hw=trained_hw, norm=norm)
 
 
 def resolve_block(spec: BlockSpec, in_channels: int, hw: tuple[int, int], section: str = "stage",
@@ -155,11 +158,11 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
     rate = spec.drop_path_rate
     trained = _trained_sizes(spec, res)
 
-    def add(section, stage, repeat, block_spec, drop_path=0.0):
+    def add(section, stage, repeat, block_spec, drop_path=0.0, norm=spec.norm):
         nonlocal channels, hw, layout
         index = len(blocks)
         rb = _resolve_block(index, section, stage, repeat, block_spec, channels, hw,
-                            drop_path, layout, trained[index] if trained else hw)
+                            drop_path, layout, trained[index] if trained else hw, norm)
         blocks.append(rb)
         channels, hw, layout = rb.out_channels, rb.out_hw, rb.out_layout
 
@@ -168,7 +171,8 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
     k = 0  # stochastic depth grows linearly from 0 to drop_path_rate over the stage blocks
     for s, stage in enumerate(spec.stages):
         for r in range(stage.repeats):
-            add("stage", s, r, stage.block.for_repeat(r), rate * k / max(total - 1, 1))
+            add("stage", s, r, stage.block.for_repeat(r), rate * k / max(total - 1, 1),
+                stage.norm.over(spec.norm) if stage.norm is not None else spec.norm)
             k += 1
     for i, block in enumerate(spec.head.blocks):
         add("head", -1, i, block)
@@ -179,7 +183,7 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
     head = ResolvedHead(in_channels=channels, hw=hw, norm=spec.head.norm,
                         hidden=spec.head.hidden, hidden_activation=spec.head.hidden_activation,
                         dropout=spec.head.dropout, num_classes=spec.num_classes,
-                        pool=spec.head.pool, layout=layout)
+                        pool=spec.head.pool, layout=layout, norm_policy=spec.norm)
     return ResolvedNetwork(spec=spec, resolution=res, blocks=tuple(blocks), head=head)
 
 

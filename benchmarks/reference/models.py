@@ -1,0 +1,57 @@
+"""The reference implementation of each zoo network, by source (torchvision or timm).
+
+Read by the fixture generator and the weights-equivalence benchmark, which run in the separate
+reference venv (see docs/WEIGHTS.md); nothing in the package or the tests imports this.
+"""
+from __future__ import annotations
+
+TORCHVISION = {
+    "mobilenet_v2": "mobilenet_v2", "mobilenet_v3_large": "mobilenet_v3_large",
+    "mobilenet_v3_small": "mobilenet_v3_small",
+    **{f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(8)},
+    "efficientnet_v2_s": "efficientnet_v2_s", "efficientnet_v2_m": "efficientnet_v2_m",
+    "efficientnet_v2_l": "efficientnet_v2_l",
+    "convnext_tiny": "convnext_tiny", "convnext_small": "convnext_small",
+    "convnext_base": "convnext_base", "convnext_large": "convnext_large",
+    "vit_b_16": "vit_b_16", "vit_b_32": "vit_b_32", "vit_l_16": "vit_l_16",
+    "vit_l_32": "vit_l_32", "vit_h_14": "vit_h_14",
+    "swin_t": "swin_t", "swin_s": "swin_s", "swin_b": "swin_b",
+}
+
+TIMM = {
+    "mobilenet_v1": "mobilenetv1_100",
+    "mobilenet_v2": "mobilenetv2_100", "mobilenet_v2_035": "mobilenetv2_035",
+    "mobilenet_v2_050": "mobilenetv2_050", "mobilenet_v2_075": "mobilenetv2_075",
+    "mobilenet_v2_140": "mobilenetv2_140",
+    "mobilenet_v3_large": "mobilenetv3_large_100", "mobilenet_v3_small": "mobilenetv3_small_100",
+    "mobilenet_v3_large_075": "mobilenetv3_large_075",
+    "mobilenet_v3_small_075": "mobilenetv3_small_075",
+    **{f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(8)},
+    "efficientnet_l2": "efficientnet_l2",
+    "efficientnet_v2_s": "efficientnetv2_s", "efficientnet_v2_m": "efficientnetv2_m",
+    "efficientnet_v2_l": "efficientnetv2_l", "efficientnet_v2_xl": "efficientnetv2_xl",
+    "convnext_tiny": "convnext_tiny", "convnext_small": "convnext_small",
+    "convnext_base": "convnext_base", "convnext_large": "convnext_large",
+    "convnext_xlarge": "convnext_xlarge",
+    "mobilevit_xxs": "mobilevit_xxs", "mobilevit_xs": "mobilevit_xs", "mobilevit_s": "mobilevit_s",
+    "vit_b_16": "vit_base_patch16_224", "vit_b_32": "vit_base_patch32_224",
+    "vit_l_16": "vit_large_patch16_224", "vit_l_32": "vit_large_patch32_224",
+    "vit_h_14": "vit_huge_patch14_224",
+    "swin_t": "swin_tiny_patch4_window7_224", "swin_s": "swin_small_patch4_window7_224",
+    "swin_b": "swin_base_patch4_window7_224", "swin_l": "swin_large_patch4_window7_224",
+}
+
+SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}
+
+
+def create(source: str, network: str, meta: bool = False):
+    """The reference module (random init; on the meta device when ``meta``)."""
+    import torch
+
+    name = SOURCES[source][network]
+    with torch.device("meta") if meta else torch.device("cpu"):
+        if source == "torchvision":
+            import torchvision.models as tvm
+            return getattr(tvm, name)()
+        import timm
+        return timm.create_model(name, pretrained=False, num_classes=1000)

@@ -1,0 +1,95 @@
+"""Weights equivalence: every covered network, reference -> nasscale -> reference.
+
+Run in the reference venv (torchvision and timm do not import next to the project's CPU torch):
+
+    ../ref-venv/bin/python benchmarks/weights_equivalence.py [--repeats 3] [--only NAME ...]
+
+For each zoo network that torchvision or timm implements (benchmarks/reference/models.py):
+build the reference model, fill every tensor with seeded stand-ins (perturbed weights and random
+BatchNorm statistics, a different draw per repeat: nasscale.weights.seeded), load it into
+nasscale with ``load_weights(..., source=...)`` ("in"), export it back with ``export_weights``
+into a fresh reference model loaded with ``strict=True`` ("out"), and compare outputs on a
+random batch of 2 in eval mode.  The error is max |a - b| / max |b| over the logits; the table
+gives the worst over the repeats.  Target: < 1e-5 both ways.  Input sizes: the network's own
+for ViT and Swin (fixed patch grids), else min(own, 160) to keep the run short on a CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "reference"))
+import models  # noqa: E402
+
+import nasscale  # noqa: E402
+from nasscale.weights import export_weights, load_weights  # noqa: E402
+from nasscale.weights.seeded import seeded_state_dict  # noqa: E402
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def check(source: str, net: str, repeats: int) -> dict:
+    spec = nasscale.zoo.get(net)
+    size = spec.resolution if spec.family in ("vit", "swin") else min(spec.resolution, 160)
+    ins, outs, t0 = [], [], time.perf_counter()
+    ref = models.create(source, net).eval()
+    for r in range(repeats):
+        ref.load_state_dict(seeded_state_dict(ref.state_dict(), salt=f"repeat{r}/"))
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(r))
+        ours = load_weights(net, ref.state_dict(), source=source)
+        back = models.create(source, net).eval()
+        back.load_state_dict(export_weights(ours, net, source), strict=True)
+        with torch.no_grad():
+            a, b, c = ref(x), ours(x), back(x)
+        ins.append(rel(b, a))
+        outs.append(rel(c, b))
+        del ours, back
+    return {"source": source, "network": net, "model": models.SOURCES[source][net],
+            "size": size, "repeats": repeats, "in_max": max(ins), "out_max": max(outs),
+            "in": ins, "out": outs, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", nargs="*", default=None, help="network names")
+    ap.add_argument("--out", default=str(HERE / "results" / "weights_equivalence.json"))
+    args = ap.parse_args()
+    rows = []
+    print(f"{'source':<12} {'network':<24} {'size':>4}  {'in (max rel)':>12}  "
+          f"{'out (max rel)':>13}  {'s':>6}")
+    for source, table in models.SOURCES.items():
+        for net in table:
+            if args.only and net not in args.only:
+                continue
+            row = check(source, net, args.repeats)
+            rows.append(row)
+            ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else "  ABOVE 1e-5"
+            print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
+                  f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
+    import timm
+    import torchvision
+
+    result = {"benchmark": "weights_equivalence", "target": "max relative error < 1e-5",
+              "machine": f"{platform.processor() or platform.machine()}, "
+                         f"{torch.get_num_threads()} threads, CPU, float32",
+              "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                           "timm": timm.__version__},
+              "rows": rows,
+              "worst": max((max(r["in_max"], r["out_max"]) for r in rows), default=None)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"worst: {result['worst']:.2e} over {len(rows)} networks -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

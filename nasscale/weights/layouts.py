@@ -1,0 +1,468 @@
+"""How torchvision and timm name the tensors of the networks nasscale builds.
+
+A *layout* maps every key of a nasscale module's ``state_dict`` to the key the reference
+implementation uses for the same tensor.  It works on the resolved network, block by block:
+each block has a prefix in the reference (``features.3``, ``blocks.2.1``, ...) and a table that
+renames the block's own sub-modules (``expand.0`` → ``conv_pw``); the leaf names (``weight``,
+``bias``, ``running_mean``, ...) carry over.  Where the reference stores a tensor in another
+shape (torchvision's ConvNeXt layer scale is (C, 1, 1), timm's MobileNetV3 head is a 1×1 conv),
+``ref_shape`` gives it; where the reference stores a tensor nasscale derives (torchvision's Swin
+``relative_position_index``), ``derived`` does.
+
+Reference stages are recovered from the blocks: timm and torchvision start a new stage where the
+output width changes or a block has a stride (one stage of nasscale's MobileNetV3 may be one of
+several rows of the reference's stage), so a layout needs no stage table.
+
+Each layout also states the BatchNorm convention of its source (``bn``): what a module loading
+those weights must use to compute the reference's function.  ``None`` means the reference's
+networks differ from one another (torchvision's EfficientNet B0-B4 vs B5-B7): the network's
+own ``norm`` (its YAML) is the reference's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from nasscale.errors import NasscaleError
+from nasscale.specs import ResolvedBlock, ResolvedNetwork
+
+SOURCES = ("torchvision", "timm")
+
+Table = Sequence[tuple[str, str]]
+
+
+class LayoutError(NasscaleError):
+    """The network has no counterpart in the source's model code."""
+
+
+def rename(suffix: str, table: Table) -> str:
+    """``suffix`` with its longest matching sub-module prefix renamed by ``table``."""
+    best = None
+    for ours, ref in table:
+        if suffix == ours or suffix.startswith(ours + "."):
+            if best is None or len(ours) > len(best[0]):
+                best = (ours, ref)
+    if best is None:
+        raise KeyError(suffix)
+    ours, ref = best
+    return ref + suffix[len(ours):]
+
+
+def join(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+CNA = (("0", "0"), ("1", "1"))  # a conv → norm pair named as in torchvision's Conv2dNormActivation
+SE_TIMM = (("se.fc1", "se.conv_reduce"), ("se.fc2", "se.conv_expand"))
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a stage block sits in the reference: its stage (``group``) and its position in it
+    (``pos``; ``body`` counts only the blocks after a stage's downsampling layer)."""
+
+    group: int
+    pos: int
+    body: int
+    flat: int  # among all stage blocks
+
+
+def places(rn: ResolvedNetwork) -> dict[int, Place]:
+    """Each stage block's reference place: a new reference stage where the width changes or a
+    block has a stride."""
+    out: dict[int, Place] = {}
+    group, pos, body, flat, width = -1, 0, 0, 0, None
+    for rb in rn.section("stage"):
+        if rb.out_channels != width or rb.stride > 1:
+            group, pos, body, width = group + 1, 0, 0, rb.out_channels
+        out[rb.index] = Place(group, pos, body, flat)
+        pos += 1
+        body += 0 if rb.kind in ("lndown", "patchmerge") else 1
+        flat += 1
+    return out
+
+
+class Layout:
+    """One source's names for one kind of network.  Subclasses give ``stem``, ``block`` and
+    ``head``: each returns ``(prefix, table)`` for a module of the nasscale network."""
+
+    source = ""
+    name = ""
+    bn: tuple[float, float] | None = (1e-5, 0.1)
+
+    def __init__(self, rn: ResolvedNetwork):
+        self.rn = rn
+        self.places = places(rn)
+        self.groups = 1 + max((p.group for p in self.places.values()), default=-1)
+
+    def stem(self, rb: ResolvedBlock) -> tuple[str, Table]:
+        raise NotImplementedError
+
+    def block(self, rb: ResolvedBlock, place: Place) -> tuple[str, Table]:
+        raise NotImplementedError
+
+    def head_block(self, rb: ResolvedBlock) -> tuple[str, Table]:
+        raise LayoutError(f"{self.source}'s {self.name} has no head block like "
+                          f"{rb.where} ({rb.kind})")
+
+    def head(self) -> Table:
+        """Renames of the ``head.`` keys (norm, hidden, classifier)."""
+        raise NotImplementedError
+
+    def ref_shape(self, ref_key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+    def derived(self) -> dict[str, Callable[[], object]]:
+        """Reference tensors nasscale derives instead of storing: key → a function making it."""
+        return {}
+
+    # --- the whole mapping ----------------------------------------------------------------
+    def mapping(self, keys: Sequence[str]) -> dict[str, str]:
+        """Every nasscale ``state_dict`` key → its reference key."""
+        blocks = {("stem", b.repeat): b for b in self.rn.section("stem")}
+        blocks.update({("head", b.repeat): b for b in self.rn.section("head")})
+        stage = {(b.stage, b.repeat): b for b in self.rn.section("stage")}
+        cache: dict[tuple, tuple[str, Table]] = {}
+        out: dict[str, str] = {}
+        for key in keys:
+            parts = key.split(".")
+            try:
+                if parts[0] == "head":
+                    out[key] = rename(".".join(parts[1:]), self.head())
+                    continue
+                if parts[0] == "stages":
+                    where, rest = ("stage", int(parts[1]), int(parts[2])), parts[3:]
+                    rb = stage[where[1:]]
+                else:  # stem.i / head_blocks.i
+                    section = "stem" if parts[0] == "stem" else "head"
+                    where, rest = (section, int(parts[1])), parts[2:]
+                    rb = blocks[where]
+                if where not in cache:
+                    cache[where] = (self.block(rb, self.places[rb.index]) if where[0] == "stage"
+                                    else self.stem(rb) if where[0] == "stem"
+                                    else self.head_block(rb))
+                prefix, table = cache[where]
+                out[key] = join(prefix, rename(".".join(rest), table))
+            except KeyError:
+                raise LayoutError(f"{self.source}'s {self.name} has no counterpart of "
+                                  f"nasscale's {key!r}") from None
+        return out
+
+
+# --- torchvision --------------------------------------------------------------------------------
+
+def _sequential_parts(rb: ResolvedBlock, prefix: str = "block") -> Table:
+    """torchvision's MBConv/bneck: ``block.j`` numbers the present parts in order."""
+    table, j = [], 0
+    for part in ("expand", "dw", "se", "project"):
+        if part == "expand" and not rb.has_expand:
+            continue
+        if part == "se" and not getattr(rb.spec, "se", None):
+            continue
+        if part == "se":
+            table += [("se.fc1", f"{prefix}.{j}.fc1"), ("se.fc2", f"{prefix}.{j}.fc2")]
+        else:
+            table.append((part, f"{prefix}.{j}"))
+        j += 1
+    return table
+
+
+class TvMobileNetV2(Layout):
+    source, name = "torchvision", "MobileNetV2"
+
+    def stem(self, rb):
+        return "features.0", CNA
+
+    def block(self, rb, place):
+        if rb.kind != "mbconv":
+            raise LayoutError(f"torchvision's MobileNetV2 has only inverted residuals; "
+                              f"{rb.where} is a {rb.kind} block")
+        e = 1 if rb.has_expand else 0
+        table = [("dw.0", f"conv.{e}.0"), ("dw.1", f"conv.{e}.1"),
+                 ("project.0", f"conv.{e + 1}"), ("project.1", f"conv.{e + 2}")]
+        if e:
+            table += [("expand.0", "conv.0.0"), ("expand.1", "conv.0.1")]
+        return f"features.{1 + place.flat}", table
+
+    def head_block(self, rb):
+        return f"features.{1 + len(self.places)}", CNA
+
+    def head(self):
+        return (("classifier", "classifier.1"),)
+
+
+class TvMobileNetV3(TvMobileNetV2):
+    name = "MobileNetV3"
+    bn = (1e-3, 0.01)
+
+    def block(self, rb, place):
+        return f"features.{1 + place.flat}", _sequential_parts(rb)
+
+    def head(self):
+        return (("hidden.0", "classifier.0"), ("classifier", "classifier.3"))
+
+
+class TvEfficientNet(Layout):
+    source, name = "torchvision", "EfficientNet"
+    bn = None  # B0-B4: 1e-5 and 0.1, B5-B7: 1e-3 and 0.01 (the network's YAML says which)
+
+    def stem(self, rb):
+        return "features.0", CNA
+
+    def block(self, rb, place):
+        prefix = f"features.{1 + place.group}.{place.pos}"
+        if rb.kind == "fused":
+            table = (("expand", "block.0"), ("project", "block.1")) if rb.has_expand else \
+                (("expand", "block.0"),)
+            if getattr(rb.spec, "se", None):
+                raise LayoutError("torchvision's FusedMBConv has no squeeze-and-excitation "
+                                  f"({rb.where})")
+            return prefix, table
+        return prefix, _sequential_parts(rb)
+
+    def head_block(self, rb):
+        return f"features.{1 + self.groups}", CNA
+
+    def head(self):
+        return (("classifier", "classifier.1"),)
+
+
+class TvEfficientNetV2(TvEfficientNet):
+    name = "EfficientNetV2"
+    bn = (1e-3, 0.1)
+
+
+class TvConvNeXt(Layout):
+    source, name = "torchvision", "ConvNeXt"
+    bn = None
+
+    def stem(self, rb):
+        return "features.0", CNA
+
+    def block(self, rb, place):
+        if rb.kind == "lndown":
+            return f"features.{2 * place.group}", CNA
+        return (f"features.{2 * place.group + 1}.{place.body}",
+                (("layer_scale", "layer_scale"), ("dwconv", "block.0"), ("norm", "block.2"),
+                 ("pwconv1", "block.3"), ("pwconv2", "block.5")))
+
+    def head(self):
+        return (("norm", "classifier.0"), ("classifier", "classifier.2"))
+
+    def ref_shape(self, ref_key, shape):
+        return (*shape, 1, 1) if ref_key.endswith(".layer_scale") else shape
+
+
+class TvViT(Layout):
+    source, name = "torchvision", "VisionTransformer"
+    bn = None
+
+    def stem(self, rb):
+        return "", (("class_token", "class_token"), ("pos_embedding", "encoder.pos_embedding"),
+                    ("conv_proj", "conv_proj"))
+
+    def block(self, rb, place):
+        return (f"encoder.layers.encoder_layer_{place.flat}",
+                (("norm1", "ln_1"), ("attn.qkv.weight", "self_attention.in_proj_weight"),
+                 ("attn.qkv.bias", "self_attention.in_proj_bias"),
+                 ("attn.proj", "self_attention.out_proj"), ("norm2", "ln_2"),
+                 ("mlp.fc1", "mlp.0"), ("mlp.fc2", "mlp.3")))
+
+    def head(self):
+        return (("norm", "encoder.ln"), ("classifier", "heads.head"))
+
+
+class TvSwin(Layout):
+    source, name = "torchvision", "SwinTransformer"
+    bn = None
+
+    def stem(self, rb):
+        return "features.0", (("conv", "0"), ("norm", "2"))
+
+    def block(self, rb, place):
+        if rb.kind == "patchmerge":
+            return f"features.{2 * place.group}", (("norm", "norm"), ("reduction", "reduction"))
+        return (f"features.{2 * place.group + 1}.{place.body}",
+                (("norm1", "norm1"), ("norm2", "norm2"),
+                 ("attn.relative_position_bias_table", "attn.relative_position_bias_table"),
+                 ("attn.attn.qkv", "attn.qkv"), ("attn.attn.proj", "attn.proj"),
+                 ("mlp.fc1", "mlp.0"), ("mlp.fc2", "mlp.3")))
+
+    def head(self):
+        return (("norm", "norm"), ("classifier", "head"))
+
+    def derived(self):
+        from nasscale.modules.attention import relative_position_index
+
+        out = {}
+        for rb in self.rn.section("stage"):
+            if rb.kind == "swin":
+                p = self.places[rb.index]
+                win = rb.spec.window_size
+                out[f"features.{2 * p.group + 1}.{p.body}.attn.relative_position_index"] = (
+                    lambda win=win: relative_position_index(win).flatten())
+        return out
+
+
+# --- timm ---------------------------------------------------------------------------------------
+
+class TimmEfficientNet(Layout):
+    """timm's ``EfficientNet`` and ``MobileNetV3`` classes (MobileNetV1/V2/V3, EfficientNet,
+    EfficientNetV2): ``conv_stem``/``bn1``, ``blocks.{stage}.{i}``, ``conv_head``."""
+
+    source, name = "timm", "EfficientNet/MobileNetV3"
+
+    def stem(self, rb):
+        return "", (("0", "conv_stem"), ("1", "bn1"))
+
+    def block(self, rb, place):
+        prefix = f"blocks.{place.group}.{place.pos}"
+        kind = rb.kind
+        if kind == "ds":
+            return prefix, (("dw.0", "conv_dw"), ("dw.1", "bn1"), *SE_TIMM, ("pw.0", "conv_pw"),
+                            ("pw.1", "bn2"))
+        if kind in ("mbconv", "bneck"):
+            if rb.has_expand:
+                return prefix, (("expand.0", "conv_pw"), ("expand.1", "bn1"), ("dw.0", "conv_dw"),
+                                ("dw.1", "bn2"), *SE_TIMM, ("project.0", "conv_pwl"),
+                                ("project.1", "bn3"))
+            return prefix, (("dw.0", "conv_dw"), ("dw.1", "bn1"), *SE_TIMM,
+                            ("project.0", "conv_pw"), ("project.1", "bn2"))
+        if kind == "fused":
+            if rb.has_expand:
+                return prefix, (("expand.0", "conv_exp"), ("expand.1", "bn1"), *SE_TIMM,
+                                ("project.0", "conv_pwl"), ("project.1", "bn2"))
+            return prefix, (("expand.0", "conv"), ("expand.1", "bn1"))
+        if kind == "conv":
+            return prefix, (("0", "conv"), ("1", "bn1"))
+        raise LayoutError(f"timm's EfficientNet has no {kind} block ({rb.where})")
+
+    @property
+    def _mobilenet_v3(self) -> bool:  # the 1x1 conv before pooling is a block, then conv_head
+        return bool(self.rn.head.hidden)
+
+    def head_block(self, rb):
+        if self._mobilenet_v3:
+            return f"blocks.{self.groups}.0", (("0", "conv"), ("1", "bn1"))
+        return "", (("0", "conv_head"), ("1", "bn2"))
+
+    def head(self):
+        if self._mobilenet_v3:
+            if len(self.rn.head.hidden) != 1:
+                raise LayoutError("timm's MobileNetV3 has one hidden layer after pooling")
+            return (("hidden.0", "conv_head"), ("classifier", "classifier"))
+        return (("classifier", "classifier"),)
+
+    def ref_shape(self, ref_key, shape):
+        return (*shape, 1, 1) if ref_key == "conv_head.weight" and len(shape) == 2 else shape
+
+
+class TimmConvNeXt(Layout):
+    source, name = "timm", "ConvNeXt"
+    bn = None
+
+    def stem(self, rb):
+        return "stem", CNA
+
+    def block(self, rb, place):
+        if rb.kind == "lndown":
+            return f"stages.{place.group}.downsample", CNA
+        return (f"stages.{place.group}.blocks.{place.body}",
+                (("layer_scale", "gamma"), ("dwconv", "conv_dw"), ("norm", "norm"),
+                 ("pwconv1", "mlp.fc1"), ("pwconv2", "mlp.fc2")))
+
+    def head(self):
+        return (("norm", "head.norm"), ("classifier", "head.fc"))
+
+
+class TimmViT(Layout):
+    source, name = "timm", "VisionTransformer"
+    bn = None
+
+    def stem(self, rb):
+        return "", (("class_token", "cls_token"), ("pos_embedding", "pos_embed"),
+                    ("conv_proj", "patch_embed.proj"))
+
+    def block(self, rb, place):
+        return f"blocks.{place.flat}", (("norm1", "norm1"), ("attn", "attn"), ("norm2", "norm2"),
+                                        ("mlp", "mlp"))
+
+    def head(self):
+        return (("norm", "norm"), ("classifier", "head"))
+
+
+class TimmSwin(Layout):
+    source, name = "timm", "SwinTransformer"
+    bn = None
+
+    def stem(self, rb):
+        return "patch_embed", (("conv", "proj"), ("norm", "norm"))
+
+    def block(self, rb, place):
+        if rb.kind == "patchmerge":
+            return f"layers.{place.group}.downsample", (("norm", "norm"),
+                                                        ("reduction", "reduction"))
+        return (f"layers.{place.group}.blocks.{place.body}",
+                (("norm1", "norm1"), ("norm2", "norm2"),
+                 ("attn.relative_position_bias_table", "attn.relative_position_bias_table"),
+                 ("attn.attn", "attn"), ("mlp", "mlp")))
+
+    def head(self):
+        return (("norm", "norm"), ("classifier", "head.fc"))
+
+
+class TimmMobileViT(Layout):
+    source, name = "timm", "MobileVit (byobnet)"
+
+    def stem(self, rb):
+        return "stem", (("0", "conv"), ("1", "bn"))
+
+    def block(self, rb, place):
+        prefix = f"stages.{place.group}.{place.pos}"
+        if rb.kind == "mbconv" and rb.has_expand:
+            return prefix, (("expand.0", "conv1_1x1.conv"), ("expand.1", "conv1_1x1.bn"),
+                            ("dw.0", "conv2_kxk.conv"), ("dw.1", "conv2_kxk.bn"),
+                            ("project.0", "conv3_1x1.conv"), ("project.1", "conv3_1x1.bn"))
+        if rb.kind == "mobilevit":
+            return prefix, (("conv_kxk.0", "conv_kxk.conv"), ("conv_kxk.1", "conv_kxk.bn"),
+                            ("conv_1x1", "conv_1x1"), ("transformer", "transformer"),
+                            ("norm", "norm"), ("conv_proj.0", "conv_proj.conv"),
+                            ("conv_proj.1", "conv_proj.bn"), ("conv_fusion.0", "conv_fusion.conv"),
+                            ("conv_fusion.1", "conv_fusion.bn"))
+        raise LayoutError(f"timm's MobileViT has no {rb.kind} block like {rb.where}")
+
+    def head_block(self, rb):
+        return "final_conv", (("0", "conv"), ("1", "bn"))
+
+    def head(self):
+        return (("classifier", "head.fc"),)
+
+
+def layout(rn: ResolvedNetwork, source: str) -> Layout:
+    """The layout of ``source`` for this network, chosen by the block kinds it has."""
+    if source not in SOURCES:
+        raise NasscaleError(f"unknown weights source {source!r}; known: nasscale, "
+                            f"{', '.join(SOURCES)}")
+    kinds = {rb.kind for rb in rn.blocks}
+    tv = source == "torchvision"
+    if "convnext" in kinds:
+        return (TvConvNeXt if tv else TimmConvNeXt)(rn)
+    if "vit" in kinds:
+        return (TvViT if tv else TimmViT)(rn)
+    if "swin" in kinds:
+        return (TvSwin if tv else TimmSwin)(rn)
+    if "mobilevit" in kinds:
+        if tv:
+            raise LayoutError("torchvision has no MobileViT; use source='timm'")
+        return TimmMobileViT(rn)
+    if not tv:
+        return TimmEfficientNet(rn)
+    if "ds" in kinds:
+        raise LayoutError("torchvision has no MobileNetV1; use source='timm'")
+    if "bneck" in kinds:
+        return TvMobileNetV3(rn)
+    if "fused" in kinds:
+        return TvEfficientNetV2(rn)
+    if any(getattr(rb.spec, "se", None) for rb in rn.section("stage")):
+        return TvEfficientNet(rn)
+    return TvMobileNetV2(rn)
