@@ -16,6 +16,7 @@ from nasscale.errors import NasscaleError, SpecError
 from nasscale.grammar import dump_network, format_block, format_stage, parse_block, parse_stage
 from nasscale.latency.measure import LatencyRecord, measure
 from nasscale.specs import NetworkSpec, ResolvedNetwork, resolve
+from nasscale.weights import WeightsError, export_weights, load_weights
 from nasscale.zoo import build, count, load, names
 
 __version__ = "0.1.0"
@@ -25,5 +26,5 @@ __all__ = [
     "Budget", "BudgetResolver", "LatencyRecord", "measure", "parse_budget",
     "NasscaleError", "NetworkCost", "NetworkSpec", "ResolvedNetwork", "SpecError", "build",
     "count", "dump_network", "format_block", "format_stage", "load", "names", "parse_block",
-    "parse_stage", "resolve",
+    "parse_stage", "resolve", "WeightsError", "export_weights", "load_weights",
 ]

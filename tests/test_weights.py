@@ -161,3 +161,38 @@ def test_norm_is_data_lossless_with_stage_overrides():
         network_from_data({**network_to_data(spec), "norm": {"bn_eps": -1}})
     with pytest.raises(NasscaleError, match=r"norm.bn_epsilon: unknown field"):
         network_from_data({**network_to_data(spec), "norm": {"bn_epsilon": 1e-3}})
+
+
+def test_cli_converts_and_names_bad_files(tmp_path, capsys):
+    from nasscale.cli import main
+
+    src = tmp_path / "timm.pt"
+    torch.save(_ref_state("timm", "mobilenet_v3_small"), src)
+    out = tmp_path / "ours.pt"
+    assert main(["weights", "convert", "mobilenet_v3_small", str(src), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "244 tensors" in text and "use " in text and (tmp_path / "ours.yaml").exists()
+    spec = nasscale.load(str(tmp_path / "ours.yaml"))
+    model = load_weights(spec, str(out), source="nasscale")
+    assert model.spec.norm.bn == (1e-5, 0.1)
+    tv = tmp_path / "tv.pt"
+    assert main(["weights", "convert", "mobilenet_v3_small", str(src), "--to", "torchvision",
+                 "-o", str(tv)]) == 0
+    assert set(torch.load(tv)) == {k for k, _ in REFS["torchvision"]["mobilenet_v3_small"]
+                                   ["tensors"]}
+    assert main(["weights", "convert", "mobilenet_v3_large", str(src), "-o", str(out)]) == 2
+    assert "not timm weights of mobilenet_v3_large" in capsys.readouterr().err
+
+
+def test_prune_reads_torchvision_weights(tmp_path):
+    """The pruner converts a torchvision checkpoint before it prunes (and the conversion is
+    exact: the same module as load_weights)."""
+    from nasscale.modules.checkpoint import read_checkpoint
+    from nasscale.pruning.run import _from_reference
+
+    path = tmp_path / "tv.pt"
+    torch.save(_ref_state("torchvision", "mobilenet_v3_small"), path)
+    spec, ckpt = _from_reference(nasscale.zoo.get("mobilenet_v3_small"),
+                                 read_checkpoint(str(path)), "--weights", lambda *_: None)
+    assert ckpt.num_classes == 1000 and "head.classifier.weight" in ckpt.state_dict
+    assert spec == nasscale.zoo.get("mobilenet_v3_small")

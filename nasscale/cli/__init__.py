@@ -17,11 +17,12 @@ from nasscale.cli.prune import PruneCommand
 from nasscale.cli.scale import ScaleCommand
 from nasscale.cli.search import SearchCommand
 from nasscale.cli.train import TrainCommand
+from nasscale.cli.weights import WeightsCommand
 from nasscale.errors import NasscaleError
 
 COMMANDS: tuple[Command, ...] = (ListCommand(), ShowCommand(), ScaleCommand(), PruneCommand(),
                                  TrainCommand(), CostCommand(), LutCommand(), SearchCommand(),
-                                 ExportCommand())
+                                 ExportCommand(), WeightsCommand())
 
 
 def make_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

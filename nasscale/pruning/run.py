@@ -83,6 +83,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         from nasscale.modules.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(req.weights)
+        spec, ckpt = _from_reference(spec, ckpt, f"--weights {req.weights}", log)
         spec = _classes_of_weights(spec, ckpt, log)
         model = load_weights(ckpt, spec)
     evaluator.check(spec, model is not None)
@@ -193,3 +194,17 @@ def _verify_latency(result: Result, spec: NetworkSpec, target, resource: Latency
         result.limit = min(result.limit, limit)
         result.seconds += more.seconds
     return result
+
+
+def _from_reference(spec, ckpt, where: str, log):
+    """A torchvision or timm checkpoint converted to nasscale names (every tensor checked),
+    with the network built as its source builds it (``nasscale.weights``)."""
+    from nasscale.weights import convert_to_nasscale, detect_source
+
+    source = detect_source(spec, ckpt.state_dict)
+    if source == "nasscale":
+        return spec, ckpt
+    spec, state = convert_to_nasscale(spec, ckpt.state_dict, source, where)
+    log(f"{where}: {source} weights, converted ({len(state)} tensors)")
+    ckpt.state_dict = state
+    return spec, ckpt

@@ -102,6 +102,12 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
         raise NasscaleError(f"{where}.parent: {err}") from None
     path = weights_path(str(cfg["weights"]), study.path)
     ckpt = read_checkpoint(str(path), f"{where}.weights:")
+    from nasscale.weights import convert_to_nasscale, detect_source
+
+    source = detect_source(parent_spec, ckpt.state_dict)
+    if source != "nasscale":  # torchvision or timm weights of the parent
+        parent_spec, ckpt.state_dict = convert_to_nasscale(
+            parent_spec, ckpt.state_dict, source, f"{where}.weights: {path}")
     data = load_dataset(data_source(str(cfg["data"]), study.path))
     n = ckpt.num_classes
     if n is None:
