@@ -64,18 +64,23 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="network names")
     ap.add_argument("--out", default=str(HERE / "results" / "weights_equivalence.json"))
     args = ap.parse_args()
-    rows = []
+    rows: list[dict] = []
     print(f"{'source':<12} {'network':<24} {'size':>4}  {'in (max rel)':>12}  "
           f"{'out (max rel)':>13}  {'s':>6}")
-    for source, table in models.SOURCES.items():
-        for net in table:
-            if args.only and net not in args.only:
-                continue
-            row = check(source, net, args.repeats)
-            rows.append(row)
-            ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else "  ABOVE 1e-5"
-            print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
-                  f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
+    todo = [(s, n) for s, table in models.SOURCES.items() for n in table
+            if not args.only or n in args.only]
+    for source, net in todo:
+        row = check(source, net, args.repeats)
+        rows.append(row)
+        ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else "  ABOVE 1e-5"
+        print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
+              f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
+        write(args.out, rows, complete=len(rows) == len(todo))  # after each row: a long run
+    print(f"worst: {max(max(r['in_max'], r['out_max']) for r in rows):.2e} over {len(rows)} "
+          f"networks -> {args.out}")
+
+
+def write(path: str, rows: list[dict], complete: bool) -> None:
     import timm
     import torchvision
 
@@ -84,11 +89,12 @@ def main() -> None:
                          f"{torch.get_num_threads()} threads, CPU, float32",
               "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                            "timm": timm.__version__},
-              "rows": rows,
+              "complete": complete, "rows": rows,
               "worst": max((max(r["in_max"], r["out_max"]) for r in rows), default=None)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"worst: {result['worst']:.2e} over {len(rows)} networks -> {args.out}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

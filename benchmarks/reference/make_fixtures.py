@@ -26,6 +26,7 @@ from nasscale.weights.seeded import seeded_state_dict  # noqa: E402
 OUT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "weights"
 #: (source, network, input size) whose seeded outputs are recorded
 OUTPUTS = [("torchvision", "mobilenet_v3_small", 96), ("timm", "mobilevit_xxs", 64),
+           ("timm", "mobilenet_v1", 96),
            ("torchvision", "swin_t", 224), ("timm", "efficientnet_b0", 64)]
 
 
