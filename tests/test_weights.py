@@ -196,3 +196,16 @@ def test_prune_reads_torchvision_weights(tmp_path):
                                  read_checkpoint(str(path)), "--weights", lambda *_: None)
     assert ckpt.num_classes == 1000 and "head.classifier.weight" in ckpt.state_dict
     assert spec == nasscale.zoo.get("mobilenet_v3_small")
+
+
+def test_train_fine_tunes_from_timm_weights_with_a_new_classifier(tmp_path):
+    from nasscale.scoring.train_job import _start_from
+
+    path = tmp_path / "timm.pt"
+    state = _ref_state("timm", "mobilenet_v3_small")
+    torch.save(state, path)
+    base = nasscale.zoo.get("mobilenet_v3_small")
+    spec, model = _start_from(str(path), base.replace(num_classes=10, resolution=32), base)
+    assert spec.num_classes == 10 and spec.norm.bn == (1e-5, 0.1)
+    assert model.head.classifier.weight.shape == (10, 1024)
+    assert torch.equal(model.stem[0][0].weight, state["conv_stem.weight"])

@@ -52,9 +52,7 @@ def run_train_job(job: TrainJob) -> dict:
     if out.exists() and out.is_dir():
         raise NasscaleError(f"-o {out}: is a folder; name the weights file, e.g. {out}/model.pt")
     if job.weights:
-        from nasscale.modules.checkpoint import load_weights
-
-        model = load_weights(job.weights, spec)
+        spec, model = _start_from(job.weights, spec, zoo.load(job.network))
     else:
         model = build_seeded(spec, job.settings.seed)
     try:
@@ -93,3 +91,34 @@ def record_text(record: dict) -> str:
             f"{si(record['params'])} params, {si(record['flops'])} FLOPs at "
             f"{record['resolution']}px ({FLOPS_CONVENTION})\n"
             f"weights: {record['weights']} (and {Path(record['weights']).with_suffix('.json')})")
+
+
+def _start_from(path: str, spec, base):
+    """The network to train and its module holding ``path``'s weights: a nasscale weights file
+    of ``spec``, or torchvision / timm weights of ``base`` (every tensor checked; the network
+    then has its source's BatchNorm constants).  A reference classifier for another number of
+    classes (ImageNet's 1000) is replaced by a seeded one for the data's: fine-tuning."""
+    from nasscale.modules.checkpoint import load_weights, read_checkpoint
+    from nasscale.scoring.evaluators import build_seeded
+    from nasscale.weights import convert_to_nasscale, detect_source
+
+    ckpt = read_checkpoint(path)
+    source = detect_source(base, ckpt.state_dict)
+    if source == "nasscale":
+        return spec, load_weights(ckpt, spec)
+    ref_spec, state = convert_to_nasscale(base, ckpt.state_dict, source, f"--weights {path}")
+    spec = ref_spec.replace(num_classes=spec.num_classes, resolution=spec.resolution)
+    model = build_seeded(spec, 0)
+    own = model.state_dict()
+    kept = {k: v.reshape(own[k].shape) for k, v in state.items()  # reference shapes
+            if v.numel() == own[k].numel() and not (k.startswith("head.classifier.")
+                                                    and tuple(v.shape) != tuple(own[k].shape))}
+    dropped = sorted(set(state) - set(kept))
+    if any(not k.startswith("head.classifier.") for k in dropped):
+        raise NasscaleError(f"--weights {path}: {source} weights do not fit {spec.name} "
+                            f"(tensors {', '.join(dropped[:3])})")
+    model.load_state_dict({**own, **kept})
+    if dropped:
+        print(f"--weights {path}: {source} weights; the classifier is new "
+              f"({spec.num_classes} classes, the file's has {state[dropped[0]].shape[0]})")
+    return spec, model.eval()
