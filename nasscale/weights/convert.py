@@ -11,6 +11,7 @@ MobileNetV3 uses eps 1e-5 where torchvision's uses 1e-3), so the network is buil
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Mapping
 
@@ -213,7 +214,7 @@ def export_weights(module, network, target: str = "nasscale") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ours, (ref, shape) in keys.items():
         t = state[ours]
-        if tuple(t.shape) != tuple(keys[ours][1]) and t.numel() != _numel(shape):
+        if t.numel() != math.prod(shape):
             raise WeightsError(f"tensor {ours!r} has shape {list(t.shape)}, {spec.name} needs "
                                f"{list(shape)}")
         out[ref] = t.detach().clone().reshape(shape)
@@ -221,10 +222,3 @@ def export_weights(module, network, target: str = "nasscale") -> dict[str, Any]:
         for ref, make in layout(resolve(spec), target).derived().items():
             out[ref] = make()
     return out
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
