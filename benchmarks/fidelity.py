@@ -10,7 +10,10 @@ networks with the same seeded initialisation:
 
 - the reference: ``--epochs`` epochs of training from scratch (the recipe of
   ``nasscale.scoring.train``), top-1 on the testbed's held-out split; its accuracy after every
-  epoch is recorded as well;
+  epoch is recorded as well.  Each network is trained ``--reference-seeds`` times (seeds and
+  initialisations SEED, SEED+1, ...) and the reference is the mean top-1: one training run is
+  noisy enough to cap every evaluator's τ, and seed 0 against seed 1 measures that cap (the
+  reference's self-agreement).  Costs are against one run, what a user would otherwise pay;
 - the zero-cost proxies (NASWOT, synflow on a real-data batch), FLOPs and params;
 - 1 and 3 epochs from scratch (each its own run, with its own cosine schedule), scored by
   held-out top-1; and the 1-epoch run scored by its training loss instead ("SoTL": minus the
@@ -130,6 +133,10 @@ def main(argv=None) -> int:
     p.add_argument("--inherit-steps", type=int, default=50)
     p.add_argument("--inherit-lr", type=float, default=0.01)
     p.add_argument("--repeat-archs", type=int, default=3)
+    p.add_argument("--reference-seeds", type=int, default=2, metavar="K",
+                   help="train every network's reference K times (seeds SEED..SEED+K-1); the "
+                   "reference is their mean top-1, and seed 0 against seed 1 measures how well "
+                   "the reference agrees with itself (the ceiling of any evaluator)")
     p.add_argument("--no-inherit", action="store_true",
                    help="leave out weight inheritance (a space whose largest member cannot "
                         "contain it, e.g. one mixing MBConv and Fused-MBConv in a slot)")
@@ -152,7 +159,7 @@ def main(argv=None) -> int:
                          resolution=args.resolution, device=args.device, amp=args.amp)
     config = {k: v for k, v in vars(args).items()
               if k not in ("out", "threads", "repeat_archs", "progressive_archs", "shard",
-                           "no_inherit")}
+                           "no_inherit", "reference_seeds")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shard, shards = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
@@ -165,10 +172,18 @@ def main(argv=None) -> int:
 
     state = load_state(partial) or {"config": config, "rows": [], "parent": None, "extra": {}}
     rows_by_arch = {r["arch"]: r for r in state["rows"]}
-    if not args.shard:  # merge what shard processes measured
-        for other in out.parent.glob(out.stem + ".shard*.partial.json"):
-            for r in load_state(other).get("rows", []):
-                rows_by_arch.setdefault(r["arch"], r)
+    # merge what the other processes measured (shards, or the main run a shard continues)
+    others = [*out.parent.glob(out.stem + ".shard*.partial.json"),
+              out.with_name(out.stem + ".partial.json")]
+    for other in others:
+        if other != partial:
+            other_state = load_state(other)
+            for k, v in other_state.get("extra", {}).items():
+                state["extra"].setdefault(k, v)
+            for r in other_state.get("rows", []):
+                mine = rows_by_arch.setdefault(r["arch"], r)
+                for s_, acc in r.get("reference_seeds", {}).items():
+                    mine.setdefault("reference_seeds", {}).setdefault(s_, acc)
 
     def save():
         state["rows"] = [rows_by_arch[k] for k in sorted(rows_by_arch)]
@@ -225,6 +240,24 @@ def main(argv=None) -> int:
         log(f"[{len(rows_by_arch)}/{args.n}] arch {i}: ref {row['reference']:.3f} ({secs:.0f}s)  "
             f"1ep {row['1 epoch']:.3f}  3ep {row['3 epochs']:.3f}  "
             f"prog {row['3 epochs progressive']:.3f}  naswot {row['naswot']:.0f}")
+    # the reference again with other seeds (shards split this part too)
+    for i, spec in enumerate(specs):
+        if i % shards != shard or i not in rows_by_arch:
+            continue
+        row = rows_by_arch[i]
+        seeds = row.setdefault("reference_seeds", {})
+        for k in range(1, args.reference_seeds):
+            if str(k) in seeds:
+                continue
+            if k == 1 and f"repeat{i}" in state["extra"]:  # the noise repeat is this same run
+                seeds["1"] = state["extra"][f"repeat{i}"]
+            else:
+                res = train(build_seeded(spec, arch_seed(args.seed + k, spec)), data,
+                            replace(base, seed=args.seed + k))
+                seeds[str(k)] = res.accuracy
+                log(f"arch {i}: reference seed {k}: {res.accuracy:.3f} "
+                    f"(seed 0: {row['reference']:.3f}, {res.seconds:.0f}s)")
+            save()
     if args.shard:
         log(f"shard {args.shard} done; run again without --shard to merge and finish")
         return 0
@@ -241,7 +274,8 @@ def main(argv=None) -> int:
         parent = check_space(space, parent_spec)
         parent_path = out.with_name(out.stem + ".parent.pt")
         parent_model = build_seeded(parent_spec, arch_seed(args.seed, parent_spec))
-        if state["parent"] is None or not parent_path.exists():
+        needed = any("inherit" not in r for r in rows_by_arch.values())
+        if needed and (state["parent"] is None or not parent_path.exists()):
             log(f"training the parent {parent_spec.name} "
                 f"({nasscale.count(parent_spec).params / 1e6:.2f}M params) for {args.epochs} epochs")
             r = train(parent_model, data, replace(base, seed=args.seed))
@@ -249,7 +283,7 @@ def main(argv=None) -> int:
             state["parent"] = {"accuracy": r.accuracy, "seconds": r.seconds,
                                "params": nasscale.count(parent_spec).params}
             save()
-        else:
+        elif needed:
             parent_model.load_state_dict(torch.load(parent_path, weights_only=True))
         log(f"parent: top-1 {state['parent']['accuracy']:.3f} in {state['parent']['seconds']:.0f} s")
         inherit = InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(parent_path),
@@ -276,7 +310,7 @@ def main(argv=None) -> int:
             row["1 epoch SoTL"], row["1 epoch SoTL_s"] = -res.history[-1]["loss"], row["1 epoch_s"]
             save()
             log(f"arch {i}: 1 epoch SoTL {row['1 epoch SoTL']:.3f}")
-    rows = [rows_by_arch[i] for i in range(args.n)]
+    rows = [dict(rows_by_arch[i]) for i in range(args.n)]
     extra = state["extra"]
     # the reference's own noise: the same networks, another seed
     for i in range(min(args.repeat_archs, len(rows))):
@@ -302,7 +336,23 @@ def main(argv=None) -> int:
                 f"({rows[i]['reference_s']:.0f}s) vs progressive {res.accuracy:.3f} "
                 f"({res.seconds:.0f}s)")
 
+    # the reference: mean top-1 over the seeds; seed 0 against seed 1 is its self-agreement
+    for r in rows:
+        by_seed = [r["reference"]] + [r["reference_seeds"][str(k)]
+                                      for k in range(1, args.reference_seeds)]
+        r["reference_by_seed"], r["reference"] = by_seed, sum(by_seed) / len(by_seed)
+        r.pop("reference_seeds", None)
+    self_agreement = None
+    if args.reference_seeds >= 2:
+        s0 = [r["reference_by_seed"][0] for r in rows]
+        s1 = [r["reference_by_seed"][1] for r in rows]
+        seed_diffs = [abs(a - b) for a, b in zip(s0, s1)]
+        self_agreement = {"kendall": kendall_tau(s0, s1), "spearman": spearman(s0, s1),
+                          "kendall_95": bootstrap_tau(s0, s1),
+                          "mean_abs_diff": sum(seed_diffs) / len(seed_diffs),
+                          "max_abs_diff": max(seed_diffs)}
     ref = [r["reference"] for r in rows]
+    ref0 = [r["reference_by_seed"][0] for r in rows]
     # convergence: what the reference's last two epochs still added (mean over networks)
     late_gain = sum(r["reference_curve"][-1] - r["reference_curve"][-3] for r in rows) / len(rows) \
         if args.epochs >= 3 else None
@@ -312,7 +362,8 @@ def main(argv=None) -> int:
         vals = [r[name] for r in rows]
         secs = sum(r[f"{name}_s"] for r in rows) / len(rows)
         entry = {"name": name, "kendall": kendall_tau(vals, ref), "spearman": spearman(vals, ref),
-                 "kendall_95": bootstrap_tau(vals, ref), "seconds_per_arch": secs}
+                 "kendall_95": bootstrap_tau(vals, ref), "kendall_vs_seed0": kendall_tau(vals, ref0),
+                 "seconds_per_arch": secs}
         if name == "inherit":
             entry["seconds_per_arch"] = secs + state["parent"]["seconds"] / len(rows)
             entry["finetune_seconds_per_arch"] = secs
@@ -343,7 +394,13 @@ def main(argv=None) -> int:
                   f"{e['spearman']:+.3f}", f"{e['seconds_per_arch']:.2f}",
                   f"{e['cost_vs_reference']:.3f}") for e in evaluators],
                 right="Kendall tau Spearman rho s/arch cost vs ref"))
-    print(f"\nreference: {desc}; {ref_s:.1f} s/arch; top-1 from {min(ref):.3f} to {max(ref):.3f}")
+    print(f"\nreference: {desc}; {ref_s:.1f} s/arch per seed; top-1 from {min(ref):.3f} to "
+          f"{max(ref):.3f}")
+    if self_agreement:
+        print(f"reference self-agreement (seed 0 vs seed 1, {len(rows)} networks): Kendall tau "
+              f"{self_agreement['kendall']:+.3f} [{self_agreement['kendall_95'][0]:+.2f}, "
+              f"{self_agreement['kendall_95'][1]:+.2f}], mean |diff| "
+              f"{self_agreement['mean_abs_diff']:.3f} (max {self_agreement['max_abs_diff']:.3f})")
     if repeats:
         print(f"reference noise: {len(repeats)} networks trained again with another seed differ "
               f"by {sum(diffs) / len(diffs):.3f} on average (max {max(diffs):.3f})")
@@ -357,6 +414,8 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "fidelity", "space": args.space, "data": args.data, "n": len(rows),
         "reference": {"description": desc, "seconds_per_arch": ref_s, "epochs": args.epochs,
+                      "seeds": args.reference_seeds, "score": f"mean top-1 over "
+                      f"{args.reference_seeds} seed(s)", "self_agreement": self_agreement,
                       "gain_in_last_two_epochs": late_gain},
         "accuracy_range": [min(ref), max(ref)],
         "reference_noise": {"repeats": repeats, "mean_abs_diff": (sum(diffs) / len(diffs))
@@ -367,6 +426,7 @@ def main(argv=None) -> int:
         "machine": _cpu_name(), "device": args.device, "torch": torch.__version__,
         "threads": args.threads, "seed": args.seed, "archs": rows,
         "wall_s": time.time() - t_start,
+        "config": config,
         "flops_convention": "multiply-accumulates of conv, linear and attention matmuls, batch 1"}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -1,7 +1,10 @@
 """The layering of docs/ARCHITECTURE.md, checked: an AST scan of every ``import`` under
-``nasscale/`` (inside functions too) finds no import circle and no package importing one above
-it; optuna appears only in ``search/`` (and the CLI), torch not in the torch-free layers."""
+``nasscale/`` (inside functions too, and a facade's lazy ``_LAZY`` table) finds no import
+circle and no package importing one above it; optuna appears only in ``search/``, torch not in
+the torch-free layers, and the CLI uses only the public API: ``nasscale`` and the packages'
+facades (their ``__init__``), names from their ``__all__``."""
 import ast
+import importlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "nasscale"
@@ -35,6 +38,9 @@ def _graph():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods
                          else node.module for a in node.names]
+            elif (isinstance(node, ast.Assign) and path.name == "__init__.py"
+                  and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets)):
+                names = [v.value for v in node.value.values]  # imported on first use
             else:
                 continue
             for n in names:
@@ -101,8 +107,36 @@ def test_no_package_imports_one_above_it():
 
 def test_optuna_only_in_search_and_torch_not_in_the_torch_free_layers():
     mods, _, external = _graph()
-    assert sorted(m for m in mods if "optuna" in external[m]
-                  and _package(m) not in ("search", "cli")) == []
+    assert sorted(m for m in mods if "optuna" in external[m] and _package(m) != "search") == []
     # costs.fvcore_count is the cross-check on the built module: torch by nature
     assert sorted(m for m in mods if "torch" in external[m] and _package(m) in TORCH_FREE
                   and m != "nasscale.costs.fvcore_count") == []
+
+
+def _facade(module: str) -> bool:
+    """``nasscale`` or one of its packages' facades (``nasscale.X``, X a package or a module
+    directly under ``nasscale/``), not a module inside a package."""
+    return module == "nasscale" or module.count(".") == 1
+
+
+def test_the_cli_uses_only_the_public_api():
+    wrong = []
+    for path in sorted((ROOT / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                wrong += [(path.name, a.name) for a in node.names
+                          if a.name.startswith(("nasscale.", "optuna", "torch"))]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mod = node.module
+                if mod.startswith("nasscale.cli") or not mod.startswith("nasscale"):
+                    if mod.split(".")[0] in ("optuna", "torch"):
+                        wrong.append((path.name, mod))
+                    continue
+                if not _facade(mod):
+                    wrong.append((path.name, mod))
+                    continue
+                public = getattr(importlib.import_module(mod), "__all__", None)
+                wrong += [(path.name, f"{mod}.{a.name}") for a in node.names
+                          if public is not None and a.name not in public
+                          and not _facade(f"{mod}.{a.name}")]
+    assert wrong == [], "the CLI imports these internals; export them from the facade"

@@ -7,7 +7,7 @@ import json
 from typing import Sequence
 
 from nasscale.errors import NasscaleError
-from nasscale.reports.text import si
+from nasscale.reports import si
 
 
 EXIT_BAD_INPUT = 2
@@ -73,7 +73,7 @@ def _number(option: str, text: str | None, minimum: float = 0.0, strict: bool = 
 def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool = False) -> None:
     """Options that make up a measurement key.  Unset options stay None so that a latency table
     given with --predict can supply them."""
-    from nasscale.latency.key import ALLOCATORS, CLOCKS, DEVICES, DTYPES
+    from nasscale.latency import ALLOCATORS, CLOCKS, DEVICES, DTYPES
 
     g = parser.add_argument_group("measurement key")
     g.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
@@ -94,7 +94,7 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool 
 
 
 def settings_from_args(args: argparse.Namespace, base=None):
-    from nasscale.latency.measure import Settings
+    from nasscale.latency import Settings
 
     return Settings.from_options(
         base, device=args.device, threads=args.threads, dtype=args.dtype, batch=args.batch,

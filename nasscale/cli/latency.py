@@ -7,7 +7,7 @@ import sys
 import nasscale
 from nasscale.cli.base import Command, add_format, add_measurement_arguments, print_json, settings_from_args
 from nasscale.errors import NasscaleError
-from nasscale.reports.text import FLOPS_CONVENTION, si
+from nasscale.reports import FLOPS_CONVENTION, si
 
 
 class CostCommand(Command):
@@ -31,14 +31,19 @@ class CostCommand(Command):
 
     def run(self, args):
         from nasscale.budgets import BudgetResolver, parse_budget
-        from nasscale.latency import LatencyTable, TimingPolicy, measure
-        from nasscale.latency.report import prediction_rows, record_lines, warnings_for
+        from nasscale.latency import (
+            LatencyTable,
+            Settings,
+            TimingPolicy,
+            measure,
+            prediction_rows,
+            record_lines,
+            warnings_for,
+        )
 
         budgets = [parse_budget(b) for b in args.budget]  # bad budgets fail before measuring
         spec = nasscale.load(args.network)
         table_ = LatencyTable.load(args.predict) if args.predict else None
-        from nasscale.latency.measure import Settings
-
         settings = settings_from_args(args, Settings.of_key(table_.key) if table_ else None)
         key = settings.key()
         if table_ is not None and table_.key != key:
@@ -88,7 +93,7 @@ class CostCommand(Command):
             margin = 100 * resolved.margin(value)
             print(f"budget    {resolved}: {shown}, {verdict} ({margin:+.1f} %)")
         if prediction is not None:
-            from nasscale.latency.build import time_carrier
+            from nasscale.latency import time_carrier
 
             # each unit timed inside this network, next to its predicted latency
             units = time_carrier(spec.replace(resolution=rec.resolution), settings, policy)
@@ -125,8 +130,7 @@ class LutCommand(Command):
         add_format(show, ("table", "json"))
 
     def run(self, args):
-        from nasscale.latency import LatencyTable
-        from nasscale.latency.report import table_summary
+        from nasscale.latency import LatencyTable, table_summary
 
         if args.lut_command == "show":
             tbl = LatencyTable.load(args.file)
@@ -138,9 +142,9 @@ class LutCommand(Command):
         return self.build(args)
 
     def build(self, args):
-        from nasscale.latency.build import build_table
-        from nasscale.search.sources import parse_source
-        from nasscale.reports.progress import Progress
+        from nasscale.latency import build_table
+        from nasscale.reports import Progress
+        from nasscale.search import parse_source
 
         settings = settings_from_args(args)
         sources = [parse_source(s) for s in args.sources]

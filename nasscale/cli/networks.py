@@ -5,7 +5,7 @@ import sys
 
 import nasscale
 from nasscale.cli.base import Command, _expected_check, add_format, print_json
-from nasscale.reports.text import FLOPS_CONVENTION, si, table
+from nasscale.reports import FLOPS_CONVENTION, si, table
 
 
 class ListCommand(Command):
@@ -50,7 +50,7 @@ class ShowCommand(Command):
         if args.format == "yaml":
             sys.stdout.write(nasscale.dump_network(spec))
             return 0
-        from nasscale.costs.summary import stage_rows
+        from nasscale.costs import stage_rows
 
         rows = stage_rows(cost)
         if args.format == "json":

@@ -14,9 +14,8 @@ class PruneCommand(Command):
             "optionally carrying trained weights")
 
     def add_arguments(self, parser):
-        from nasscale.latency.key import DEVICES
-        from nasscale.pruning.evaluate import EVALUATOR_HELP
-        from nasscale.pruning.resource import TARGET_HELP
+        from nasscale.latency import DEVICES
+        from nasscale.pruning import EVALUATOR_HELP, TARGET_HELP
 
         parser.add_argument("network", help="architecture name or a network .yaml file")
         parser.add_argument("--target", required=True, metavar="METRIC=BOUND",
@@ -52,9 +51,7 @@ class PruneCommand(Command):
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
-        from nasscale.pruning.netadapt import Options
-        from nasscale.pruning.run import PruneRequest, run_prune
-        from nasscale.pruning.report import result_record, result_text
+        from nasscale.pruning import Options, PruneRequest, result_record, result_text, run_prune
 
         if args.threads < 1:
             raise NasscaleError(f"--threads: must be >= 1, got {args.threads}")

@@ -48,7 +48,7 @@ class ScaleCommand(Command):
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
-        from nasscale.scaling.report import scaling_record, scaling_text
+        from nasscale.scaling import scaling_record, scaling_text
 
         if args.search_coefficients:
             return self._search(args)
@@ -69,9 +69,13 @@ class ScaleCommand(Command):
         """Run the coefficient study on ``args.network`` and report the best (α, β, γ)."""
         from pathlib import Path
 
-        from nasscale.search.outputs import summary_text
-        from nasscale.search.runner import RunOptions, run_search
-        from nasscale.search.study import load_study
+        from nasscale.search import (
+            RunOptions,
+            load_study,
+            run_search,
+            summary_text,
+            trial_user_attrs,
+        )
 
         other = [o for o in ("phi", "width", "depth", "resolution", "target_flops",
                              "target_params", "alpha", "beta", "gamma") if getattr(args, o)]
@@ -90,12 +94,8 @@ class ScaleCommand(Command):
         print(summary_text(summary, out))
         best = summary["best"]
         if best:
-            from nasscale.search.storage import open_storage
-
-            import optuna
-            trial = optuna.load_study(study_name=study.name, storage=open_storage(None, out)
-                                      ).trials[best[0]["number"]]
-            a, b, g = (trial.user_attrs[k] for k in ("alpha", "beta", "gamma"))
+            attrs = trial_user_attrs(study.name, out, best[0]["number"])
+            a, b, g = (attrs[k] for k in ("alpha", "beta", "gamma"))
             print(f"best coefficients for {base.name}: alpha={a:g}, beta={b:g}, gamma={g:g} "
                   f"(alpha*beta^2*gamma^2 = {a * b * b * g * g:.3f}); the EfficientNet paper "
                   "found alpha=1.2, beta=1.1, gamma=1.15 for B0 with ImageNet training")
@@ -104,8 +104,7 @@ class ScaleCommand(Command):
     def _scaling(self, args):
         """Check the options (one mode, numbers in range), then scale: a reports.Scaling."""
         from nasscale import scaling
-        from nasscale.scaling.report import Scaling
-        from nasscale.scaling.budget import largest_phi, parse_amount
+        from nasscale.scaling import Scaling, largest_phi, parse_amount
 
         explicit = any(getattr(args, o) is not None for o in ("width", "depth", "resolution"))
         modes = [m for m, given in (

@@ -35,9 +35,7 @@ class SearchCommand(Command):
     def run(self, args):
         from pathlib import Path
 
-        from nasscale.search.outputs import summary_text
-        from nasscale.search.runner import RunOptions, run_search
-        from nasscale.search.study import load_study
+        from nasscale.search import RunOptions, load_study, run_search, summary_text
 
         study = load_study(args.study)
         if args.n_trials is not None and args.n_trials < 1:

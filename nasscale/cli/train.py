@@ -11,7 +11,7 @@ class TrainCommand(Command):
             "prints and writes held-out top-1")
 
     def add_arguments(self, parser):
-        from nasscale.scoring.train import AMP, DEVICES
+        from nasscale.scoring import AMP, DEVICES
 
         parser.add_argument("network", help="architecture name or a network .yaml file "
                             "(e.g. a search's best.yaml)")
@@ -54,18 +54,13 @@ class TrainCommand(Command):
         add_format(parser, ("table", "json"))
 
     def run(self, args):
-        import torch
-
-        from nasscale.scoring.train import TrainSettings
-        from nasscale.scoring.train_job import TrainJob, record_text, run_train_job
+        from nasscale.scoring import TrainJob, TrainSettings, record_text, run_train_job
 
         for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
                               ("--resolution", args.resolution), ("--threads", args.threads),
                               ("--subset", args.subset), ("--image-size", args.image_size)):
             if value is not None and value < 1:
                 raise NasscaleError(f"{option}: must be an integer >= 1, got {value}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
         settings = TrainSettings(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             weight_decay=args.weight_decay, subset=args.subset, val_fraction=args.val_fraction,
@@ -78,6 +73,7 @@ class TrainCommand(Command):
             raise NasscaleError(f"--{str(err).replace('_', '-')}") from None
         record = run_train_job(TrainJob(network=args.network, data=args.data, settings=settings,
                                         out=args.out, resume=args.resume, weights=args.weights,
-                                        image_size=args.image_size, progress=not args.quiet))
+                                        image_size=args.image_size, progress=not args.quiet,
+                                        threads=args.threads))
         print_json(record) if args.format == "json" else print(record_text(record))
         return 0

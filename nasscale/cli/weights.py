@@ -29,7 +29,7 @@ class WeightsCommand(Command):
         p.add_argument("-o", "--output", required=True, help="the file to write (.pt)")
 
     def run(self, args):
-        import torch
+        from nasscale.weights import save_weights
 
         out = Path(args.output)
         if out.exists() and out.is_dir():
@@ -38,15 +38,7 @@ class WeightsCommand(Command):
                                       where="FILE")
         spec = model.spec
         state = nasscale.export_weights(model, spec, target=args.target)
-        if args.target == "nasscale":
-            from nasscale.grammar.yaml_io import network_to_data
-
-            payload = {"state_dict": state, "network": network_to_data(spec)}
-        else:
-            payload = state
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(out)
+        save_weights(state, spec, out, target=args.target)
         n = sum(int(t.numel()) for t in state.values() if t.is_floating_point())
         print(f"{args.file} -> {out}: {len(state)} tensors ({n:,} numbers) of {spec.name} in "
               f"{args.target} names")

@@ -12,8 +12,10 @@
 
 Torch is imported only when something is measured; the table and the predictor need numpy only.
 """
-from nasscale.latency.key import MeasurementKey, current_key
+from nasscale.latency.build import time_carrier
+from nasscale.latency.key import ALLOCATORS, CLOCKS, DEVICES, DTYPES, MeasurementKey, current_key
 from nasscale.latency.measure import LatencyRecord, Settings, measure
+from nasscale.latency.report import prediction_rows, record_lines, table_summary, warnings_for
 from nasscale.latency.space import Neighbourhood, around
 from nasscale.latency.table import LatencyTable, Prediction, UnitPrediction, unit_key
 from nasscale.latency.timing import LatencyStats, TimingPolicy
@@ -29,7 +31,8 @@ def build_table(sources, out, settings=None, **options):
 
 
 __all__ = [
-    "LatencyRecord", "LatencyStats", "LatencyTable", "MeasurementKey", "Neighbourhood",
+    "ALLOCATORS", "CLOCKS", "DEVICES", "DTYPES", "prediction_rows", "record_lines",
+    "table_summary", "time_carrier", "warnings_for", "LatencyRecord", "LatencyStats", "LatencyTable", "MeasurementKey", "Neighbourhood",
     "Prediction", "Settings", "TimingPolicy", "UnitPrediction", "around", "build_table",
     "current_key", "measure", "unit_key",
 ]

@@ -16,9 +16,13 @@ from nasscale.pruning.groups import (
     structure,
     width_groups,
 )
+from nasscale.pruning.evaluate import EVALUATOR_HELP
 from nasscale.pruning.netadapt import Options, Result, netadapt
-from nasscale.pruning.resource import Target, parse_target
+from nasscale.pruning.report import result_record, result_text
+from nasscale.pruning.resource import TARGET_HELP, Target, parse_target
+from nasscale.pruning.run import PruneRequest, run_prune
 
-__all__ = ["Group", "Member", "Options", "Result", "Target", "block_names", "compact",
-           "flatten", "netadapt", "parse_target", "prunable", "prune", "structure",
-           "width_groups"]
+__all__ = ["EVALUATOR_HELP", "Group", "Member", "Options", "PruneRequest", "Result",
+           "TARGET_HELP", "Target", "block_names", "compact", "flatten", "netadapt",
+           "parse_target", "prunable", "prune", "result_record", "result_text", "run_prune",
+           "structure", "width_groups"]

@@ -8,6 +8,7 @@ What scales in each block kind is ``rules.KIND_RULES``; how it is rounded is the
 ``RoundingPolicy`` (its family file's ``rounding:``).  See docs/DESIGN.md, "Scaling".
 """
 from nasscale.scaling.budget import Fit, largest_phi, parse_amount
+from nasscale.scaling.report import Scaling, scaling_record, scaling_text
 from nasscale.scaling.rules import KIND_RULES, KindRule, round_resolution, round_width
 from nasscale.scaling.scale import (
     ALPHA,
@@ -23,5 +24,5 @@ from nasscale.scaling.scale import (
 __all__ = [
     "ALPHA", "BETA", "GAMMA", "Compound", "Fit", "KIND_RULES", "KindRule", "compound",
     "compound_resolution", "flops_factor", "largest_phi", "parse_amount", "round_resolution",
-    "round_width", "scale",
+    "round_width", "scale", "Scaling", "scaling_record", "scaling_text",
 ]

@@ -27,6 +27,7 @@ class TrainJob:
     weights: str | None = None  # start from these weights instead of a seeded initialisation
     image_size: int | None = None  # resize an image folder's images on load
     progress: bool = True
+    threads: int | None = None  # intra-op CPU threads (None: torch's default)
 
 
 def default_out(network_name: str, data: str) -> Path:
@@ -45,6 +46,8 @@ def run_train_job(job: TrainJob) -> dict:
     from nasscale.scoring.train import train
 
     job.settings.check()
+    if job.threads:
+        torch.set_num_threads(job.threads)
     spec = zoo.load(job.network)
     data = load_dataset(job.data, job.image_size)
     spec = spec.replace(num_classes=data.num_classes, resolution=job.settings.resolution)

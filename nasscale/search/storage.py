@@ -128,6 +128,15 @@ def _first_line(err: BaseException) -> str:
     return redact(text)
 
 
+def trial_user_attrs(study_name: str, out_dir: Path, number: int,
+                     url: str | None = None) -> dict:
+    """The user attributes of trial ``number`` of a stored study."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url, out_dir))
+    return dict(study.trials[number].user_attrs)
+
+
 def open_storage(url: str | None, out_dir: Path):
     """The Optuna storage object for ``url`` (``None``: the journal file in ``out_dir``)."""
     import optuna

@@ -8,8 +8,9 @@ from nasscale.weights.convert import (
     export_weights,
     load_weights,
     reference_keys,
+    save_weights,
     spec_for,
 )
 
 __all__ = ["ALL_SOURCES", "WeightsError", "convert_to_nasscale", "detect_source",
-           "export_weights", "load_weights", "reference_keys", "spec_for"]
+           "export_weights", "load_weights", "reference_keys", "save_weights", "spec_for"]

@@ -222,3 +222,21 @@ def export_weights(module, network, target: str = "nasscale") -> dict[str, Any]:
         for ref, make in layout(resolve(spec), target).derived().items():
             out[ref] = make()
     return out
+
+
+def save_weights(state: Mapping[str, Any], network, path, target: str = "nasscale") -> None:
+    """Write ``state`` (from :func:`export_weights`) to ``path`` atomically (a partial file
+    never takes the name): for ``nasscale``, with the network it belongs to, so that
+    ``load_weights`` needs no network; for ``torchvision`` and ``timm``, the bare state dict
+    their ``load_state_dict`` reads."""
+    import torch
+
+    from nasscale.grammar import network_to_data
+
+    _check_source(target, "target")
+    payload: Any = dict(state)
+    if target == "nasscale":
+        payload = {"state_dict": payload, "network": network_to_data(_spec(network))}
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
