@@ -7,7 +7,7 @@ network timed interleaved with it (what a relative budget needs), pass against p
 
 For N networks sampled from each search space (seeded), two passes over the sample (the second
 in reverse order), each network measured the way a search measures a candidate
-(``nasscale.search.latency_source.SEARCH_POLICY``):
+(``nasscale.latency.source.quick_policy()``):
 
 - **absolute**: ``nasscale.latency.measure`` (p50 in ms);
 - **ratio**: ``nasscale.latency.measure.measure_ratio`` against the space's first reference
@@ -36,7 +36,9 @@ from nasscale.latency import Settings, TimingPolicy, measure
 from nasscale.latency.measure import PreparedCache, measure_ratio
 from nasscale.reports.text import table
 from nasscale.search import load_space
-from nasscale.search.latency_source import SEARCH_POLICY
+from nasscale.latency.source import quick_policy
+
+SEARCH_POLICY = quick_policy()  # a candidate's timing in a study
 
 SPACES = ("mobilenet_v3_like", "efficientnet_like", "mobilevit_hybrid")
 

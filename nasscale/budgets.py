@@ -45,6 +45,7 @@ from nasscale.units import _NUMBER
 if TYPE_CHECKING:
     from nasscale.latency.key import MeasurementKey
     from nasscale.latency.measure import Settings
+    from nasscale.latency.source import LatencySource
     from nasscale.latency.table import LatencyTable
 
 _BUDGET = re.compile(r"^\s*([A-Za-z]+)\s*(<=|>=|<|>|=<|=>|==|=|≤|≥)\s*(.*?)\s*$")
@@ -162,17 +163,30 @@ class ResolvedBudget:
 
 @dataclass
 class BudgetResolver:
-    """Resolves budgets against one measurement key, measuring each reference network once.
+    """Resolves budgets against one measurement key, each reference network once.
 
-    ``settings`` say how latency is measured (:class:`nasscale.latency.Settings`); with a
-    ``table``, reference latencies are predicted from it instead, under the table's key.
-    ``measure`` is the measuring function (``nasscale.latency.measure`` by default).
+    Reference latencies come from ``source`` (a :class:`nasscale.latency.source.LatencySource`:
+    measured here, or predicted by a table, under its key).  Without one: predicted from
+    ``table`` when given, else measured under ``settings`` (:class:`nasscale.latency.Settings`)
+    with ``measure`` (``nasscale.latency.measure`` by default).
     """
 
     settings: "Settings | None" = None
     table: "LatencyTable | None" = None
     measure: Callable | None = None
+    source: "LatencySource | None" = None
     _cache: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            from nasscale.latency.source import Measured, Predicted
+
+            if self.table is not None:
+                self.source = Predicted(self.table)
+            else:
+                from nasscale.latency.measure import Settings
+
+                self.source = Measured(self.settings or Settings(), measure_fn=self.measure)
 
     def resolve(self, budget: "Budget | str") -> ResolvedBudget:
         if isinstance(budget, str):
@@ -184,11 +198,7 @@ class BudgetResolver:
         return ResolvedBudget(budget, budget.factor * value, value, source, key)
 
     def key(self) -> "MeasurementKey":
-        if self.table is not None:
-            return self.table.key
-        from nasscale.latency.measure import Settings
-
-        return (self.settings or Settings()).key()
+        return self.source.measurement_key()
 
     def reference_value(self, metric: str, reference: str):
         """(value, how it was obtained, key) of a reference network, cached."""
@@ -205,33 +215,14 @@ class BudgetResolver:
             cost = zoo.count(spec)
             value = cost.flops if metric == "flops" else cost.params
             return float(value), f"{spec.name} counted at {spec.resolution}x{spec.resolution}", None
-        if self.table is not None:
-            pred = self.table.predict(spec)
-            extra = f", {len(pred.extrapolated)} units extrapolated" if pred.extrapolated else ""
-            return pred.total_ms, f"{spec.name} predicted from the latency table{extra}", \
-                self.table.key
-        from nasscale.latency.measure import Settings, measure
-
-        settings = self.settings or Settings()
-        record = (self.measure or measure)(spec, settings=settings)
-        warn_if_noisy(spec.name, record)
-        return record.latency_ms, (f"{spec.name} measured here: p50 of {record.stats.n} runs at "
-                                   f"{record.resolution}x{record.resolution}"), record.key
+        return self.source.reference(spec)
 
 
 def warn_if_noisy(name: str, record) -> None:
-    """What ``nasscale cost`` warns of (a busy CPU, rounds that disagree), on stderr: a budget
-    or reference measured under load is not what the same network takes on a quiet machine."""
-    import sys
+    """See :func:`nasscale.latency.report.warn_if_noisy`."""
+    from nasscale.latency.report import warn_if_noisy as warn
 
-    from nasscale.latency.report import warnings_for
-
-    try:
-        lines = warnings_for(record)
-    except (AttributeError, KeyError, TypeError):  # a stand-in record (tests) has no diagnostics
-        return
-    for line in lines:
-        print(f"nasscale: {name}: {line}", file=sys.stderr)
+    warn(name, record)
 
 
 def resolve_budgets(budgets, settings: "Settings | None" = None,

@@ -100,3 +100,16 @@ def table_summary(tbl: LatencyTable, path: str) -> list[str]:
                        [(k, n, f"{min(ms_by_kind[k]):.3f}", f"{max(ms_by_kind[k]):.3f}")
                         for k, n in sorted(kinds.items())], right="entries min ms max ms"))
     return lines
+
+
+def warn_if_noisy(name: str, record) -> None:
+    """What ``nasscale cost`` warns of (a busy CPU, rounds that disagree), on stderr: a budget
+    or reference measured under load is not what the same network takes on a quiet machine."""
+    import sys
+
+    try:
+        lines = warnings_for(record)
+    except (AttributeError, KeyError, TypeError):  # a stand-in record (tests) has no diagnostics
+        return
+    for line in lines:
+        print(f"nasscale: {name}: {line}", file=sys.stderr)

@@ -59,6 +59,16 @@ class Options:
             raise SpecError(f"must be in (0, 1], got {self.decay!r}", ("--decay",))
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """Where an earlier run stopped, for a run that goes on from its result: its iteration
+    count (the step keeps decaying from there), its block names and its network's name."""
+
+    iteration: int
+    names: list[str]
+    base_name: str
+
+
 @dataclass
 class Proposal:
     group: str
@@ -145,12 +155,10 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
              options: Options = Options(), model=None,
              log: Callable[[str], None] | None = None,
              on_iteration: Callable[[Iteration], None] | None = None, *,
-             first_iteration: int = 0, names: list[str] | None = None,
-             base_name: str | None = None) -> Result:
+             resume: Continuation | None = None) -> Result:
     """Prune ``spec`` until ``resource`` meets ``target`` (see module doc).  ``model``: a module
-    of ``spec`` with trained weights (carried into every proposal), or ``None``.
-    ``first_iteration``, ``names`` and ``base_name`` continue an earlier run: its iteration
-    count (the step keeps decaying from there), its block names and its network's name."""
+    of ``spec`` with trained weights (carried into every proposal), or ``None``.  ``resume``
+    goes on from an earlier run (:class:`Continuation`)."""
     from nasscale.costs.analytic import network_cost
 
     t0 = time.perf_counter()
@@ -160,8 +168,9 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         model = regroup_model(model, current)
     start_value = resource.confirm(current)
     limit = target.limit(start_value)
-    names = names or block_names(spec)  # groups are named after the network as written
-    base_name = base_name or spec.name
+    # groups are named after the network as written
+    names = resume.names if resume else block_names(spec)
+    base_name = resume.base_name if resume else spec.name
     groups = width_groups(current, names)
     if not groups:
         raise NasscaleError(f"{spec.name} has no width that can be pruned")
@@ -180,7 +189,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
     start_score = score
     value = start_value
     iterations: list[Iteration] = []
-    i = first_iteration
+    i = resume.iteration if resume else 0
     while value > limit and i < options.max_iterations:
         t_it = time.perf_counter()
         step = options.initial_step * start_value * options.decay ** i

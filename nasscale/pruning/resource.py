@@ -123,71 +123,70 @@ class CountResource(Resource):
 
 @dataclass
 class LatencyResource(Resource):
-    """Latency predicted from a lookup table that grows on demand (see module doc)."""
+    """Latency for NetAdapt: predicted by a table that grows on demand
+    (:class:`nasscale.latency.source.GrowingTable`, see the module doc), calibrated to a
+    measurement of the start, and measured end to end (:class:`~nasscale.latency.source.Measured`)
+    to check the result."""
 
     path: Path
     settings: object  # nasscale.latency.Settings
     metric: str = "latency"
     unit: str = "ms"
     scale: float = 1.0
-    carriers: int = 0
     #: timing policies of carriers and of end-to-end measurements (None: the library's
     #: defaults, ``CARRIER_POLICY`` and ``TimingPolicy()``); tests pass ``timing.QUICK``
     carrier_policy: object = None
     measure_policy: object = None
-    drift: list = field(default_factory=list)  # per carrier: table ms / measured ms (known)
-    table: object = field(default=None, init=False)
+    source: object = field(default=None, init=False)  # the GrowingTable
+    table: object = field(default=None, init=False)  # its table
 
     def __post_init__(self) -> None:
-        from nasscale.latency.build import open_table
+        from nasscale.latency.source import GrowingTable
 
-        self.path = Path(self.path)
-        self.table = open_table(self.path, self.settings)
+        self.source = GrowingTable(path=Path(self.path), settings=self.settings,
+                                   carrier_policy=self.carrier_policy, source_name="netadapt")
+        self.path, self.table = self.source.path, self.source.table
+
+    def set_timing(self, policy) -> None:
+        """One timing policy for carriers and end-to-end measurements (tests: ``QUICK``)."""
+        self.carrier_policy = self.measure_policy = policy
+        if self.source is not None:
+            self.source.carrier_policy = policy
+
+    @property
+    def carriers(self) -> int:
+        return self.source.carriers if self.source is not None else 0
+
+    @property
+    def drift(self) -> list:
+        return self.source.drift if self.source is not None else []
 
     def predicted(self, spec: NetworkSpec):
-        if not len(self.table):  # a new table: the first network seeds it
-            self.measure_units(spec)
-        return self.table.predict(resolve(spec))
+        return self.source.prediction(spec)
 
     def value(self, spec: NetworkSpec) -> float:
         return self.scale * float(self.predicted(spec).total_ms)
 
     def missing(self, spec: NetworkSpec) -> bool:
-        return bool(self.predicted(spec).extrapolated)
+        return self.source.missing(spec)
 
     def confirm(self, spec: NetworkSpec) -> float:
-        if self.missing(spec):
-            self.measure_units(spec)
+        self.source.complete(spec)
         return self.value(spec)
 
     def measure_units(self, spec: NetworkSpec) -> None:
-        """Time ``spec`` as a carrier and add the units the table lacks.
-
-        Units the table has keep their values: re-timing them would move the prediction of
-        every network that contains them with the machine's drift (5 % between runs minutes
-        apart on the development VM), and the search would then take noise for savings.
-        Instead the units already known measure the drift of this carrier, and the new units
-        are scaled by it (``nasscale.latency.build.add_carrier(keep_known=True)``)."""
-        from nasscale.latency.build import add_carrier, time_carrier
-        from nasscale.latency.table import units_of
-
-        units = units_of(resolve(spec))
-        timing = (time_carrier(spec, self.settings) if self.carrier_policy is None
-                  else time_carrier(spec, self.settings, self.carrier_policy))
-        _, factor = add_carrier(self.table, units, timing, "carrier", keep_known=True)
-        self.drift.append(round(factor, 4))
-        self.carriers += 1
-        if "netadapt" not in self.table.sources:
-            self.table.sources.append("netadapt")
-        self.table.save(self.path)
+        """Time ``spec`` as a carrier and add the units the table lacks (the units it has keep
+        their values; see ``GrowingTable``)."""
+        self.source.add_units(spec)
 
     def measure(self, spec: NetworkSpec, thorough: bool = True) -> float:
         """End-to-end latency, measured now (p50, ms)."""
-        from nasscale.latency import TimingPolicy, measure
+        from nasscale.latency.source import Measured
 
-        policy = self.measure_policy or (TimingPolicy() if thorough
-                                         else TimingPolicy().scaled(0.35))
-        return float(measure(spec, settings=self.settings, policy=policy).latency_ms)
+        measured = Measured(self.settings, key={}, policy=self.measure_policy)
+        if self.measure_policy is not None:
+            return measured.latency_ms(spec)
+        return float(measured.record(spec, thorough=thorough).latency_ms)
 
     def measure_median(self, spec: NetworkSpec, repeats: int = 3) -> float:
         """The median of ``repeats`` end-to-end measurements (one can be an outlier: on the

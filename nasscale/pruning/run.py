@@ -30,7 +30,7 @@ from pathlib import Path
 from nasscale.errors import NasscaleError
 from nasscale.pruning.evaluate import make_evaluator
 from nasscale.pruning.groups import prunable, width_groups
-from nasscale.pruning.netadapt import Options, Result, netadapt
+from nasscale.pruning.netadapt import Continuation, Options, Result, netadapt
 from nasscale.pruning.resource import LatencyResource, make_resource, parse_target
 from nasscale.specs import NetworkSpec
 
@@ -95,7 +95,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         settings.key()  # no such device, too many threads: say so before anything else
     resource = make_resource(target.metric, req.lut, out, settings)
     if isinstance(resource, LatencyResource) and req.timing is not None:
-        resource.carrier_policy = resource.measure_policy = req.timing
+        resource.set_timing(req.timing)
     start_ms = None
     if isinstance(resource, LatencyResource):
         log(f"measuring {spec.name} end to end ({settings.device}, {settings.threads} thread)")
@@ -180,8 +180,7 @@ def _verify_latency(result: Result, spec: NetworkSpec, target, resource: Latency
         try:
             more = netadapt(result.final, tighter, resource, evaluator, req.options,
                             result.model, log, on_iteration,
-                            first_iteration=len(result.iterations), names=names,
-                            base_name=spec.name)
+                            resume=Continuation(len(result.iterations), names, spec.name))
         except NasscaleError as err:
             log(f"cannot prune further: {err}")
             result.extra["note"] = f"measured latency misses the target; pruning on failed: {err}"

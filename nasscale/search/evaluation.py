@@ -9,48 +9,38 @@ from nasscale.scoring.evaluators import (
     ProxyEvaluator,
     PythonEvaluator,
     TrainEvaluator,
-    parse_eval_resolution,
 )
 
 
 def make_evaluator(study) -> Evaluator:
-    """The evaluator a study file describes; datasets and user functions are loaded here, so a
-    bad path fails once, before any trial."""
-    cfg = dict(study.evaluator)
-    kind = cfg.pop("kind")
-    if kind == "python":
-        return PythonEvaluator(target=cfg["target"], name=cfg.get("name", "score"))
-    if kind == "inherit":  # weights carried from a trained parent (search/inherit.py)
+    """The evaluator a study file describes (its typed ``EvaluatorConfig``); datasets and user
+    functions are loaded here, so a bad path fails once, before any trial."""
+    cfg = study.evaluator
+    if cfg.kind == "python":
+        return PythonEvaluator(target=cfg.target, name=cfg.name)
+    if cfg.kind == "inherit":  # weights carried from a trained parent (search/inherit.py)
         from nasscale.search.inherit_config import make_inherit_evaluator
 
         return make_inherit_evaluator(study)
-    if kind == "train":
+    if cfg.kind == "train":
         from nasscale.scoring.data import load_dataset
-        from nasscale.scoring.train import TrainSettings
 
-
-        data = cfg.pop("data", "digits")
-        signal = cfg.pop("signal", "accuracy")
-        res = parse_eval_resolution(cfg.pop("resolution", 32))
-        relative = res if isinstance(res, float) else None
-        settings = TrainSettings(**cfg, resolution=res if relative is None else 32,
-                                 seed=study.seed)
+        settings = cfg.train_settings(study.seed)
         try:  # e.g. device: cuda on a machine without CUDA, fp16 on the CPU: before any trial
             settings.check()
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: evaluator.{err}") from None
-        evaluator = TrainEvaluator(data=data, settings=settings, relative=relative,
-                                   signal=signal, name="sotl" if signal == "sotl" else "accuracy")
-        evaluator._dataset = load_dataset(data)
+        res = cfg.resolution
+        evaluator = TrainEvaluator(data=cfg.data, settings=settings,
+                                   relative=res if isinstance(res, float) else None,
+                                   signal=cfg.signal,
+                                   name="sotl" if cfg.signal == "sotl" else "accuracy")
+        evaluator._dataset = load_dataset(cfg.data)
         return evaluator
-    proxy = cfg.get("proxy", "naswot")
-    if proxy in ("flops", "params"):
-        return CostEvaluator(metric=proxy)
-
-    res = cfg.get("resolution")
-    evaluator = ProxyEvaluator(proxy=proxy, batch_size=cfg.get("batch_size", 16),
-                               resolution=None if res is None else parse_eval_resolution(res),
-                               data=cfg.get("data"))
+    if cfg.proxy in ("flops", "params"):
+        return CostEvaluator(metric=cfg.proxy)
+    evaluator = ProxyEvaluator(proxy=cfg.proxy, batch_size=cfg.batch_size,
+                               resolution=cfg.resolution, data=cfg.data)
     if evaluator.data is not None:
         from nasscale.scoring.data import load_dataset
 

@@ -91,16 +91,15 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
     from nasscale.modules.checkpoint import load_weights, read_checkpoint
     from nasscale.scoring.data import load_dataset
     from nasscale.search.locate import make_space
-    from nasscale.scoring.train import TrainSettings
 
-    cfg = dict(study.evaluator)
+    cfg = study.evaluator
     where = f"{study.path or 'study'}: evaluator"
-    parent_spec = _parent_spec(cfg["parent"], study.path)
+    parent_spec = _parent_spec(cfg.parent, study.path)
     try:
         parent = check_space(make_space(study), parent_spec)
     except NotContained as err:
         raise NasscaleError(f"{where}.parent: {err}") from None
-    path = weights_path(str(cfg["weights"]), study.path)
+    path = weights_path(cfg.weights, study.path)
     ckpt = read_checkpoint(str(path), f"{where}.weights:")
     from nasscale.weights import convert_to_nasscale, detect_source
 
@@ -108,7 +107,7 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
     if source != "nasscale":  # torchvision or timm weights of the parent
         parent_spec, ckpt.state_dict = convert_to_nasscale(
             parent_spec, ckpt.state_dict, source, f"{where}.weights: {path}")
-    data = load_dataset(data_source(str(cfg["data"]), study.path))
+    data = load_dataset(data_source(str(cfg.data), study.path))
     n = ckpt.num_classes
     if n is None:
         raise NasscaleError(f"{where}.weights: {path} has no head.classifier.weight: not the "
@@ -118,22 +117,19 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
         names = f" ({', '.join(shown)})" if ckpt.classes else ""
         raise NasscaleError(
             f"{where}.weights: {path} has a classifier for {n} classes{names} but data "
-            f"{cfg['data']} has {data.num_classes}; the candidates keep the parent's "
+            f"{cfg.data} has {data.num_classes}; the candidates keep the parent's "
             f"classifier, so train the parent on the same data: nasscale train "
-            f"{cfg['parent']} --data {cfg['data']} -o {path}")
+            f"{cfg.parent} --data {cfg.data} -o {path}")
     _check_network(ckpt, parent_spec, f"{where}.weights: {path}")
     parent_model = load_weights(ckpt, parent_spec.replace(num_classes=n),
                                 where=f"{where}.weights:")
-    keys = ("batch_size", "lr", "weight_decay", "subset", "val_fraction", "resolution",
-            "device", "amp", "channels_last", "steps")
-    settings = TrainSettings(**{**{k: v for k, v in DEFAULTS.items()},
-                                **{k: cfg[k] for k in keys if k in cfg}}, seed=study.seed)
+    settings = cfg.train_settings(study.seed)
     try:
         settings.check()
     except NasscaleError as err:
         raise NasscaleError(f"{where}.{err}") from None
     return InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(path),
-                            data=str(cfg["data"]), dataset=data, settings=settings)
+                            data=str(cfg.data), dataset=data, settings=settings)
 
 
 def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:

@@ -1,8 +1,9 @@
 """Latency and budgets for a study: the bridge from ``nasscale.latency`` to the search.
 
-- ``make_latency_source(study, key)``: measured latency (builds and times each candidate under
-  the study's measurement settings) or predicted latency (the study's lookup table; nothing is
-  built).  Candidates are measured with a shorter schedule than ``nasscale cost`` uses.
+- ``make_latency_source(study, key)``: the study's :class:`nasscale.latency.source.LatencySource`:
+  measured (builds and times each candidate under the study's measurement settings, with a
+  shorter schedule than ``nasscale cost`` uses) or predicted (the study's lookup table;
+  nothing is built).
 - ``resolve_budgets(study)``: the constraints with every relative budget ("latency <= 0.8x
   mobilenet_v3_large") turned into an absolute limit by measuring — or predicting, with a
   table — the named network in this process, under the same key.  Done once per study; the
@@ -12,77 +13,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nasscale.errors import NasscaleError
 from nasscale.search.objective import Constraint
-from nasscale.specs import NetworkSpec
-
-
-def _search_policy():
-    from nasscale.latency import TimingPolicy
-
-    # a candidate gets about a third of `nasscale cost`'s timing (one second or so for a
-    # mobile network); relative budgets are resolved with the full policy
-    return TimingPolicy().scaled(0.35)
-
-
-SEARCH_POLICY = _search_policy()
-
-
-@dataclass
-class MeasuredLatency:
-    """Measured latency.  With ``reference`` (``{"name": ..., "ms": ...}``: the network of the
-    study's relative latency budget and its latency when the budget was resolved), a candidate
-    is timed interleaved with that network (``nasscale.latency.measure.measure_ratio``) and
-    its latency is ``ratio × reference ms``: the comparison with ``0.8x mobilenet_v3_large``
-    is then made within one time window, so the machine's drift between set-up and trial (or
-    between two workers' machines of one kind) cancels."""
-
-    settings: object  # nasscale.latency.Settings
-    key: dict
-    reference: dict | None = None
-    last_ratio: float | None = None
-    _cache: object = None
-
-    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
-        """Quick timing for candidates; ``thorough`` (references, budgets): the full policy."""
-        from nasscale.latency import TimingPolicy, measure
-
-        self.last_ratio = None
-        if self.reference is not None and not thorough:
-            from nasscale import zoo
-            from nasscale.latency.measure import PreparedCache, measure_ratio
-
-            if self._cache is None:
-                self._cache = PreparedCache(self.settings, SEARCH_POLICY)
-            rec = measure_ratio(spec, zoo.load(self.reference["name"]),
-                                settings=self.settings, policy=SEARCH_POLICY, pairs=4,
-                                cache=self._cache)
-            self.last_ratio = rec.ratio
-            return rec.ratio * float(self.reference["ms"])
-        policy = TimingPolicy() if thorough else SEARCH_POLICY
-        record = measure(spec, settings=self.settings, policy=policy)
-        if thorough:  # a reference: say when the machine was busy, as `nasscale cost` does
-            from nasscale.budgets import warn_if_noisy
-
-            warn_if_noisy(spec.name, record)
-        return record.latency_ms
-
-    def builds_module(self) -> bool:
-        return True
-
-
-@dataclass
-class PredictedLatency:
-    table: object  # nasscale.latency.LatencyTable
-    key: dict
-
-    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
-        return float(self.table.predict(spec).total_ms)
-
-    def builds_module(self) -> bool:
-        return False
 
 
 def _settings(study):
@@ -125,17 +57,18 @@ def ensure_table(study) -> None:
 
 
 def make_latency_source(study, key: dict | None = None, reference: dict | None = None):
+    """Measured or predicted, as the study's ``latency`` section says.  ``key``: the stored
+    measurement key (workers and resumed runs keep the study's); ``reference``
+    (``{"name", "ms"}``): time candidates against that network (``Measured.ratio_to``)."""
+    from nasscale.latency.source import Measured, Predicted
     from nasscale.search.locate import resolve_path
 
     cfg = study.latency
     if cfg.source == "lut":
         from nasscale.latency import LatencyTable
 
-        table = LatencyTable.load(resolve_path(cfg.lut, study.path))
-        return PredictedLatency(table=table, key=table.key.as_dict())
-    settings = _settings(study)
-    return MeasuredLatency(settings=settings, key=key or settings.key().as_dict(),
-                           reference=reference)
+        return Predicted(LatencyTable.load(resolve_path(cfg.lut, study.path)))
+    return Measured(settings=_settings(study), key=key, ratio_to=reference)
 
 
 def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict,
@@ -145,15 +78,12 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
     measurement key (with a lookup table, reference latencies are predicted from it, under the
     table's key).  The latency reference (``{"name", "ms"}``) is the network of the first
     relative latency budget when latency is measured: candidates are then timed against it
-    (see ``MeasuredLatency``)."""
+    (see ``nasscale.latency.source.Measured``)."""
     from nasscale.budgets import BudgetResolver, parse_budget
 
     source = make_latency_source(study) if study.needs_latency else None
     key = source.key if source else {}
-    resolver = BudgetResolver(settings=source.settings if isinstance(source, MeasuredLatency)
-                              else None,
-                              table=source.table if isinstance(source, PredictedLatency)
-                              else None)
+    resolver = BudgetResolver(source=source)
     constraints = []
     reference = None
     for i, text in enumerate(study.constraints):
@@ -162,7 +92,8 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: constraints[{i}]: {err}") from None
         b = resolved.budget
-        if reference is None and isinstance(source, MeasuredLatency) and b.metric == "latency" \
+        if reference is None and source is not None and source.builds_module() \
+                and b.metric == "latency" \
                 and b.relative and resolved.reference_value:
             reference = {"name": b.reference, "ms": float(resolved.reference_value)}
         constraints.append(Constraint(text=text, metric=resolved.budget.metric,

@@ -49,7 +49,7 @@ class Setup:
     constraints: tuple[Constraint, ...]
     reward: tuple[float, float] | None
     latency_key: dict = field(default_factory=dict)
-    latency_reference: dict | None = None  # timed against it (see MeasuredLatency)
+    latency_reference: dict | None = None  # timed against it (latency.source.Measured)
     references: dict = field(default_factory=dict)
     score_name: str = "score"
     evaluator_label: str = "score"
@@ -134,7 +134,7 @@ def _fingerprint(study: StudySpec) -> dict:
     there is one, so studies stored before pruners existed still resume."""
     out = {"space": study.space or study.coefficients,
            "objectives": [list(o) for o in study.objectives],
-           "evaluator": study.evaluator, "constraints": list(study.constraints),
+           "evaluator": study.evaluator.as_dict(), "constraints": list(study.constraints),
            "reward": study.reward.as_dict() if study.reward else None, "seed": study.seed,
            "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
     if study.pruner.name != "none":

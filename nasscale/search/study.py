@@ -199,9 +199,79 @@ class RewardConfig(Section):
         return float(self._get("exponent", -0.07))
 
 
+class EvaluatorConfig(Section):
+    """``evaluator:`` — what scores a candidate: a zero-cost ``proxy`` (or FLOPs/params),
+    ``train`` (short training), ``python`` (a user function) or ``inherit`` (weights carried
+    from a trained parent, then fine-tuned).  Which keys each kind takes: ``EVALUATOR_KEYS``."""
+
+    @property
+    def kind(self) -> str:
+        return self._given["kind"]
+
+    @property
+    def proxy(self) -> str:
+        return self._get("proxy", "naswot")
+
+    @property
+    def target(self) -> str:
+        return self._given["target"]
+
+    @property
+    def name(self) -> str:
+        return self._get("name", "score")
+
+    @property
+    def signal(self) -> str:
+        return self._get("signal", "accuracy")
+
+    @property
+    def data(self) -> str | None:
+        """The data set (a bundled name, an image folder or a .npz); ``train`` defaults to
+        digits, a proxy to random inputs, ``inherit`` has to say."""
+        return self._get("data", "digits" if self.kind == "train" else None)
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._get("batch_size", 16 if self.kind == "proxy" else None)
+
+    @property
+    def resolution(self) -> int | float | None:
+        """Pixels, or a float: a fraction of each candidate's own resolution (``0.5x``)."""
+        default = {"train": 32, "inherit": 32}.get(self.kind)
+        value = self._get("resolution", default)
+        return None if value is None else parse_eval_resolution(value)
+
+    @property
+    def parent(self) -> str:
+        return self._given["parent"]
+
+    @property
+    def weights(self) -> str:
+        return str(self._given["weights"])
+
+    def train_settings(self, seed: int):
+        """The :class:`nasscale.scoring.train.TrainSettings` of a ``train`` or ``inherit``
+        evaluator (inherit: its fine-tuning, ``DEFAULTS`` of ``search/inherit.py`` under what
+        the file says).  A relative resolution trains at 32 px here; the evaluator scales it
+        per candidate."""
+        from dataclasses import fields
+
+        from nasscale.scoring.train import TrainSettings
+
+        names = {f.name for f in fields(TrainSettings)} - {"resolution", "seed"}
+        given = {k: v for k, v in self._given.items() if k in names}
+        res = self.resolution
+        pixels = res if isinstance(res, int) else 32
+        if self.kind == "inherit":
+            from nasscale.search.inherit import DEFAULTS
+
+            given = {**{k: v for k, v in DEFAULTS.items() if k != "resolution"}, **given}
+        return TrainSettings(**given, resolution=pixels, seed=seed)
+
+
 #: field of ``StudySpec`` -> its typed section
 SECTIONS = {"latency": LatencyConfig, "sampler": SamplerConfig, "pruner": PrunerConfig,
-            "reward": RewardConfig}
+            "reward": RewardConfig, "evaluator": EvaluatorConfig}
 
 
 @dataclass(frozen=True)
@@ -209,7 +279,7 @@ class StudySpec:
     name: str
     space: str | None  # a search space name or path; or None with ``coefficients``
     objectives: tuple[tuple[str, str], ...]  # (metric, direction)
-    evaluator: dict[str, Any]
+    evaluator: EvaluatorConfig
     constraints: tuple[str, ...] = ()
     reward: RewardConfig | None = None
     latency: LatencyConfig = field(default_factory=lambda: LatencyConfig({"source": "measure"}))
