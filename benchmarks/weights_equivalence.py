@@ -3,6 +3,7 @@
 Run in the reference venv (torchvision and timm do not import next to the project's CPU torch):
 
     ../ref-venv/bin/python benchmarks/weights_equivalence.py [--repeats 3] [--only NAME ...]
+        [--resume]   # keep the rows OUT has (same versions and repeats), measure the rest
 
 For each zoo network that torchvision or timm implements (benchmarks/reference/models.py):
 build the reference model, fill every tensor with seeded stand-ins (perturbed weights and random
@@ -63,32 +64,46 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=None, help="network names")
     ap.add_argument("--out", default=str(HERE / "results" / "weights_equivalence.json"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep OUT's rows measured with these versions and repeats")
     args = ap.parse_args()
     rows: list[dict] = []
+    if args.resume and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        if old.get("versions") == versions():
+            rows = [r for r in old["rows"] if r["repeats"] == args.repeats]
+    done = {(r["source"], r["network"]) for r in rows}
     print(f"{'source':<12} {'network':<24} {'size':>4}  {'in (max rel)':>12}  "
           f"{'out (max rel)':>13}  {'s':>6}")
     todo = [(s, n) for s, table in models.SOURCES.items() for n in table
             if not args.only or n in args.only]
     for source, net in todo:
+        if (source, net) in done:
+            continue
         row = check(source, net, args.repeats)
         rows.append(row)
         ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else "  ABOVE 1e-5"
         print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
               f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
-        write(args.out, rows, complete=len(rows) == len(todo))  # after each row: a long run
+        write(args.out, rows, complete=all(t in {(r["source"], r["network"]) for r in rows}
+                                           for t in todo))  # after each row: a long run
     print(f"worst: {max(max(r['in_max'], r['out_max']) for r in rows):.2e} over {len(rows)} "
           f"networks -> {args.out}")
 
 
-def write(path: str, rows: list[dict], complete: bool) -> None:
+def versions() -> dict:
     import timm
     import torchvision
 
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__}
+
+
+def write(path: str, rows: list[dict], complete: bool) -> None:
     result = {"benchmark": "weights_equivalence", "target": "max relative error < 1e-5",
               "machine": f"{platform.processor() or platform.machine()}, "
                          f"{torch.get_num_threads()} threads, CPU, float32",
-              "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                           "timm": timm.__version__},
+              "versions": versions(),
               "complete": complete, "rows": rows,
               "worst": max((max(r["in_max"], r["out_max"]) for r in rows), default=None)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)

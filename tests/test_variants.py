@@ -43,7 +43,10 @@ def significant(value: float, figure: float) -> bool:
 def test_the_zoo_lists_every_published_variant():
     assert set(TABLE) | {"mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075",
                          "mobilenet_v2_100", "mobilenet_v2_130", "mobilenet_v2_140",
-                         "mobilenet_v3_large_075", "mobilenet_v3_small_075"} == set(VARIANTS)
+                         "mobilenet_v3_large_075", "mobilenet_v3_small_075",
+                         "mnasnet0_5", "mnasnet0_75", "mnasnet1_3",  # tests/test_mobile_families.py
+                         "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
+                         "efficientnet_lite4"} == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

@@ -16,6 +16,8 @@ TORCHVISION = {
     "vit_b_16": "vit_b_16", "vit_b_32": "vit_b_32", "vit_l_16": "vit_l_16",
     "vit_l_32": "vit_l_32", "vit_h_14": "vit_h_14",
     "swin_t": "swin_t", "swin_s": "swin_s", "swin_b": "swin_b",
+    "mnasnet0_5": "mnasnet0_5", "mnasnet0_75": "mnasnet0_75", "mnasnet1_0": "mnasnet1_0",
+    "mnasnet1_3": "mnasnet1_3",
 }
 
 TIMM = {
@@ -39,6 +41,8 @@ TIMM = {
     "vit_h_14": "vit_huge_patch14_224",
     "swin_t": "swin_tiny_patch4_window7_224", "swin_s": "swin_small_patch4_window7_224",
     "swin_b": "swin_base_patch4_window7_224", "swin_l": "swin_large_patch4_window7_224",
+    "mnasnet1_0": "mnasnet_100", "mnasnet_a1": "semnasnet_100", "mnasnet_small": "mnasnet_small",
+    **{f"efficientnet_lite{i}": f"efficientnet_lite{i}" for i in range(5)},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

@@ -181,9 +181,10 @@ def scale(spec: NetworkSpec, width: float = 1.0, depth: float = 1.0,
         scaled.append(block)
         channels = block.out_channels
     new_stages = []
-    for stage, block in zip(stages, scaled[len(stem):len(stem) + len(stages)]):
+    fixed = {0, len(stages) - 1} if policy.fixed_depth == "first_last" else set()
+    for s, (stage, block) in enumerate(zip(stages, scaled[len(stem):len(stem) + len(stages)])):
         repeats = stage.repeats
-        if kind_rule(block, rules).repeatable and depth != 1:
+        if kind_rule(block, rules).repeatable and depth != 1 and s not in fixed:
             repeats = round_repeats(stage.repeats * depth, policy.depth)
         new_stages.append(StageSpec(block=block, repeats=repeats, norm=stage.norm))
     hidden = tuple(head_width(w, width, policy) if i == len(head.hidden) - 1

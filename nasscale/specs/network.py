@@ -16,6 +16,7 @@ HEAD_NORMS = ("none", "ln", "ln_before_pool")
 DEPTH_ROUNDING = ("ceil", "round", "floor")
 STEM_RULES = ("scale", "fixed")
 HEAD_RULES = ("scale", "grow", "fixed")
+FIXED_DEPTH_RULES = ("none", "first_last")
 MID_RULES = ("ratio", "width")
 ATTENTION_RULES = ("heads", "head_dim")
 
@@ -135,6 +136,8 @@ class RoundingPolicy:
     scaled input (TF and timm MobileNetV3) or ``width`` multiplies it by w (torchvision).
     ``attention``: what an attention block keeps fixed when its width scales, ``heads`` (the
     head count; the width rounds to a multiple of lcm(divisor, heads)) or ``head_dim``.
+    ``fixed_depth``: ``first_last`` keeps the repeats of the first and the last stage when the
+    depth scales (EfficientNet-Lite: timm's ``fix_first_last``), ``none`` scales every stage.
     ``resolution_divisor``/``max_resolution``: a scaled input size is rounded to the nearest
     multiple of ``resolution_divisor`` and capped at ``max_resolution`` (EfficientNetV2: 480).
     See nasscale.scaling for where each is applied.
@@ -149,6 +152,7 @@ class RoundingPolicy:
     attention: str = "heads"
     resolution_divisor: int = 8
     max_resolution: int | None = None
+    fixed_depth: str = "none"
 
     def __post_init__(self) -> None:
         check_int("rounding.divisor", self.divisor)
@@ -161,6 +165,7 @@ class RoundingPolicy:
         check_choice("rounding.mid", self.mid, MID_RULES)
         check_choice("rounding.attention", self.attention, ATTENTION_RULES)
         check_int("rounding.resolution_divisor", self.resolution_divisor)
+        check_choice("rounding.fixed_depth", self.fixed_depth, FIXED_DEPTH_RULES)
         if self.max_resolution is not None:
             check_int("rounding.max_resolution", self.max_resolution)
 

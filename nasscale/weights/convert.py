@@ -219,8 +219,14 @@ def export_weights(module, network, target: str = "nasscale") -> dict[str, Any]:
                                f"{list(shape)}")
         out[ref] = t.detach().clone().reshape(shape)
     if target != "nasscale":
-        for ref, make in layout(resolve(spec), target).derived().items():
+        lay = layout(resolve(spec), target)
+        for ref, make in lay.derived().items():
             out[ref] = make()
+        if lay.metadata:
+            from collections import OrderedDict
+
+            out = OrderedDict(out)
+            out._metadata = {k: dict(v) for k, v in lay.metadata.items()}  # type: ignore[attr-defined]
     return out
 
 
@@ -234,9 +240,9 @@ def save_weights(state: Mapping[str, Any], network, path, target: str = "nasscal
     from nasscale.grammar import network_to_data
 
     _check_source(target, "target")
-    payload: Any = dict(state)
+    payload: Any = state  # a reference's state dict keeps its _metadata (module versions)
     if target == "nasscale":
-        payload = {"state_dict": payload, "network": network_to_data(_spec(network))}
+        payload = {"state_dict": dict(state), "network": network_to_data(_spec(network))}
     tmp = f"{os.fspath(path)}.tmp"
     torch.save(payload, tmp)
     os.replace(tmp, path)

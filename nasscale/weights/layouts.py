@@ -67,14 +67,18 @@ class Place:
     flat: int  # among all stage blocks
 
 
-def places(rn: ResolvedNetwork) -> dict[int, Place]:
+def places(rn: ResolvedNetwork, split_on_kernel: bool = False) -> dict[int, Place]:
     """Each stage block's reference place: a new reference stage where the width changes or a
-    block has a stride."""
+    block has a stride (and, with ``split_on_kernel``, where the kernel size changes: timm's
+    stages are the rows of an architecture string, each with one kernel; MnasNet-Small has
+    two stride-1 rows of one width, k5 then k3)."""
     out: dict[int, Place] = {}
-    group, pos, body, flat, width = -1, 0, 0, 0, None
+    group, pos, body, flat, width, kernel = -1, 0, 0, 0, None, None
     for rb in rn.section("stage"):
-        if rb.out_channels != width or rb.stride > 1:
+        k = getattr(rb.spec, "kernel_size", None)
+        if rb.out_channels != width or rb.stride > 1 or (split_on_kernel and k != kernel):
             group, pos, body, width = group + 1, 0, 0, rb.out_channels
+        kernel = k
         out[rb.index] = Place(group, pos, body, flat)
         pos += 1
         body += 0 if rb.kind in ("lndown", "patchmerge") else 1
@@ -89,10 +93,13 @@ class Layout:
     source = ""
     name = ""
     bn: tuple[float, float] | None = (1e-5, 0.1)
+    split_on_kernel = False
+    #: ``state_dict()._metadata`` the reference's ``load_state_dict`` needs (module versions)
+    metadata: dict | None = None
 
     def __init__(self, rn: ResolvedNetwork):
         self.rn = rn
-        self.places = places(rn)
+        self.places = places(rn, self.split_on_kernel)
         self.groups = 1 + max((p.group for p in self.places.values()), default=-1)
 
     def stem(self, rb: ResolvedBlock) -> tuple[str, Table]:
@@ -186,6 +193,43 @@ class TvMobileNetV2(Layout):
 
     def head_block(self, rb):
         return f"features.{1 + len(self.places)}", CNA
+
+    def head(self):
+        return (("classifier", "classifier.1"),)
+
+
+class TvMNASNet(Layout):
+    """torchvision's MNASNet: one flat ``layers`` Sequential — stem conv/BN (0, 1), the
+    separable conv (dw 3, 4; project 6, 7), one Sequential of inverted residuals per stage
+    (8 ... 13, each ``layers.{conv, BN, ReLU, dw conv, BN, ReLU, conv, BN}``), the head conv/BN
+    (14, 15) — and ``classifier.1``."""
+
+    source, name = "torchvision", "MNASNet"
+    bn = (1e-5, 1 - 0.9997)
+    metadata = {"": {"version": 2}}  # MNASNet refuses a state dict without it (v1: old stem)
+
+    def stem(self, rb):
+        return "layers", CNA
+
+    def block(self, rb, place):
+        if rb.kind != "mbconv" or getattr(rb.spec, "se", None):
+            raise LayoutError(f"torchvision's MNASNet has only inverted residuals without SE; "
+                              f"{rb.where} is not one")
+        if place.flat == 0:
+            if rb.has_expand:
+                raise LayoutError("torchvision's MNASNet starts with a separable conv "
+                                  "(an MBConv of expansion 1)")
+            return "layers", (("dw.0", "3"), ("dw.1", "4"), ("project.0", "6"),
+                              ("project.1", "7"))
+        if place.group == 0:
+            raise LayoutError(f"torchvision's MNASNet has one separable conv; {rb.where} is "
+                              f"a second block of its width")
+        table = (("expand.0", "layers.0"), ("expand.1", "layers.1"), ("dw.0", "layers.3"),
+                 ("dw.1", "layers.4"), ("project.0", "layers.6"), ("project.1", "layers.7"))
+        return f"layers.{7 + place.group}.{place.pos}", table
+
+    def head_block(self, rb):
+        return "layers", (("0", str(7 + self.groups)), ("1", str(8 + self.groups)))
 
     def head(self):
         return (("classifier", "classifier.1"),)
@@ -311,6 +355,7 @@ class TimmEfficientNet(Layout):
     EfficientNetV2): ``conv_stem``/``bn1``, ``blocks.{stage}.{i}``, ``conv_head``."""
 
     source, name = "timm", "EfficientNet/MobileNetV3"
+    split_on_kernel = True
 
     def stem(self, rb):
         return "", (("0", "conv_stem"), ("1", "bn1"))
@@ -461,6 +506,8 @@ def layout(rn: ResolvedNetwork, source: str) -> Layout:
         raise LayoutError("torchvision has no MobileNetV1; use source='timm'")
     if "bneck" in kinds:
         return TvMobileNetV3(rn)
+    if rn.spec.family == "mnasnet":
+        return TvMNASNet(rn)
     if "fused" in kinds:
         return TvEfficientNetV2(rn)
     if any(getattr(rb.spec, "se", None) for rb in rn.section("stage")):

@@ -38,4 +38,10 @@ def seeded_state_dict(state: Mapping[str, object], salt: str = "") -> dict:
             out[key] = seeded_tensor(salt + key, t.shape).to(t.dtype)
         else:
             out[key] = t.clone()
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:  # module versions some references check on load
+        from collections import OrderedDict
+
+        out = OrderedDict(out)
+        out._metadata = metadata  # type: ignore[attr-defined]
     return out

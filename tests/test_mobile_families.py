@@ -1,0 +1,111 @@
+"""The mobile families added as data (issue 15): MnasNet and EfficientNet-Lite.
+
+Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
+nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
+1, at the resolution given), recorded from the reference venv (docs/WEIGHTS.md).  The analytic
+count must equal both; tests/test_costs.py and tests/test_variants.py check that the built
+nasscale module agrees with the analytic count, tests/test_weights.py that every reference
+tensor is mapped.
+"""
+import json
+
+import pytest
+
+import nasscale
+from nasscale.cli import main
+from nasscale.errors import SpecError
+from nasscale.scaling import scale
+
+# name: (reference, resolution, params, FLOPs)
+REFERENCE = {
+    "mnasnet0_5": ("torchvision mnasnet0_5", 224, 2_218_512, 104_455_968),
+    "mnasnet0_75": ("torchvision mnasnet0_75", 224, 3_170_208, 215_493_104),
+    "mnasnet1_0": ("torchvision mnasnet1_0", 224, 4_383_312, 314_415_872),
+    "mnasnet1_3": ("torchvision mnasnet1_3", 224, 6_282_256, 526_362_432),
+    "mnasnet_a1": ("timm semnasnet_100", 224, 3_887_038, 311_579_072),
+    "mnasnet_small": ("timm mnasnet_small", 224, 2_030_264, 68_339_184),
+    "efficientnet_lite0": ("timm efficientnet_lite0", 224, 4_652_008, 385_187_552),
+    "efficientnet_lite1": ("timm efficientnet_lite1", 240, 5_416_680, 600_185_232),
+    "efficientnet_lite2": ("timm efficientnet_lite2", 260, 6_092_072, 859_736_272),
+    "efficientnet_lite3": ("timm efficientnet_lite3", 280, 8_197_096, 1_383_321_872),
+    "efficientnet_lite4": ("timm efficientnet_lite4", 300, 13_006_568, 2_553_034_336),
+}
+# the TF builders' tables: (width, depth, resolution, dropout)
+LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
+        "efficientnet_lite3": (1.2, 1.4, 280, 0.3), "efficientnet_lite4": (1.4, 1.8, 300, 0.3)}
+MNASNET = {"mnasnet0_5": 0.5, "mnasnet0_75": 0.75, "mnasnet1_3": 1.3}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_exact_reference_params_and_flops(name):
+    _, resolution, params, flops = REFERENCE[name]
+    spec = nasscale.load(name)
+    cost = nasscale.count(spec)
+    assert (spec.resolution, cost.params, cost.flops) == (resolution, params, flops)
+    assert (spec.expected.params, spec.expected.flops) == (params, flops)
+    assert spec.paper and spec.reference
+
+
+@pytest.mark.parametrize("name", sorted(LITE))
+def test_lite_variants_are_lite0_scaled_with_fixed_stem_head_and_end_stages(name):
+    width, depth, resolution, dropout = LITE[name]
+    base = nasscale.load("efficientnet_lite0")
+    spec = nasscale.load(name)
+    again = scale(base, width, depth, resolution, dropout=dropout)
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+    assert spec.stem == base.stem and spec.head.blocks == base.head.blocks  # 32 and 1280
+    assert spec.stages[0].repeats == spec.stages[-1].repeats == 1
+    # the middle stages do scale (lite4: 2, 2, 3, 3, 4 -> 4, 4, 6, 6, 8)
+    if name == "efficientnet_lite4":
+        assert [st.repeats for st in spec.stages] == [1, 4, 4, 6, 6, 8, 1]
+
+
+def test_without_the_lite_rule_the_end_stages_would_scale():
+    base = nasscale.load("efficientnet_lite0")
+    plain = base.replace(rounding=base.rounding.__class__(
+        **{**base.rounding.__dict__, "fixed_depth": "none"}))
+    assert [st.repeats for st in scale(plain, 1.4, 1.8, 300).stages] == [2, 4, 4, 6, 6, 8, 2]
+
+
+def test_an_unknown_fixed_depth_rule_names_the_field_and_the_choices():
+    from nasscale.specs.network import RoundingPolicy
+
+    with pytest.raises(SpecError, match="rounding.fixed_depth.*first_last"):
+        RoundingPolicy(fixed_depth="ends")
+
+
+@pytest.mark.parametrize("name", sorted(MNASNET))
+def test_mnasnet_multipliers_scale_widths_but_not_the_head(name):
+    spec = nasscale.load(name)
+    again = scale(nasscale.load("mnasnet1_0"), MNASNET[name])
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+    assert spec.head.blocks[0].out_channels == 1280
+    assert [st.repeats for st in spec.stages] == [1, 3, 3, 3, 2, 4, 1]
+
+
+@pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
+                                  "efficientnet_lite0"])
+def test_nasscale_scale_works_on_every_new_family(name, capsys):
+    assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["flops"] > record["base_flops"] and record["params"] > record["base_params"]
+    head = [st for st in record["stages"] if st["label"] == "head"][0]
+    assert head["scaled"]["out_channels"] == 1280  # both families keep their 1280 head conv
+    if name == "efficientnet_lite0":
+        ends = [st for st in record["stages"] if st["label"] in ("stem", "stage 1", "stage 7")]
+        assert all(st["scaled"]["repeats"] == 1 for st in ends)
+        assert ends[0]["scaled"]["out_channels"] == 32
+
+
+@pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0"])
+def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",
+               "--evaluator", "proxy:naswot,batch=2,resolution=32", "--format", "json",
+               "--quiet"])
+    assert rc == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["met"] and record["flops"] <= record["limit"]
+    final = nasscale.load(str(out / "final.yaml"))
+    assert final.family == nasscale.load(name).family
+    assert nasscale.count(final).flops == record["flops"]
