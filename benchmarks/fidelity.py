@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import statistics
 import random
 import sys
 import time
@@ -89,6 +91,14 @@ def bootstrap_tau(x, y, n=2000, seed=0) -> list[float]:
     if not taus:  # every resample tied (a constant evaluator): no interval
         return [float("nan"), float("nan")]
     return [taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]]
+
+
+def _seeds_for(r1: float, tau: float) -> int | None:
+    """Seeds per network whose mean lets a perfect evaluator reach Kendall ``tau``."""
+    need = math.sin(tau * math.pi / 2) ** 2  # the reliability that ceiling needs
+    if r1 <= 0 or need >= 1:
+        return None
+    return math.ceil(need * (1 - r1) / (r1 * (1 - need)))
 
 
 def replay_pruner(rows, epochs: int, pruner: optuna.pruners.BasePruner, name: str) -> dict:
@@ -351,6 +361,24 @@ def main(argv=None) -> int:
                           "kendall_95": bootstrap_tau(s0, s1),
                           "mean_abs_diff": sum(seed_diffs) / len(seed_diffs),
                           "max_abs_diff": max(seed_diffs)}
+        pairs = [kendall_tau([r["reference_by_seed"][a] for r in rows],
+                             [r["reference_by_seed"][b] for r in rows])
+                 for a in range(args.reference_seeds) for b in range(a + 1, args.reference_seeds)]
+        self_agreement["pairwise_kendall"] = {"mean": sum(pairs) / len(pairs),
+                                              "min": min(pairs), "max": max(pairs),
+                                              "pairs": len(pairs)}
+        # how much of the mean's spread is the networks' and not the seeds': Spearman-Brown
+        # from the mean pairwise Pearson r of single runs; the τ a perfect evaluator would
+        # show against the mean follows from it (Greiner: τ = 2/π·asin(ρ), ρ = √reliability)
+        k = args.reference_seeds
+        r1 = statistics.fmean(statistics.correlation([x["reference_by_seed"][a] for x in rows],
+                                                     [x["reference_by_seed"][b] for x in rows])
+                              for a in range(k) for b in range(a + 1, k))
+        reliability = k * r1 / (1 + (k - 1) * r1) if r1 > 0 else 0.0
+        self_agreement.update({
+            "pearson_single_run": r1, "reliability_of_mean": reliability,
+            "tau_ceiling": 2 / math.pi * math.asin(math.sqrt(reliability)),
+            "seeds_for_ceiling_0.6": _seeds_for(r1, 0.6)})
     ref = [r["reference"] for r in rows]
     ref0 = [r["reference_by_seed"][0] for r in rows]
     # convergence: what the reference's last two epochs still added (mean over networks)
@@ -364,13 +392,17 @@ def main(argv=None) -> int:
         entry = {"name": name, "kendall": kendall_tau(vals, ref), "spearman": spearman(vals, ref),
                  "kendall_95": bootstrap_tau(vals, ref), "kendall_vs_seed0": kendall_tau(vals, ref0),
                  "seconds_per_arch": secs}
+        if args.reference_seeds >= 2:  # seed 0's runs share initialisation and batch order
+            rest = [sum(r["reference_by_seed"][1:]) / (len(r["reference_by_seed"]) - 1)
+                    for r in rows]
+            entry["kendall_vs_other_seeds"] = kendall_tau(vals, rest)
         if name == "inherit":
             entry["seconds_per_arch"] = secs + state["parent"]["seconds"] / len(rows)
             entry["finetune_seconds_per_arch"] = secs
             entry["parent_seconds"] = state["parent"]["seconds"]
         entry["cost_vs_reference"] = entry["seconds_per_arch"] / ref_s
         evaluators.append(entry)
-    repeats = [(rows[i]["reference"], extra[f"repeat{i}"])
+    repeats = [(rows[i]["reference_by_seed"][0], extra[f"repeat{i}"])
                for i in range(min(args.repeat_archs, len(rows)))]
     diffs = [abs(a - b) for a, b in repeats]
     progressive = [{"arch": i, "fixed": rows[i]["reference"], "fixed_s": rows[i]["reference_s"],
@@ -387,20 +419,30 @@ def main(argv=None) -> int:
     desc = (f"{args.epochs} epochs from scratch on {args.data} ({data.num_classes} classes, "
             f"{len(data.y)} training images) at {args.resolution}px, batch {args.batch_size}, "
             f"SGD lr {args.lr} cosine")
-    print(table(("evaluator", "Kendall tau", "95% interval", "Spearman rho", "s/arch",
-                 "cost vs ref"),
+    print(table(("evaluator", "Kendall tau", "95% interval", "vs seeds 1+", "Spearman rho",
+                 "s/arch", "cost vs ref"),
                 [(e["name"], f"{e['kendall']:+.3f}",
                   f"[{e['kendall_95'][0]:+.2f}, {e['kendall_95'][1]:+.2f}]",
+                  f"{e['kendall_vs_other_seeds']:+.3f}" if "kendall_vs_other_seeds" in e else "",
                   f"{e['spearman']:+.3f}", f"{e['seconds_per_arch']:.2f}",
                   f"{e['cost_vs_reference']:.3f}") for e in evaluators],
-                right="Kendall tau Spearman rho s/arch cost vs ref"))
+                right="Kendall tau vs seeds 1+ Spearman rho s/arch cost vs ref"))
     print(f"\nreference: {desc}; {ref_s:.1f} s/arch per seed; top-1 from {min(ref):.3f} to "
           f"{max(ref):.3f}")
     if self_agreement:
         print(f"reference self-agreement (seed 0 vs seed 1, {len(rows)} networks): Kendall tau "
               f"{self_agreement['kendall']:+.3f} [{self_agreement['kendall_95'][0]:+.2f}, "
               f"{self_agreement['kendall_95'][1]:+.2f}], mean |diff| "
-              f"{self_agreement['mean_abs_diff']:.3f} (max {self_agreement['max_abs_diff']:.3f})")
+              f"{self_agreement['mean_abs_diff']:.3f} (max {self_agreement['max_abs_diff']:.3f}); "
+              f"over all {self_agreement['pairwise_kendall']['pairs']} pairs of seeds: mean "
+              f"{self_agreement['pairwise_kendall']['mean']:+.3f} (from "
+              f"{self_agreement['pairwise_kendall']['min']:+.3f} to "
+              f"{self_agreement['pairwise_kendall']['max']:+.3f})")
+        print(f"reliability of the {args.reference_seeds}-seed mean: "
+              f"{self_agreement['reliability_of_mean']:.2f} (single runs r = "
+              f"{self_agreement['pearson_single_run']:.2f}): a perfect evaluator would show "
+              f"tau ~{self_agreement['tau_ceiling']:.2f} against it; tau 0.6 needs "
+              f"{self_agreement['seeds_for_ceiling_0.6']} seeds per network")
     if repeats:
         print(f"reference noise: {len(repeats)} networks trained again with another seed differ "
               f"by {sum(diffs) / len(diffs):.3f} on average (max {max(diffs):.3f})")

@@ -1,4 +1,4 @@
-"""The mobile families added as data (issue 15): MnasNet and EfficientNet-Lite.
+"""The mobile families added as data (issue 15): MnasNet, EfficientNet-Lite, -EdgeTPU.
 
 Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
 nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
@@ -29,11 +29,16 @@ REFERENCE = {
     "efficientnet_lite2": ("timm efficientnet_lite2", 260, 6_092_072, 859_736_272),
     "efficientnet_lite3": ("timm efficientnet_lite3", 280, 8_197_096, 1_383_321_872),
     "efficientnet_lite4": ("timm efficientnet_lite4", 300, 13_006_568, 2_553_034_336),
+    "efficientnet_edgetpu_s": ("timm efficientnet_es", 224, 5_438_392, 1_788_731_008),
+    "efficientnet_edgetpu_m": ("timm efficientnet_em", 240, 6_899_496, 3_013_321_088),
+    "efficientnet_edgetpu_l": ("timm efficientnet_el", 300, 10_589_712, 7_936_082_848),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
         "efficientnet_lite3": (1.2, 1.4, 280, 0.3), "efficientnet_lite4": (1.4, 1.8, 300, 0.3)}
 MNASNET = {"mnasnet0_5": 0.5, "mnasnet0_75": 0.75, "mnasnet1_3": 1.3}
+EDGETPU = {"efficientnet_edgetpu_m": (1.0, 1.1, 240, 0.2),
+           "efficientnet_edgetpu_l": (1.2, 1.4, 300, 0.3)}
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
@@ -83,21 +88,44 @@ def test_mnasnet_multipliers_scale_widths_but_not_the_head(name):
     assert [st.repeats for st in spec.stages] == [1, 3, 3, 3, 2, 4, 1]
 
 
+@pytest.mark.parametrize("name", sorted(EDGETPU))
+def test_edgetpu_variants_scale_the_nominal_input_of_the_first_block(name):
+    width, depth, resolution, dropout = EDGETPU[name]
+    spec = nasscale.load(name)
+    again = scale(nasscale.load("efficientnet_edgetpu_s"), width, depth, resolution,
+                  dropout=dropout)
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+    first = nasscale.resolve(spec).blocks[1]  # stem, then the fused block that expands 4x fc
+    assert first.kind == "fused" and not first.residual
+    nominal = {"efficientnet_edgetpu_m": 24, "efficientnet_edgetpu_l": 32}[name]
+    assert first.widths["mid"] == 4 * nominal  # timm's 4 * round_chs(24 * w), not 4 * the stem
+
+
+def test_fc_round_trips_and_needs_an_expansion_ratio():
+    block = nasscale.parse_block("fused_k3_s1_e4_c24_fc24_relu_noskip")
+    assert block.expand_in == 24 and nasscale.format_block(block) == \
+        "fused_k3_s1_e4_c24_fc24_relu_noskip"
+    with pytest.raises(SpecError, match="expand_in"):
+        nasscale.parse_block("fused_k3_s1_m96_c24_fc24_relu")
+
+
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
-                                  "efficientnet_lite0"])
+                                  "efficientnet_lite0", "efficientnet_edgetpu_s"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["flops"] > record["base_flops"] and record["params"] > record["base_params"]
     head = [st for st in record["stages"] if st["label"] == "head"][0]
-    assert head["scaled"]["out_channels"] == 1280  # both families keep their 1280 head conv
+    if "edgetpu" not in name:  # MnasNet and Lite keep their 1280 head conv; EdgeTPU scales it
+        assert head["scaled"]["out_channels"] == 1280
     if name == "efficientnet_lite0":
         ends = [st for st in record["stages"] if st["label"] in ("stem", "stage 1", "stage 7")]
         assert all(st["scaled"]["repeats"] == 1 for st in ends)
         assert ends[0]["scaled"]["out_channels"] == 32
 
 
-@pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
+                                  "efficientnet_edgetpu_s"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",

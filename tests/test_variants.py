@@ -46,7 +46,8 @@ def test_the_zoo_lists_every_published_variant():
                          "mobilenet_v3_large_075", "mobilenet_v3_small_075",
                          "mnasnet0_5", "mnasnet0_75", "mnasnet1_3",  # tests/test_mobile_families.py
                          "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
-                         "efficientnet_lite4"} == set(VARIANTS)
+                         "efficientnet_lite4", "efficientnet_edgetpu_m",
+                         "efficientnet_edgetpu_l"} == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

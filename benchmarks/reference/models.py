@@ -43,6 +43,8 @@ TIMM = {
     "swin_b": "swin_base_patch4_window7_224", "swin_l": "swin_large_patch4_window7_224",
     "mnasnet1_0": "mnasnet_100", "mnasnet_a1": "semnasnet_100", "mnasnet_small": "mnasnet_small",
     **{f"efficientnet_lite{i}": f"efficientnet_lite{i}" for i in range(5)},
+    "efficientnet_edgetpu_s": "efficientnet_es", "efficientnet_edgetpu_m": "efficientnet_em",
+    "efficientnet_edgetpu_l": "efficientnet_el",
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

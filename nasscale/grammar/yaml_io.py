@@ -177,6 +177,15 @@ def network_from_data(data: object, where: str = "") -> NetworkSpec:
         raise err.with_context(where) if where else err from None
 
 
+def _rounding_data(rounding: RoundingPolicy) -> dict:
+    """The rounding policy as written; ``fixed_depth`` only when set (it came later, and
+    every network written before it stays byte for byte the same)."""
+    out = dataclasses.asdict(rounding)
+    if out.get("fixed_depth") == "none":
+        del out["fixed_depth"]
+    return out
+
+
 def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
     """The YAML mapping of a network (blocks as strings); ``network_from_data`` inverts it."""
     out: dict[str, Any] = {"name": spec.name}
@@ -185,7 +194,7 @@ def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
             out[key] = getattr(spec, key)
     out.update(resolution=spec.resolution, num_classes=spec.num_classes,
                in_channels=spec.in_channels, drop_path_rate=spec.drop_path_rate,
-               rounding=dataclasses.asdict(spec.rounding))
+               rounding=_rounding_data(spec.rounding))
     if not spec.norm.is_default():
         out["norm"] = norm_to_data(spec.norm)
     out.update(stem=[format_block(b) for b in spec.stem],

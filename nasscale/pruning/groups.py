@@ -102,8 +102,9 @@ def explicit(spec: NetworkSpec) -> NetworkSpec:
     for i, rb in enumerate(rn.blocks):
         if getattr(rb.spec, "expand_ratio", None) is not None and (
                 mlp_width(rb.spec) or has_expand(rb)):
+            nominal = {"expand_in": None} if getattr(rb.spec, "expand_in", None) else {}
             blocks[i] = dataclasses.replace(blocks[i], expand_ratio=None,
-                                            mid_channels=rb.widths["mid"])
+                                            mid_channels=rb.widths["mid"], **nominal)
     return _with_blocks(spec, blocks, spec.head.hidden)
 
 

@@ -106,7 +106,8 @@ def _scale_block(spec: BlockSpec, rule: KindRule, width: float, depth: float,
     ``out_channels`` (see ``_out_divisors``); ``head_rule``: it is the last feature layer."""
     changes: dict[str, object] = {
         f: round_width(getattr(spec, f), width, policy,
-                       out_divisor if f == "out_channels" else None) for f in rule.widths}
+                       out_divisor if f == "out_channels" else None)
+        for f in rule.widths if getattr(spec, f) is not None}  # (an optional width: unset)
     if depth != 1:
         changes.update({f: round_repeats(getattr(spec, f) * depth, policy.depth)
                         for f in rule.depths})

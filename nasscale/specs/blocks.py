@@ -176,7 +176,8 @@ def _mid(spec: BlockSpec, in_channels: int) -> int:
     """Expanded width: explicit ``mid_channels``, or ``make_divisible(in · expand_ratio, 8)``."""
     if spec.mid_channels is not None:  # type: ignore[attr-defined]
         return spec.mid_channels  # type: ignore[attr-defined]
-    return make_divisible(in_channels * spec.expand_ratio, 8)  # type: ignore[attr-defined]
+    base = getattr(spec, "expand_in", None) or in_channels  # fused's nominal input width
+    return make_divisible(base * spec.expand_ratio, 8)  # type: ignore[attr-defined]
 
 
 def _check_se(spec: BlockSpec) -> None:
@@ -330,6 +331,10 @@ class FusedMBConvSpec(BlockSpec):
     With expansion 1 (expanded width == input width) there is no separate projection: a single
     k×k conv → BN → act, as in the EfficientNetV2 paper and torchvision.  That form has no
     expanded tensor to squeeze, so SE there is an error rather than a guess.
+
+    ``expand_in`` (text ``fc<int>``): expand to ``e × expand_in`` instead of ``e × input``, a
+    nominal input width that scales like any channel (EfficientNet-EdgeTPU's first block: TF's
+    ``i24`` on a 32-wide stem, timm's ``force_in_chs``).
     """
 
     kind: ClassVar[str] = "fused"
@@ -337,8 +342,9 @@ class FusedMBConvSpec(BlockSpec):
     title: ClassVar[str] = "Fused-MBConv"
     rule: ClassVar[KindRule] = KindRule(
         mid="mid_channels", expands=True,
+        widths=("out_channels", "expand_in"),
         fixed=("kernel_size", "stride", "expand_ratio", "activation", "se", "skip"),
-        text=("k", "s", "e", "m", "c", "act", "se", "noskip"), inherit=True)
+        text=("k", "s", "e", "m", "c", "fc", "act", "se", "noskip"), inherit=True)
     out_channels: int
     kernel_size: int = 3
     stride: int = 1
@@ -347,12 +353,18 @@ class FusedMBConvSpec(BlockSpec):
     activation: str = "silu"
     se: SESpec | None = None
     skip: bool = True
+    expand_in: int | None = None
 
     def __post_init__(self) -> None:
         _check_common(self)
         _check_expansion(self)
         _check_se(self)
         check_bool("skip", self.skip)
+        if self.expand_in is not None:
+            check_int("expand_in", self.expand_in)
+            if self.expand_ratio is None:
+                raise SpecError("expand_in (fc) needs an expansion ratio (e), not an explicit "
+                                "mid width (m)", ("expand_in",))
 
     def widths(self, in_channels: int) -> dict[str, int]:
         mid = _mid(self, in_channels)
