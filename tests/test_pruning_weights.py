@@ -93,7 +93,9 @@ def _pruned_pair(name, widths_fn, resolution=64, seed=0):
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "efficientnet_b0", "mobilenet_v2",
-                                  "mobilenet_v1", "efficientnet_v2_s", "mobilenet_v3_small"])
+                                  "mobilenet_v1", "efficientnet_v2_s", "mobilenet_v3_small",
+                                  "mnasnet0_5", "mnasnet_a1", "efficientnet_lite0",
+                                  "efficientnet_edgetpu_s"])
 def test_removing_zero_filters_keeps_outputs(name):
     spec, groups, rn, model, new, widths, rng = _pruned_pair(name, random_widths)
     assert widths
@@ -141,7 +143,8 @@ def test_kept_filters_are_the_largest():
 
 
 @pytest.mark.parametrize("name,resolution", [("convnext_tiny", 64), ("mobilevit_xxs", 64),
-                                             ("swin_t", 224), ("vit_b_32", 64)])
+                                             ("swin_t", 224), ("vit_b_32", 64),
+                                             ("convnext_v2_atto", 64)])
 def test_layer_norm_and_attention_networks_carry_weights(name, resolution):
     """LayerNorm mixes channels, so zero filters do change these outputs; check instead that
     every tensor is a slice of the original and the pruned network runs."""

@@ -47,7 +47,8 @@ def test_the_zoo_lists_every_published_variant():
                          "mnasnet0_5", "mnasnet0_75", "mnasnet1_3",  # tests/test_mobile_families.py
                          "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
                          "efficientnet_lite4", "efficientnet_edgetpu_m",
-                         "efficientnet_edgetpu_l"} == set(VARIANTS)
+                         "efficientnet_edgetpu_l", "convnext_v2_femto", "convnext_v2_pico",
+                         "convnext_v2_large", "convnext_v2_huge"} == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

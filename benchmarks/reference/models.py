@@ -45,6 +45,8 @@ TIMM = {
     **{f"efficientnet_lite{i}": f"efficientnet_lite{i}" for i in range(5)},
     "efficientnet_edgetpu_s": "efficientnet_es", "efficientnet_edgetpu_m": "efficientnet_em",
     "efficientnet_edgetpu_l": "efficientnet_el",
+    **{f"convnext_v2_{n}": f"convnextv2_{n}"
+       for n in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

@@ -138,7 +138,9 @@ def convnext_cost(rb: ResolvedBlock) -> Cost:
     rows = rb.out_hw[0] * rb.out_hw[1]
     cost = conv(c, c, s.kernel_size, rb.out_hw, groups=c, bias=True) + norm(c)
     cost += linear(c, mid, rows) + linear(mid, c, rows)
-    return cost + Cost(params=c if s.layer_scale > 0 else 0)
+    # layer scale: one per channel; GRN: γ and β per expanded channel (its products and norms
+    # are element-wise: not counted)
+    return cost + Cost(params=(c if s.layer_scale > 0 else 0) + (2 * mid if s.grn else 0))
 
 
 def patchify_cost(rb: ResolvedBlock) -> Cost:

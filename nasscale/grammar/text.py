@@ -135,7 +135,7 @@ TOKENS: dict[str, Token] = {
     "act": ACT, "se": SE_TOKEN, "se_flag": flag_token("se", "se", True), "noskip": NOSKIP,
     "skip": flag_token("skip", "skip", True), "nonorm": flag_token("nonorm", "norm", "none"),
     "bias": flag_token("bias", "bias", True), "ls": float_token("ls", "layer_scale"),
-    "shift": flag_token("shift", "shifted", True),
+    "shift": flag_token("shift", "shifted", True), "grn": flag_token("grn", "grn", True),
 }
 
 

@@ -128,6 +128,7 @@ class ConvNeXtBlock(nn.Module):
         self.norm = nn.LayerNorm(c, eps=rb.norm.ln(1e-6))
         self.pwconv1 = nn.Linear(c, mid)
         self.act = activation(s.activation)
+        self.grn = GlobalResponseNorm(mid) if s.grn else None
         self.pwconv2 = nn.Linear(mid, c)
         self.layer_scale = (nn.Parameter(torch.full((c,), float(s.layer_scale)))
                             if s.layer_scale > 0 else None)
@@ -135,10 +136,30 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        y = self.act(self.pwconv1(self.norm(y)))
+        if self.grn is not None:
+            y = self.grn(y)
+        y = self.pwconv2(y)
         if self.layer_scale is not None:
             y = y * self.layer_scale
         return x + self.drop_path(y.permute(0, 3, 1, 2))  # back to (N, C, H, W)
+
+
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt-V2's GRN on a channels-last (N, H, W, C) tensor: x + γ·(x·N(x)) + β, where
+    N(x) is each channel's L2 norm over H, W divided by its mean over channels (+1e-6).
+    γ and β start at zero, so a new GRN is the identity."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
+        n = g / (g.mean(dim=-1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias, self.weight, x * n)
 
 
 @weight_axes(ConvNeXtBlock)
@@ -148,6 +169,8 @@ def convnext_axes(m: ConvNeXtBlock, rb) -> dict:
             "pwconv2.weight": ("out", "mid"), "pwconv2.bias": ("out",)}
     if m.layer_scale is not None:
         axes["layer_scale"] = ("out",)
+    if m.grn is not None:
+        axes.update({"grn.weight": ("mid",), "grn.bias": ("mid",)})
     return axes
 
 

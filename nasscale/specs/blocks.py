@@ -470,6 +470,10 @@ class ConvNeXtSpec(BlockSpec):
     The width does not change: ``out_channels`` must equal the input width (it is stated so that
     a block string reads on its own and width transformations see it).  ``layer_scale`` is the
     initial value of the per-channel scale (1e-6 in the paper); 0 means no layer scale.
+    ``grn`` (text ``grn``): ConvNeXt-V2's global response normalisation after the activation of
+    the MLP (Woo et al., CVPR 2023, Eq. 1-3: each channel's L2 norm over the map, divided by
+    the mean over channels, scales the channel; a learnt γ, β per expanded channel; V2 drops
+    the layer scale: ``ls0``).
     """
 
     kind: ClassVar[str] = "convnext"
@@ -477,19 +481,21 @@ class ConvNeXtSpec(BlockSpec):
     title: ClassVar[str] = "ConvNeXt"
     rule: ClassVar[KindRule] = KindRule(
         mid="mid_channels", keeps_input_width=True,
-        fixed=("kernel_size", "expand_ratio", "activation", "layer_scale"),
-        text=("k", "e", "m", "c", "act", "ls"))
+        fixed=("kernel_size", "expand_ratio", "activation", "layer_scale", "grn"),
+        text=("k", "e", "m", "c", "act", "ls", "grn"))
     out_channels: int
     kernel_size: int = 7
     expand_ratio: float | None = None
     mid_channels: int | None = None
     activation: str = "gelu"
     layer_scale: float = 1e-6
+    grn: bool = False
 
     def __post_init__(self) -> None:
         _check_common(self)
         _check_expansion(self)
         check_number("layer_scale", self.layer_scale, strict=False)
+        check_bool("grn", self.grn)
 
     def widths(self, in_channels: int) -> dict[str, int]:
         return {"mid": _mid(self, in_channels)}

@@ -286,6 +286,8 @@ class TvConvNeXt(Layout):
     def block(self, rb, place):
         if rb.kind == "lndown":
             return f"features.{2 * place.group}", CNA
+        if getattr(rb.spec, "grn", False):
+            raise LayoutError("torchvision has no ConvNeXt-V2 (GRN); use source='timm'")
         return (f"features.{2 * place.group + 1}.{place.body}",
                 (("layer_scale", "layer_scale"), ("dwconv", "block.0"), ("norm", "block.2"),
                  ("pwconv1", "block.3"), ("pwconv2", "block.5")))
@@ -414,10 +416,22 @@ class TimmConvNeXt(Layout):
             return f"stages.{place.group}.downsample", CNA
         return (f"stages.{place.group}.blocks.{place.body}",
                 (("layer_scale", "gamma"), ("dwconv", "conv_dw"), ("norm", "norm"),
-                 ("pwconv1", "mlp.fc1"), ("pwconv2", "mlp.fc2")))
+                 ("pwconv1", "mlp.fc1"), ("grn", "mlp.grn"), ("pwconv2", "mlp.fc2")))
 
     def head(self):
         return (("norm", "head.norm"), ("classifier", "head.fc"))
+
+    def conv_mlp(self) -> bool:
+        """timm builds ConvNeXt-V2 atto, femto, pico and nano (stage widths 40-80, the
+        networks below tiny's 96) with ``conv_mlp=True``: their MLPs are 1x1 convs."""
+        first = next((rb for rb in self.rn.section("stage") if rb.kind == "convnext"), None)
+        return (first is not None and getattr(first.spec, "grn", False)
+                and first.in_channels < 96)
+
+    def ref_shape(self, ref_key, shape):
+        if self.conv_mlp() and ref_key.endswith(("mlp.fc1.weight", "mlp.fc2.weight")):
+            return (*shape, 1, 1)
+        return shape
 
 
 class TimmViT(Layout):

@@ -1,4 +1,5 @@
-"""The mobile families added as data (issue 15): MnasNet, EfficientNet-Lite, -EdgeTPU.
+"""The families added as data (issue 15): MnasNet, EfficientNet-Lite, EfficientNet-EdgeTPU,
+ConvNeXt-V2.
 
 Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
 nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
@@ -10,6 +11,7 @@ tensor is mapped.
 import json
 
 import pytest
+import torch
 
 import nasscale
 from nasscale.cli import main
@@ -32,6 +34,14 @@ REFERENCE = {
     "efficientnet_edgetpu_s": ("timm efficientnet_es", 224, 5_438_392, 1_788_731_008),
     "efficientnet_edgetpu_m": ("timm efficientnet_em", 240, 6_899_496, 3_013_321_088),
     "efficientnet_edgetpu_l": ("timm efficientnet_el", 300, 10_589_712, 7_936_082_848),
+    "convnext_v2_atto": ("timm convnextv2_atto", 224, 3_708_400, 547_332_480),
+    "convnext_v2_femto": ("timm convnextv2_femto", 224, 5_233_240, 779_629_824),
+    "convnext_v2_pico": ("timm convnextv2_pico", 224, 9_066_280, 1_367_055_360),
+    "convnext_v2_nano": ("timm convnextv2_nano", 224, 15_623_800, 2_445_528_320),
+    "convnext_v2_tiny": ("timm convnextv2_tiny", 224, 28_635_496, 4_455_531_264),
+    "convnext_v2_base": ("timm convnextv2_base", 224, 88_717_800, 15_354_729_472),
+    "convnext_v2_large": ("timm convnextv2_large", 224, 197_956_840, 34_361_433_600),
+    "convnext_v2_huge": ("timm convnextv2_huge", 224, 660_289_640, 114_922_100_480),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
@@ -109,14 +119,64 @@ def test_fc_round_trips_and_needs_an_expansion_ratio():
         nasscale.parse_block("fused_k3_s1_m96_c24_fc24_relu")
 
 
+CONVNEXT_V2 = {"convnext_v2_femto": ("convnext_v2_atto", 1.2),
+               "convnext_v2_pico": ("convnext_v2_atto", 1.6),
+               "convnext_v2_large": ("convnext_v2_base", 1.5),
+               "convnext_v2_huge": ("convnext_v2_base", 2.75)}
+
+
+@pytest.mark.parametrize("name", sorted(CONVNEXT_V2))
+def test_convnext_v2_sizes_are_their_base_scaled_in_width(name):
+    base, width = CONVNEXT_V2[name]
+    spec, again = nasscale.load(name), scale(nasscale.load(base), width)
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+
+
+def test_grn_is_the_papers_formula_and_starts_as_the_identity():
+    from nasscale.modules.blocks import GlobalResponseNorm
+
+    grn = GlobalResponseNorm(6)
+    x = torch.randn(2, 5, 4, 6)  # (N, H, W, C)
+    assert torch.equal(grn(x), x)
+    with torch.no_grad():
+        grn.weight.copy_(torch.randn(6))
+        grn.bias.copy_(torch.randn(6))
+    g = x.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()  # Eq. 1: per-channel L2 over the map
+    n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)  # Eq. 2: divided by the channels' mean
+    torch.testing.assert_close(grn(x), grn.weight * (x * n) + grn.bias + x)  # Eq. 3
+
+
+def test_a_grn_block_counts_gamma_and_beta_and_round_trips():
+    block = nasscale.parse_block("convnext_k7_e4_c40_gelu_ls0_grn")
+    assert block.grn and block.layer_scale == 0
+    assert nasscale.format_block(block) == "convnext_k7_e4_c40_gelu_ls0_grn"
+    plain = nasscale.load("convnext_v2_atto")
+    no_grn = plain.replace(stages=tuple(
+        st.replace(block=st.block.replace(grn=False)) if st.block.kind == "convnext" else st
+        for st in plain.stages))
+    mids = sum(4 * st.block.out_channels * st.repeats for st in plain.stages
+               if st.block.kind == "convnext")
+    assert nasscale.count(plain).params - nasscale.count(no_grn).params == 2 * mids
+    assert nasscale.count(plain).flops == nasscale.count(no_grn).flops  # element-wise
+
+
+def test_torchvision_has_no_convnext_v2():
+    from nasscale.errors import NasscaleError
+    from nasscale.weights import reference_keys
+
+    with pytest.raises(NasscaleError, match="torchvision has no ConvNeXt-V2"):
+        reference_keys("convnext_v2_atto", "torchvision")
+
+
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
-                                  "efficientnet_lite0", "efficientnet_edgetpu_s"])
+                                  "efficientnet_lite0", "efficientnet_edgetpu_s",
+                                  "convnext_v2_atto"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["flops"] > record["base_flops"] and record["params"] > record["base_params"]
-    head = [st for st in record["stages"] if st["label"] == "head"][0]
-    if "edgetpu" not in name:  # MnasNet and Lite keep their 1280 head conv; EdgeTPU scales it
+    if name.startswith(("mnasnet", "efficientnet_lite")):  # they keep their 1280 head conv
+        head = [st for st in record["stages"] if st["label"] == "head"][0]
         assert head["scaled"]["out_channels"] == 1280
     if name == "efficientnet_lite0":
         ends = [st for st in record["stages"] if st["label"] in ("stem", "stage 1", "stage 7")]
@@ -125,7 +185,7 @@ def test_nasscale_scale_works_on_every_new_family(name, capsys):
 
 
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
-                                  "efficientnet_edgetpu_s"])
+                                  "efficientnet_edgetpu_s", "convnext_v2_atto"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",
