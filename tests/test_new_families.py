@@ -1,5 +1,5 @@
 """The families added as data (issue 15): MnasNet, EfficientNet-Lite, EfficientNet-EdgeTPU,
-ConvNeXt-V2.
+ConvNeXt-V2, PP-LCNet.
 
 Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
 nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
@@ -42,6 +42,10 @@ REFERENCE = {
     "convnext_v2_base": ("timm convnextv2_base", 224, 88_717_800, 15_354_729_472),
     "convnext_v2_large": ("timm convnextv2_large", 224, 197_956_840, 34_361_433_600),
     "convnext_v2_huge": ("timm convnextv2_huge", 224, 660_289_640, 114_922_100_480),
+    "lcnet_050": ("timm lcnet_050", 224, 1_880_856, 44_731_008),
+    "lcnet_075": ("timm lcnet_075", 224, 2_358_288, 94_786_496),
+    "lcnet_100": ("timm lcnet_100", 224, 2_953_800, 155_700_480),
+    "lcnet_150": ("timm lcnet_150", 224, 4_501_112, 334_188_416),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
@@ -132,6 +136,33 @@ def test_convnext_v2_sizes_are_their_base_scaled_in_width(name):
     assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
 
 
+LCNET = {"lcnet_050": 0.5, "lcnet_075": 0.75, "lcnet_150": 1.5}
+
+
+@pytest.mark.parametrize("name", sorted(LCNET))
+def test_lcnet_scales_are_lcnet_100_in_width_with_a_fixed_1280_head(name):
+    spec = nasscale.load(name)
+    again = scale(nasscale.load("lcnet_100"), LCNET[name])
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+    assert spec.head.hidden == (1280,)  # timm num_features=1280 at every scale
+    assert spec.stem[0].out_channels == {"lcnet_050": 8, "lcnet_075": 16, "lcnet_150": 24}[name]
+    rn = nasscale.resolve(spec)
+    # SE only in the last two blocks, on the block's input, ReLU and hard-sigmoid; no skip
+    se = [rb for rb in rn.section("stage") if rb.spec.se is not None]
+    assert len(se) == 2 and all(rb.spec.se.gate == "hsigmoid" for rb in se)
+    assert not any(rb.residual for rb in rn.section("stage"))
+
+
+def test_lcnet_timm_stages_split_the_256_wide_run_after_its_first_5x5_block():
+    from nasscale.weights import reference_keys
+
+    keys = [ref for ref, _ in reference_keys("lcnet_100", "timm").values()]
+    stages = sorted({k.split(".")[1] for k in keys if k.startswith("blocks.")}, key=int)
+    assert stages == ["0", "1", "2", "3", "4", "5"]
+    assert {k.split(".")[2] for k in keys if k.startswith("blocks.3.")} == {"0", "1"}
+    assert {k.split(".")[2] for k in keys if k.startswith("blocks.4.")} == {"0", "1", "2", "3"}
+
+
 def test_grn_is_the_papers_formula_and_starts_as_the_identity():
     from nasscale.modules.blocks import GlobalResponseNorm
 
@@ -170,11 +201,13 @@ def test_torchvision_has_no_convnext_v2():
 
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
                                   "efficientnet_lite0", "efficientnet_edgetpu_s",
-                                  "convnext_v2_atto"])
+                                  "convnext_v2_atto", "lcnet_100"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["flops"] > record["base_flops"] and record["params"] > record["base_params"]
+    if name == "lcnet_100":  # the 1280-wide conv after pooling does not scale
+        assert nasscale.load("lcnet_100").head.hidden == (1280,)
     if name.startswith(("mnasnet", "efficientnet_lite")):  # they keep their 1280 head conv
         head = [st for st in record["stages"] if st["label"] == "head"][0]
         assert head["scaled"]["out_channels"] == 1280
@@ -185,7 +218,7 @@ def test_nasscale_scale_works_on_every_new_family(name, capsys):
 
 
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
-                                  "efficientnet_edgetpu_s", "convnext_v2_atto"])
+                                  "efficientnet_edgetpu_s", "convnext_v2_atto", "lcnet_050"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",

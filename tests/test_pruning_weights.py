@@ -95,7 +95,7 @@ def _pruned_pair(name, widths_fn, resolution=64, seed=0):
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "efficientnet_b0", "mobilenet_v2",
                                   "mobilenet_v1", "efficientnet_v2_s", "mobilenet_v3_small",
                                   "mnasnet0_5", "mnasnet_a1", "efficientnet_lite0",
-                                  "efficientnet_edgetpu_s"])
+                                  "efficientnet_edgetpu_s", "lcnet_050"])
 def test_removing_zero_filters_keeps_outputs(name):
     spec, groups, rn, model, new, widths, rng = _pruned_pair(name, random_widths)
     assert widths

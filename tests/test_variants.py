@@ -48,7 +48,8 @@ def test_the_zoo_lists_every_published_variant():
                          "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
                          "efficientnet_lite4", "efficientnet_edgetpu_m",
                          "efficientnet_edgetpu_l", "convnext_v2_femto", "convnext_v2_pico",
-                         "convnext_v2_large", "convnext_v2_huge"} == set(VARIANTS)
+                         "convnext_v2_large", "convnext_v2_huge",
+                         "lcnet_050", "lcnet_075", "lcnet_150"} == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

@@ -47,6 +47,7 @@ TIMM = {
     "efficientnet_edgetpu_l": "efficientnet_el",
     **{f"convnext_v2_{n}": f"convnextv2_{n}"
        for n in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")},
+    **{f"lcnet_{n}": f"lcnet_{n}" for n in ("050", "075", "100", "150")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

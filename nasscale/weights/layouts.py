@@ -404,6 +404,33 @@ class TimmEfficientNet(Layout):
         return (*shape, 1, 1) if ref_key == "conv_head.weight" and len(shape) == 2 else shape
 
 
+class TimmLCNet(TimmEfficientNet):
+    """timm's PP-LCNet (its ``MobileNetV3`` class): the stages of ``TimmEfficientNet`` except
+    that the 256-wide run (one strided 3×3 block, then 5×5 blocks) is two timm stages: the
+    strided block with the first 5×5 one, then the other 5×5 blocks (timm's architecture rows
+    ``dsa_r1_k3_s2_c256, dsa_r1_k5_s1_c256`` and ``dsa_r4_k5_s1_c256``)."""
+
+    name = "LCNet"
+    split_on_kernel = False
+
+    def __init__(self, rn: ResolvedNetwork):
+        super().__init__(rn)
+        stage = rn.section("stage")
+        kernels = {rb.index: getattr(rb.spec, "kernel_size", None) for rb in stage}
+        shift, out = 0, {}
+        for rb in stage:
+            p = self.places[rb.index]
+            first = next(b for b in stage if self.places[b.index].group == p.group)
+            mixed = any(kernels[b.index] != kernels[first.index] for b in stage
+                        if self.places[b.index].group == p.group)
+            if mixed and p.pos == 2:
+                shift += 1
+            pos = p.pos - 2 if mixed and p.pos >= 2 else p.pos
+            out[rb.index] = Place(p.group + shift, pos, pos, p.flat)
+        self.places = out
+        self.groups = 1 + max((p.group for p in out.values()), default=-1)
+
+
 class TimmConvNeXt(Layout):
     source, name = "timm", "ConvNeXt"
     bn = None
@@ -515,7 +542,7 @@ def layout(rn: ResolvedNetwork, source: str) -> Layout:
             raise LayoutError("torchvision has no MobileViT; use source='timm'")
         return TimmMobileViT(rn)
     if not tv:
-        return TimmEfficientNet(rn)
+        return (TimmLCNet if rn.spec.family == "lcnet" else TimmEfficientNet)(rn)
     if "ds" in kinds:
         raise LayoutError("torchvision has no MobileNetV1; use source='timm'")
     if "bneck" in kinds:
