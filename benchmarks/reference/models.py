@@ -47,6 +47,7 @@ TIMM = {
     "efficientnet_edgetpu_l": "efficientnet_el",
     **{f"convnext_v2_{n}": f"convnextv2_{n}"
        for n in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")},
+    **{f"mobilenet_v4_conv_{n}": f"mobilenetv4_conv_{n}" for n in ("small", "medium", "large")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

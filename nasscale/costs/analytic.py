@@ -32,6 +32,7 @@ from nasscale.specs import (
     ResolvedNetwork,
     SwinEmbedSpec,
     SwinSpec,
+    UIBSpec,
     ViTEmbedSpec,
     ViTSpec,
 )
@@ -143,6 +144,22 @@ def convnext_cost(rb: ResolvedBlock) -> Cost:
     return cost + Cost(params=(c if s.layer_scale > 0 else 0) + (2 * mid if s.grn else 0))
 
 
+def uib_cost(rb: ResolvedBlock) -> Cost:
+    """[start dw] → expand → [mid dw] → project (each conv + BN); layer scale: one per channel.
+    The start conv runs at the input size unless it carries the stride (no mid conv)."""
+    s, cin, mid, cout = rb.spec, rb.in_channels, rb.widths["mid"], rb.out_channels
+    cost = Cost()
+    if s.start_kernel:
+        start_hw = rb.in_hw if s.kernel_size else rb.out_hw
+        cost += conv_norm(cin, cin, s.start_kernel, start_hw, groups=cin)
+    expand_hw = rb.out_hw if s.start_kernel and not s.kernel_size else rb.in_hw
+    cost += conv_norm(cin, mid, 1, expand_hw)
+    if s.kernel_size:
+        cost += conv_norm(mid, mid, s.kernel_size, rb.out_hw, groups=mid)
+    cost += conv_norm(mid, cout, 1, rb.out_hw)
+    return cost + Cost(params=cout if s.layer_scale is not None else 0)
+
+
 def patchify_cost(rb: ResolvedBlock) -> Cost:
     p = rb.spec.patch_size
     return conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True) + norm(rb.out_channels)
@@ -228,6 +245,7 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     SwinEmbedSpec: patchify_cost,  # conv p×p/p + LN, like the ConvNeXt stem
     SwinSpec: swin_cost,
     PatchMergeSpec: patchmerge_cost,
+    UIBSpec: uib_cost,
 }
 
 
@@ -245,7 +263,8 @@ def head_cost(head: ResolvedHead) -> Cost:
     c = head.in_channels
     cost = norm(c) if head.norm != "none" else Cost()
     for width in head.hidden:
-        cost += linear(c, width)
+        bn = head.hidden_norm == "bn"
+        cost += linear(c, width, bias=not bn) + (norm(width) if bn else Cost())
         c = width
     return cost + linear(c, head.num_classes)
 

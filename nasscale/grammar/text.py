@@ -27,6 +27,8 @@ token           field                              meaning
 ``w<int>``      window_size                        Swin attention window (w×w tokens)
 ``d<int>``      transformer_dim                    MobileViT transformer width
 ``l<int>``      transformer_depth                  MobileViT transformer layers per block
+``a<int>``      start_kernel                       UIB: start depthwise kernel (0: none; its
+                                                   ``k`` is the mid one, where 0 is none too)
 ``shift``       shifted=True                       Swin: shifted windows on the first repeat
 activation      activation                         relu, relu6, hswish, silu, gelu, ...
 ``se<r>-<base>-<gate>-<act>-d<div>``  se          squeeze-excite: ratio, base (in|mid), gate
@@ -136,6 +138,7 @@ TOKENS: dict[str, Token] = {
     "skip": flag_token("skip", "skip", True), "nonorm": flag_token("nonorm", "norm", "none"),
     "bias": flag_token("bias", "bias", True), "ls": float_token("ls", "layer_scale"),
     "shift": flag_token("shift", "shifted", True), "grn": flag_token("grn", "grn", True),
+    "a": int_token("a", "start_kernel"),
 }
 
 

@@ -95,14 +95,25 @@ class LayerChoice:
     activation: tuple[str, ...] = ("relu",)
     #: the SE of mbconv/fused layers when ``se`` is on (bneck has its own fixed SE)
     se_form: SESpec = SESpec()
+    #: UIB's start depthwise kernel (0: none); its ``kernel_size`` is the mid one, where 0
+    #: (no mid depthwise conv) is allowed when every kind of the choice allows it
+    start_kernel: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         _choices("kinds", self.kinds, layer_kinds(), str)
         _choices("kernel_size", self.kernel_size, kind=int)
+        optional = all(BLOCK_KINDS[kind].layer_kernel_optional for kind in self.kinds
+                       if kind in BLOCK_KINDS)
         for k in self.kernel_size:
-            if k < 1 or k % 2 == 0:
-                raise SpecError(f"choice {k} is not an odd kernel (1, 3, 5, 7, ...)",
+            if (k < 1 or k % 2 == 0) and not (optional and k == 0):
+                raise SpecError(f"choice {k} is not an odd kernel (1, 3, 5, 7, ...)"
+                                + ("" if optional else "; 0 (none) only for uib layers"),
                                 ("kernel_size",))
+        _choices("start_kernel", self.start_kernel, kind=int)
+        for k in self.start_kernel:
+            if k < 0 or (k and k % 2 == 0):
+                raise SpecError(f"choice {k} is not 0 (none) or an odd kernel",
+                                ("start_kernel",))
         _choices("expand_ratio", self.expand_ratio, kind=(int, float))
         if any(e <= 0 for e in self.expand_ratio):
             raise SpecError("choices must be > 0", ("expand_ratio",))
@@ -128,6 +139,8 @@ class LayerChoice:
             values["expand_ratio"] = float(pick("expand_ratio", self.expand_ratio))
         if "se" in cls.layer_fields:
             values["se"] = bool(pick("se", self.se))
+        if "start_kernel" in cls.layer_fields:
+            values["start_kernel"] = int(pick("start_kernel", self.start_kernel))
         return cls.from_layer(in_channels=in_channels, out_channels=out_channels, kernel_size=k,
                               stride=stride, activation=act, se_form=self.se_form, **values)
 
@@ -149,13 +162,13 @@ class LayerChoice:
             values = block.layer_values(in_channels, self.expand_ratio, self.se_form)
         except NotALayer as err:
             raise NotInSpace(f"{prefix}{err.field}: {err.reason}") from None
-        for field in ("expand_ratio", "se"):
+        for field in ("expand_ratio", "se", "start_kernel"):
             if field in values:
                 put(field, getattr(self, field), values[field])
         return out
 
 
-LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation")
+LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation", "start_kernel")
 
 
 @dataclass(frozen=True)
@@ -282,8 +295,12 @@ class HeadChoice:
     hidden: tuple[tuple[int, ...], ...] = ((),)
     hidden_activation: str = "hswish"
     dropout: float = 0.2
+    hidden_norm: str = "none"  # "bn": bias-free hidden linears with BatchNorm (MobileNetV4)
 
     def __post_init__(self) -> None:
+        if self.hidden_norm not in ("none", "bn"):
+            raise SpecError(f"must be none or bn, got {self.hidden_norm!r}",
+                            ("head.hidden_norm",))
         if self.conv_width and self.conv_ratio:
             raise SpecError("give conv_width or conv_ratio, not both", ("head",))
         for w in self.conv_width:
@@ -317,7 +334,7 @@ class HeadChoice:
         else:
             hidden = self.hidden[0]
         return HeadSpec(blocks=blocks, hidden=hidden, hidden_activation=self.hidden_activation,
-                        dropout=self.dropout)
+                        dropout=self.dropout, hidden_norm=self.hidden_norm)
 
 
 def hidden_label(hidden: tuple[int, ...]) -> str:

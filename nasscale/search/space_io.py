@@ -44,11 +44,11 @@ from nasscale.zoo import spaces_dir
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "norm",
               "stem", "stages", "head")
 STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio", "se",
-              "se_form", "activation", "per_layer", "attention")
+              "se_form", "activation", "per_layer", "attention", "start_kernel")
 ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
                   "num_heads", "patch_size", "kernel_size", "activation")
 HEAD_KEYS = ("conv_width", "conv_ratio", "conv_activation", "hidden", "hidden_activation",
-             "dropout")
+             "dropout", "hidden_norm")
 
 
 def _list(value: Any, where: str) -> tuple:
@@ -80,7 +80,7 @@ def _se_form(value: Any, where: str):
 def _stage(data: Any, where: str) -> StageChoice:
     data = check_keys(data, STAGE_KEYS, where, required=("stride", "depth", "width", "kinds"))
     layer_args: dict[str, Any] = {"kinds": _list(data["kinds"], f"{where}.kinds")}
-    for key in ("kernel_size", "expand_ratio", "se", "activation"):
+    for key in ("kernel_size", "expand_ratio", "se", "activation", "start_kernel"):
         if key in data:
             layer_args[key] = _list(data[key], f"{where}.{key}")
     if "expand_ratio" in layer_args:

@@ -11,6 +11,7 @@ from nasscale.specs.blocks import (
     MBConvSpec,
     PatchifySpec,
     SESpec,
+    UIBSpec,
 )
 from nasscale.specs.attention import (
     MobileViTSpec,
@@ -45,6 +46,7 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     SwinEmbedSpec.kind: SwinEmbedSpec,
     SwinSpec.kind: SwinSpec,
     PatchMergeSpec.kind: PatchMergeSpec,
+    UIBSpec.kind: UIBSpec,
 }
 
 __all__ = [
@@ -52,7 +54,7 @@ __all__ = [
     "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "KindRule",
     "LNDownsampleSpec",
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
-    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
+    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
     "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
