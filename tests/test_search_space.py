@@ -31,6 +31,25 @@ def test_required_spaces_are_shipped():
     assert {"mobilenet_v3_large", "mobilenet_v3_small"} <= set(
         load_space("mobilenet_v3_like").contains)
     assert "efficientnet_b0" in load_space("efficientnet_like").contains
+    assert {"mobilenet_v4_conv_small", "mobilenet_v4_conv_medium"} <= set(
+        load_space("mobilenet_v4_like").contains)
+
+
+def test_mobilenet_v4_space_searches_uib_variants_per_layer():
+    space = load_space("mobilenet_v4_like")
+    params = space.params_for(nasscale.load("mobilenet_v4_conv_medium"))
+    # the medium's stage 3 FFN (a0 k0) and ConvNeXt-like (a3 k0) layers
+    assert params["s4.l6.kernel_size"] == 0 and params["s4.l6.start_kernel"] == 0
+    assert params["s4.l5.kernel_size"] == 0 and params["s4.l5.start_kernel"] == 3
+    with pytest.raises(SpecError, match="0 \\(none\\) only for uib"):
+        space_from_data({**_v4_data(), "stages": [
+            {"stride": 2, "depth": [1], "width": 32, "kinds": ["mbconv"],
+             "kernel_size": [0, 3]}]})
+
+
+def _v4_data():
+    return {"name": "x", "family": "mobilenet_v4", "num_classes": 10, "resolution": [32],
+            "stem": {"width": 16}, "head": {}}
 
 
 @pytest.mark.parametrize("space_name", space_names())
