@@ -50,6 +50,11 @@ REFERENCE = {
                                  1_080_244_224),
     "mobilenet_v4_conv_large": ("timm mobilenetv4_conv_large", 384, 32_590_864,
                                 6_376_220_672),
+    # FLOPs with the attention matmuls (Q·Kᵀ and A·V, fvcore's sdpa handle)
+    "mobilenet_v4_hybrid_medium": ("timm mobilenetv4_hybrid_medium", 256, 11_074_648,
+                                   1_271_183_360),
+    "mobilenet_v4_hybrid_large": ("timm mobilenetv4_hybrid_large", 384, 37_764_624,
+                                  7_711_877_120),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
@@ -225,6 +230,25 @@ def test_mobilenet_v4_head_is_conv_bn_act_after_pooling():
     assert network_from_data(data).head == spec.head
 
 
+def test_mobile_mqa_counts_its_attention_matmuls_and_round_trips():
+    text = "mqa_k3_h4_v2_d64_c160_ls1e-05"
+    block = nasscale.parse_block(text)
+    assert (block.num_heads, block.key_dim, block.kv_stride, block.layer_scale) == (4, 64, 2,
+                                                                                   1e-05)
+    assert nasscale.format_block(block) == text
+    spec = nasscale.NetworkSpec(name="t", stem=(nasscale.parse_block("conv_k3_s2_c160_relu"),),
+                                stages=(nasscale.parse_stage(text),), resolution=32)
+    rb = nasscale.resolve(spec).blocks[1]
+    cost = nasscale.count(spec).blocks[1]
+    # 16x16 queries, 8x8 keys/values (the stride-2 depthwise conv), 4 heads of 64
+    assert cost.attention == 4 * 256 * 64 * (64 + 64)
+    assert rb.residual and rb.out_hw == (16, 16)
+    model = nasscale.build(spec)
+    assert nasscale.count(spec).params == sum(p.numel() for p in model.parameters())
+    no_kv_stride = nasscale.parse_block("mqa_k3_h4_v1_d64_c160")
+    assert nasscale.format_block(no_kv_stride) == "mqa_k3_h4_v1_d64_c160"
+
+
 def test_torchvision_has_no_mobilenet_v4():
     from nasscale.errors import NasscaleError
     from nasscale.weights import reference_keys
@@ -243,7 +267,8 @@ def test_torchvision_has_no_convnext_v2():
 
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
                                   "efficientnet_lite0", "efficientnet_edgetpu_s",
-                                  "convnext_v2_atto", "mobilenet_v4_conv_small"])
+                                  "convnext_v2_atto", "mobilenet_v4_conv_small",
+                                  "mobilenet_v4_hybrid_medium"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -259,7 +284,7 @@ def test_nasscale_scale_works_on_every_new_family(name, capsys):
 
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
                                   "efficientnet_edgetpu_s", "convnext_v2_atto",
-                                  "mobilenet_v4_conv_small"])
+                                  "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",

@@ -47,6 +47,20 @@ def test_mobilenet_v4_space_searches_uib_variants_per_layer():
              "kernel_size": [0, 3]}]})
 
 
+def test_mobilenet_v4_space_offers_mobile_mqa_in_its_late_slots():
+    from nasscale.specs import MobileMQASpec
+
+    space = load_space("mobilenet_v4_like")
+    largest = space.largest()
+    mqa = [st.block for st in largest.stages if isinstance(st.block, MobileMQASpec)]
+    assert [(b.out_channels, b.num_heads, b.key_dim, b.kv_stride) for b in mqa] == [
+        (160, 4, 64, 2), (256, 8, 64, 1)]
+    params = space.params_for(largest)
+    assert params["s4.attn"] and params["s5.attn"] and params["s4.attn.kv_stride"] == 2
+    back = space.sample(optuna.trial.FixedTrial(params))
+    assert same_architecture(back, largest)
+
+
 def _v4_data():
     return {"name": "x", "family": "mobilenet_v4", "num_classes": 10, "resolution": [32],
             "stem": {"width": 16}, "head": {}}

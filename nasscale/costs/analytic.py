@@ -24,6 +24,7 @@ from nasscale.specs import (
     FusedMBConvSpec,
     LNDownsampleSpec,
     MBConvSpec,
+    MobileMQASpec,
     MobileViTSpec,
     PatchifySpec,
     PatchMergeSpec,
@@ -160,6 +161,23 @@ def uib_cost(rb: ResolvedBlock) -> Cost:
     return cost + Cost(params=cout if s.layer_scale is not None else 0)
 
 
+def mqa_cost(rb: ResolvedBlock) -> Cost:
+    """BN → query (heads · d) and shared key, value (d each) 1×1 convs, the key/value taken
+    from the input downsampled by a strided depthwise conv + BN each → Q·Kᵀ and A·V over the
+    (h·w) queries and the downsampled (h'·w') keys → output 1×1 conv; layer scale per channel."""
+    s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+    hw, kv = rb.out_hw, s.kv_hw(rb.in_hw)
+    heads, d = s.num_heads, s.key_dim
+    cost = norm(cin) + conv(cin, heads * d, 1, hw)
+    if s.kv_stride > 1:
+        cost += (conv_norm(cin, cin, s.kernel_size, kv, groups=cin)) * 2
+    cost += conv(cin, d, 1, kv) * 2
+    queries, keys = hw[0] * hw[1], kv[0] * kv[1]
+    cost += Cost(attention=heads * queries * keys * 2 * d)  # Q·Kᵀ and A·V, per head
+    cost += conv(heads * d, cout, 1, hw)
+    return cost + Cost(params=cout if s.layer_scale is not None else 0)
+
+
 def patchify_cost(rb: ResolvedBlock) -> Cost:
     p = rb.spec.patch_size
     return conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True) + norm(rb.out_channels)
@@ -246,6 +264,7 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     SwinSpec: swin_cost,
     PatchMergeSpec: patchmerge_cost,
     UIBSpec: uib_cost,
+    MobileMQASpec: mqa_cost,
 }
 
 

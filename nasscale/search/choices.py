@@ -251,6 +251,66 @@ class AttentionTail:
 
 
 @dataclass(frozen=True)
+class MQATail:
+    """An optional Mobile MQA block after a slot's layers, at the slot's width (MobileNetV4's
+    hybrid networks put them in their last two stages): heads, channels per head, key/value
+    stride and the depthwise kernel that downsamples, each a choice."""
+
+    present: tuple[bool, ...] = (False, True)
+    num_heads: tuple[int, ...] = (4,)
+    key_dim: tuple[int, ...] = (64,)
+    kv_stride: tuple[int, ...] = (1,)
+    kernel_size: tuple[int, ...] = (3,)
+    layer_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        _choices("attention.present", self.present, (False, True), bool)
+        for name in ("num_heads", "key_dim", "kernel_size"):
+            if any(v < 1 for v in _choices(f"attention.{name}", getattr(self, name), kind=int)):
+                raise SpecError("choices must be >= 1", (f"attention.{name}",))
+        _choices("attention.kv_stride", self.kv_stride, (1, 2, 4), int)
+
+    def _pick(self, trial: Suggester, name: str, values: tuple) -> Any:
+        return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
+
+    def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
+        from nasscale.specs import MobileMQASpec
+
+        if not self._pick(trial, f"s{i}.attn", self.present):
+            return None
+        return MobileMQASpec(
+            out_channels=width, num_heads=self._pick(trial, f"s{i}.attn.heads", self.num_heads),
+            key_dim=self._pick(trial, f"s{i}.attn.key_dim", self.key_dim),
+            kv_stride=self._pick(trial, f"s{i}.attn.kv_stride", self.kv_stride),
+            kernel_size=self._pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
+            layer_scale=self.layer_scale)
+
+    def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
+        from nasscale.specs import MobileMQASpec
+
+        out: dict[str, Any] = {}
+
+        def put(name: str, values: Sequence[Any], value: Any) -> None:
+            if value not in values:
+                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
+            if len(values) > 1:
+                out[name] = value
+
+        put(f"s{i}.attn", self.present, block is not None)
+        if block is None:
+            return out
+        if not isinstance(block, MobileMQASpec) or block.layer_scale != self.layer_scale \
+                or not block.skip:
+            raise NotInSpace(f"s{i}: the attention layer must be an mqa block with layer "
+                             f"scale {self.layer_scale}")
+        put(f"s{i}.attn.heads", self.num_heads, block.num_heads)
+        put(f"s{i}.attn.key_dim", self.key_dim, block.key_dim)
+        put(f"s{i}.attn.kv_stride", self.kv_stride, block.kv_stride)
+        put(f"s{i}.attn.kernel_size", self.kernel_size, block.kernel_size)
+        return out
+
+
+@dataclass(frozen=True)
 class StageChoice:
     """A stage slot.  ``per_layer`` names the layer fields that every layer samples on its own;
     the other fields are shared by the slot's layers (one Optuna parameter each)."""
@@ -260,7 +320,7 @@ class StageChoice:
     width: WidthChoice
     layer: LayerChoice
     per_layer: tuple[str, ...] = ()
-    attention: AttentionTail | None = None
+    attention: "AttentionTail | MQATail | None" = None
 
     def __post_init__(self) -> None:
         if self.stride not in (1, 2):

@@ -34,6 +34,7 @@ from nasscale.specs import NormPolicy
 from nasscale.search.choices import (
     AttentionTail,
     HeadChoice,
+    MQATail,
     LayerChoice,
     StageChoice,
     WidthChoice,
@@ -47,6 +48,8 @@ STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio"
               "se_form", "activation", "per_layer", "attention", "start_kernel")
 ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
                   "num_heads", "patch_size", "kernel_size", "activation")
+MQA_KEYS = ("kind", "present", "num_heads", "key_dim", "kv_stride", "kernel_size",
+            "layer_scale")
 HEAD_KEYS = ("conv_width", "conv_ratio", "conv_activation", "hidden", "hidden_activation",
              "dropout", "hidden_norm")
 
@@ -101,12 +104,25 @@ def _stage(data: Any, where: str) -> StageChoice:
         raise err.with_context(where) from None
 
 
-def _attention(data: Any, where: str) -> AttentionTail:
+def _mqa(data: Any, where: str) -> MQATail:
+    data = dict(check_keys(data, MQA_KEYS, where))
+    data.pop("kind")
+    args = {key: value if key == "layer_scale" else _list(value, f"{where}.{key}")
+            for key, value in data.items()}
+    try:
+        return MQATail(**args)
+    except SpecError as err:
+        raise err.with_context(where) from None
+
+
+def _attention(data: Any, where: str) -> "AttentionTail | MQATail":
+    if isinstance(data, dict) and data.get("kind") == "mqa":
+        return _mqa(data, where)
     data = dict(check_keys(data, ATTENTION_KEYS, where, required=("transformer_dim",)))
     kind = data.pop("kind", "mobilevit")
     if kind != "mobilevit":
-        raise SpecError(f"must be mobilevit (the attention block a stage slot can end with), "
-                        f"got {kind!r}", (f"{where}.kind",))
+        raise SpecError(f"must be mobilevit or mqa (the attention blocks a stage slot can end "
+                        f"with), got {kind!r}", (f"{where}.kind",))
     args: dict[str, Any] = {"transformer_dim": _width(data.pop("transformer_dim"),
                                                       f"{where}.transformer_dim")}
     for key, value in data.items():

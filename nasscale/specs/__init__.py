@@ -14,6 +14,7 @@ from nasscale.specs.blocks import (
     UIBSpec,
 )
 from nasscale.specs.attention import (
+    MobileMQASpec,
     MobileViTSpec,
     PatchMergeSpec,
     SwinEmbedSpec,
@@ -47,6 +48,7 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     SwinSpec.kind: SwinSpec,
     PatchMergeSpec.kind: PatchMergeSpec,
     UIBSpec.kind: UIBSpec,
+    MobileMQASpec.kind: MobileMQASpec,
 }
 
 __all__ = [
@@ -57,5 +59,5 @@ __all__ = [
     "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
-    "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
+    "MobileMQASpec", "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
 ]

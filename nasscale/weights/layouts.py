@@ -396,6 +396,13 @@ class TimmEfficientNet(Layout):
                             ("dw_mid.0", "dw_mid.conv"), ("dw_mid.1", "dw_mid.bn"),
                             ("project.0", "pw_proj.conv"), ("project.1", "pw_proj.bn"),
                             ("layer_scale", "layer_scale.gamma"))
+        if kind == "mqa":
+            return prefix, (("norm", "norm"), ("query", "attn.query.proj"),
+                            ("key_down.0", "attn.key.down_conv"), ("key_down.1", "attn.key.norm"),
+                            ("key", "attn.key.proj"),
+                            ("value_down.0", "attn.value.down_conv"),
+                            ("value_down.1", "attn.value.norm"), ("value", "attn.value.proj"),
+                            ("output", "attn.output.proj"), ("layer_scale", "layer_scale.gamma"))
         raise LayoutError(f"timm's EfficientNet has no {kind} block ({rb.where})")
 
     @property
