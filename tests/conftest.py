@@ -83,4 +83,7 @@ TINY = {
     "swinembed": ["swinembed_p2_c16"],
     "swin": ["swinembed_p2_c16", "swin_r3_w3_h2_e2_c16_gelu"],
     "patchmerge": ["swinembed_p2_c16", "patchmerge_c24"],
+    "uib": ["uib_a3_k5_s2_e4_c16_relu", "uib_r2_a3_k0_s1_e2_c16_relu_ls1e-05",
+            "uib_a0_k3_s2_e3_c24_relu", "uib_a5_k0_s2_e2_c24_relu", "uib_a0_k0_e2_c24_relu"],
+    "mqa": ["conv_k3_s2_c16_relu", "mqa_k3_h2_v2_d8_c16_ls1e-05", "mqa_r2_k3_h4_d8_c16"],
 }

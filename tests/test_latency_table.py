@@ -60,7 +60,8 @@ def test_the_space_contains_its_base_and_lists_every_unit_it_can_hold(tiny_space
 
 
 @pytest.mark.parametrize("base", ["convnext_tiny", "mobilevit_xxs", "vit_b_16", "swin_t",
-                                  "mobilenet_v1", "efficientnet_v2_s"])
+                                  "mobilenet_v1", "efficientnet_v2_s",
+                                  "mobilenet_v4_hybrid_medium"])
 def test_the_space_around_any_kind_covers_its_samples(base):
     """Every kind's rule says what may vary, so the neighbourhood works for every family: each
     sampled network is valid and made only of blocks ``blocks()`` lists."""

@@ -1,5 +1,5 @@
 """The families added as data (issue 15): MnasNet, EfficientNet-Lite, EfficientNet-EdgeTPU,
-ConvNeXt-V2, PP-LCNet.
+ConvNeXt-V2, MobileNetV4, PP-LCNet.
 
 Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
 nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
@@ -16,7 +16,9 @@ import torch
 import nasscale
 from nasscale.cli import main
 from nasscale.errors import SpecError
+from nasscale.grammar.yaml_io import network_from_data, network_to_data
 from nasscale.scaling import scale
+from nasscale.specs import StageSpec
 
 # name: (reference, resolution, params, FLOPs)
 REFERENCE = {
@@ -46,6 +48,17 @@ REFERENCE = {
     "lcnet_075": ("timm lcnet_075", 224, 2_358_288, 94_786_496),
     "lcnet_100": ("timm lcnet_100", 224, 2_953_800, 155_700_480),
     "lcnet_150": ("timm lcnet_150", 224, 4_501_112, 334_188_416),
+    # timm's default_cfg input sizes: conv-S 224, conv-M 256, conv-L 384
+    "mobilenet_v4_conv_small": ("timm mobilenetv4_conv_small", 224, 3_774_024, 186_005_568),
+    "mobilenet_v4_conv_medium": ("timm mobilenetv4_conv_medium", 256, 9_715_512,
+                                 1_080_244_224),
+    "mobilenet_v4_conv_large": ("timm mobilenetv4_conv_large", 384, 32_590_864,
+                                6_376_220_672),
+    # FLOPs with the attention matmuls (Q·Kᵀ and A·V, fvcore's sdpa handle)
+    "mobilenet_v4_hybrid_medium": ("timm mobilenetv4_hybrid_medium", 256, 11_074_648,
+                                   1_271_183_360),
+    "mobilenet_v4_hybrid_large": ("timm mobilenetv4_hybrid_large", 384, 37_764_624,
+                                  7_711_877_120),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
@@ -191,6 +204,90 @@ def test_a_grn_block_counts_gamma_and_beta_and_round_trips():
     assert nasscale.count(plain).flops == nasscale.count(no_grn).flops  # element-wise
 
 
+UIB_VARIANTS = {"uib_a3_k5_s2_e4_c80_relu": "ExtraDW", "uib_a0_k3_s1_e2_c96_relu": "IB",
+                "uib_a3_k0_s1_e4_c96_relu": "ConvNeXt", "uib_a0_k0_s1_e2_c160_relu": "FFN"}
+
+
+@pytest.mark.parametrize("text", sorted(UIB_VARIANTS))
+def test_uib_variants_round_trip_and_count_as_built(text):
+    block = nasscale.parse_block(text)
+    assert block.variant == UIB_VARIANTS[text]
+    assert nasscale.format_block(block) == text
+    spec = nasscale.NetworkSpec(name="t", stem=(nasscale.parse_block("conv_k3_s1_c24_relu"),),
+                                stages=(nasscale.parse_stage(text),), resolution=16)
+    model = nasscale.build(spec)
+    assert nasscale.count(spec).params == sum(p.numel() for p in model.parameters())
+
+
+def test_uib_stride_goes_on_the_mid_dw_else_the_start_dw_which_has_no_activation():
+    from nasscale.modules.blocks import UniversalInvertedBottleneck
+
+    def built(text):
+        spec = nasscale.NetworkSpec(name="t", stem=(nasscale.parse_block("conv_k3_s1_c16_relu"),),
+                                    stages=(nasscale.parse_stage(text),), resolution=16)
+        return nasscale.build(spec).stages[0][0]
+
+    extra = built("uib_a3_k5_s2_e4_c24_relu")
+    assert isinstance(extra, UniversalInvertedBottleneck)
+    assert extra.dw_start[0].stride == (1, 1) and extra.dw_mid[0].stride == (2, 2)
+    assert len(extra.dw_start) == 2 and len(extra.dw_mid) == 3  # conv, BN (, act)
+    assert extra.expand[0].out_channels == 64  # make_divisible(16 * 4, 8)
+    convnext = built("uib_a5_k0_s2_e2_c24_relu")
+    assert convnext.dw_start[0].stride == (2, 2)
+    with pytest.raises(SpecError, match="stride"):
+        nasscale.parse_block("uib_a0_k0_s2_e2_c24_relu")
+
+
+def test_uib_layer_scale_and_residual():
+    block = nasscale.parse_block("uib_a3_k3_s1_e4_c16_relu_ls1e-05")
+    assert block.layer_scale == 1e-05
+    plain = block.replace(layer_scale=None)
+    net = lambda b: nasscale.NetworkSpec(  # noqa: E731
+        name="t", stem=(nasscale.parse_block("conv_k3_s1_c16_relu"),),
+        stages=(StageSpec(block=b),), resolution=16)
+    assert nasscale.count(net(block)).params - nasscale.count(net(plain)).params == 16
+    assert nasscale.resolve(net(block)).blocks[1].residual
+    assert not nasscale.resolve(net(block.replace(skip=False))).blocks[1].residual
+
+
+def test_mobilenet_v4_head_is_conv_bn_act_after_pooling():
+    spec = nasscale.load("mobilenet_v4_conv_small")
+    assert spec.head.hidden == (1280,) and spec.head.hidden_norm == "bn"
+    model = nasscale.build(spec)
+    assert model.head.hidden[0].bias is None
+    assert isinstance(model.head.hidden_norm[0], torch.nn.BatchNorm1d)
+    data = network_to_data(spec)
+    assert data["head"]["hidden_norm"] == "bn"
+    assert network_from_data(data).head == spec.head
+
+
+def test_mobile_mqa_counts_its_attention_matmuls_and_round_trips():
+    text = "mqa_k3_h4_v2_d64_c160_ls1e-05"
+    block = nasscale.parse_block(text)
+    assert (block.num_heads, block.key_dim, block.kv_stride, block.layer_scale) == (4, 64, 2,
+                                                                                   1e-05)
+    assert nasscale.format_block(block) == text
+    spec = nasscale.NetworkSpec(name="t", stem=(nasscale.parse_block("conv_k3_s2_c160_relu"),),
+                                stages=(nasscale.parse_stage(text),), resolution=32)
+    rb = nasscale.resolve(spec).blocks[1]
+    cost = nasscale.count(spec).blocks[1]
+    # 16x16 queries, 8x8 keys/values (the stride-2 depthwise conv), 4 heads of 64
+    assert cost.attention == 4 * 256 * 64 * (64 + 64)
+    assert rb.residual and rb.out_hw == (16, 16)
+    model = nasscale.build(spec)
+    assert nasscale.count(spec).params == sum(p.numel() for p in model.parameters())
+    no_kv_stride = nasscale.parse_block("mqa_k3_h4_v1_d64_c160")
+    assert nasscale.format_block(no_kv_stride) == "mqa_k3_h4_v1_d64_c160"
+
+
+def test_torchvision_has_no_mobilenet_v4():
+    from nasscale.errors import NasscaleError
+    from nasscale.weights import reference_keys
+
+    with pytest.raises(NasscaleError, match="torchvision has no MobileNetV4"):
+        reference_keys("mobilenet_v4_conv_small", "torchvision")
+
+
 def test_torchvision_has_no_convnext_v2():
     from nasscale.errors import NasscaleError
     from nasscale.weights import reference_keys
@@ -201,7 +298,8 @@ def test_torchvision_has_no_convnext_v2():
 
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
                                   "efficientnet_lite0", "efficientnet_edgetpu_s",
-                                  "convnext_v2_atto", "lcnet_100"])
+                                  "convnext_v2_atto", "mobilenet_v4_conv_small",
+                                  "mobilenet_v4_hybrid_medium", "lcnet_100"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -218,7 +316,9 @@ def test_nasscale_scale_works_on_every_new_family(name, capsys):
 
 
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
-                                  "efficientnet_edgetpu_s", "convnext_v2_atto", "lcnet_050"])
+                                  "efficientnet_edgetpu_s", "convnext_v2_atto",
+                                  "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium",
+                                  "lcnet_050"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",

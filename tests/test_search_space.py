@@ -31,6 +31,39 @@ def test_required_spaces_are_shipped():
     assert {"mobilenet_v3_large", "mobilenet_v3_small"} <= set(
         load_space("mobilenet_v3_like").contains)
     assert "efficientnet_b0" in load_space("efficientnet_like").contains
+    assert {"mobilenet_v4_conv_small", "mobilenet_v4_conv_medium"} <= set(
+        load_space("mobilenet_v4_like").contains)
+
+
+def test_mobilenet_v4_space_searches_uib_variants_per_layer():
+    space = load_space("mobilenet_v4_like")
+    params = space.params_for(nasscale.load("mobilenet_v4_conv_medium"))
+    # the medium's stage 3 FFN (a0 k0) and ConvNeXt-like (a3 k0) layers
+    assert params["s4.l6.kernel_size"] == 0 and params["s4.l6.start_kernel"] == 0
+    assert params["s4.l5.kernel_size"] == 0 and params["s4.l5.start_kernel"] == 3
+    with pytest.raises(SpecError, match="0 \\(none\\) only for uib"):
+        space_from_data({**_v4_data(), "stages": [
+            {"stride": 2, "depth": [1], "width": 32, "kinds": ["mbconv"],
+             "kernel_size": [0, 3]}]})
+
+
+def test_mobilenet_v4_space_offers_mobile_mqa_in_its_late_slots():
+    from nasscale.specs import MobileMQASpec
+
+    space = load_space("mobilenet_v4_like")
+    largest = space.largest()
+    mqa = [st.block for st in largest.stages if isinstance(st.block, MobileMQASpec)]
+    assert [(b.out_channels, b.num_heads, b.key_dim, b.kv_stride) for b in mqa] == [
+        (160, 4, 64, 2), (256, 8, 64, 1)]
+    params = space.params_for(largest)
+    assert params["s4.attn"] and params["s5.attn"] and params["s4.attn.kv_stride"] == 2
+    back = space.sample(optuna.trial.FixedTrial(params))
+    assert same_architecture(back, largest)
+
+
+def _v4_data():
+    return {"name": "x", "family": "mobilenet_v4", "num_classes": 10, "resolution": [32],
+            "stem": {"width": 16}, "head": {}}
 
 
 @pytest.mark.parametrize("space_name", space_names())

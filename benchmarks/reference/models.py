@@ -48,6 +48,9 @@ TIMM = {
     **{f"convnext_v2_{n}": f"convnextv2_{n}"
        for n in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")},
     **{f"lcnet_{n}": f"lcnet_{n}" for n in ("050", "075", "100", "150")},
+    **{f"mobilenet_v4_conv_{n}": f"mobilenetv4_conv_{n}" for n in ("small", "medium", "large")},
+    "mobilenet_v4_hybrid_medium": "mobilenetv4_hybrid_medium",
+    "mobilenet_v4_hybrid_large": "mobilenetv4_hybrid_large",
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

@@ -24,6 +24,7 @@ from nasscale.specs import (
     FusedMBConvSpec,
     LNDownsampleSpec,
     MBConvSpec,
+    MobileMQASpec,
     MobileViTSpec,
     PatchifySpec,
     PatchMergeSpec,
@@ -32,6 +33,7 @@ from nasscale.specs import (
     ResolvedNetwork,
     SwinEmbedSpec,
     SwinSpec,
+    UIBSpec,
     ViTEmbedSpec,
     ViTSpec,
 )
@@ -143,6 +145,39 @@ def convnext_cost(rb: ResolvedBlock) -> Cost:
     return cost + Cost(params=(c if s.layer_scale > 0 else 0) + (2 * mid if s.grn else 0))
 
 
+def uib_cost(rb: ResolvedBlock) -> Cost:
+    """[start dw] → expand → [mid dw] → project (each conv + BN); layer scale: one per channel.
+    The start conv runs at the input size unless it carries the stride (no mid conv)."""
+    s, cin, mid, cout = rb.spec, rb.in_channels, rb.widths["mid"], rb.out_channels
+    cost = Cost()
+    if s.start_kernel:
+        start_hw = rb.in_hw if s.kernel_size else rb.out_hw
+        cost += conv_norm(cin, cin, s.start_kernel, start_hw, groups=cin)
+    expand_hw = rb.out_hw if s.start_kernel and not s.kernel_size else rb.in_hw
+    cost += conv_norm(cin, mid, 1, expand_hw)
+    if s.kernel_size:
+        cost += conv_norm(mid, mid, s.kernel_size, rb.out_hw, groups=mid)
+    cost += conv_norm(mid, cout, 1, rb.out_hw)
+    return cost + Cost(params=cout if s.layer_scale is not None else 0)
+
+
+def mqa_cost(rb: ResolvedBlock) -> Cost:
+    """BN → query (heads · d) and shared key, value (d each) 1×1 convs, the key/value taken
+    from the input downsampled by a strided depthwise conv + BN each → Q·Kᵀ and A·V over the
+    (h·w) queries and the downsampled (h'·w') keys → output 1×1 conv; layer scale per channel."""
+    s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+    hw, kv = rb.out_hw, s.kv_hw(rb.in_hw)
+    heads, d = s.num_heads, s.key_dim
+    cost = norm(cin) + conv(cin, heads * d, 1, hw)
+    if s.kv_stride > 1:
+        cost += (conv_norm(cin, cin, s.kernel_size, kv, groups=cin)) * 2
+    cost += conv(cin, d, 1, kv) * 2
+    queries, keys = hw[0] * hw[1], kv[0] * kv[1]
+    cost += Cost(attention=heads * queries * keys * 2 * d)  # Q·Kᵀ and A·V, per head
+    cost += conv(heads * d, cout, 1, hw)
+    return cost + Cost(params=cout if s.layer_scale is not None else 0)
+
+
 def patchify_cost(rb: ResolvedBlock) -> Cost:
     p = rb.spec.patch_size
     return conv(rb.in_channels, rb.out_channels, p, rb.out_hw, bias=True) + norm(rb.out_channels)
@@ -228,6 +263,8 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     SwinEmbedSpec: patchify_cost,  # conv p×p/p + LN, like the ConvNeXt stem
     SwinSpec: swin_cost,
     PatchMergeSpec: patchmerge_cost,
+    UIBSpec: uib_cost,
+    MobileMQASpec: mqa_cost,
 }
 
 
@@ -245,7 +282,8 @@ def head_cost(head: ResolvedHead) -> Cost:
     c = head.in_channels
     cost = norm(c) if head.norm != "none" else Cost()
     for width in head.hidden:
-        cost += linear(c, width)
+        bn = head.hidden_norm == "bn"
+        cost += linear(c, width, bias=not bn) + (norm(width) if bn else Cost())
         c = width
     return cost + linear(c, head.num_classes)
 

@@ -27,6 +27,10 @@ token           field                              meaning
 ``w<int>``      window_size                        Swin attention window (w×w tokens)
 ``d<int>``      transformer_dim                    MobileViT transformer width
 ``l<int>``      transformer_depth                  MobileViT transformer layers per block
+``a<int>``      start_kernel                       UIB: start depthwise kernel (0: none; its
+                                                   ``k`` is the mid one, where 0 is none too)
+``v<int>``      kv_stride                          Mobile MQA: key/value downsampling stride
+``d<int>``      key_dim                            Mobile MQA: channels per head (q, k and v)
 ``shift``       shifted=True                       Swin: shifted windows on the first repeat
 activation      activation                         relu, relu6, hswish, silu, gelu, ...
 ``se<r>-<base>-<gate>-<act>-d<div>``  se          squeeze-excite: ratio, base (in|mid), gate
@@ -136,6 +140,8 @@ TOKENS: dict[str, Token] = {
     "skip": flag_token("skip", "skip", True), "nonorm": flag_token("nonorm", "norm", "none"),
     "bias": flag_token("bias", "bias", True), "ls": float_token("ls", "layer_scale"),
     "shift": flag_token("shift", "shifted", True), "grn": flag_token("grn", "grn", True),
+    "a": int_token("a", "start_kernel"),
+    "kv_stride": int_token("v", "kv_stride"), "key_dim": int_token("d", "key_dim"),
 }
 
 

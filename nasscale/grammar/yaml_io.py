@@ -31,7 +31,8 @@ from nasscale.specs import (
 NETWORK_KEYS = ("name", "family", "paper", "reference", "resolution", "num_classes",
                 "in_channels", "drop_path_rate", "rounding", "norm", "stem", "stages", "head",
                 "expected")
-HEAD_KEYS = ("blocks", "pool", "norm", "hidden", "hidden_activation", "dropout")
+HEAD_KEYS = ("blocks", "pool", "norm", "hidden", "hidden_activation", "hidden_norm",
+             "dropout")
 ROUNDING_KEYS = tuple(f.name for f in dataclasses.fields(RoundingPolicy))
 NORM_KEYS = tuple(f.name for f in dataclasses.fields(NormPolicy))
 EXPECTED_KEYS = tuple(f.name for f in dataclasses.fields(Expected))
@@ -205,6 +206,8 @@ def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
     out["head"] = {"blocks": [format_block(b) for b in head.blocks], "pool": head.pool,
                    "norm": head.norm, "hidden": list(head.hidden),
                    "hidden_activation": head.hidden_activation, "dropout": head.dropout}
+    if head.hidden_norm != "none":
+        out["head"]["hidden_norm"] = head.hidden_norm
     if spec.expected is not None:
         out["expected"] = {k: v for k, v in dataclasses.asdict(spec.expected).items()
                            if v not in (None, "")}
@@ -247,7 +250,7 @@ def dump_network(spec: NetworkSpec) -> str:
             lines.append("head:")
             lines.append("  blocks:" + ("" if value["blocks"] else " []"))
             lines += block_lines("head", value["blocks"], "    ")
-            lines += [f"  {hk}: {_scalar(value[hk])}" for hk in HEAD_KEYS[1:]]
+            lines += [f"  {hk}: {_scalar(value[hk])}" for hk in HEAD_KEYS[1:] if hk in value]
         else:
             lines.append(f"{key}: {_scalar(value)}")
     return "\n".join(lines) + "\n"

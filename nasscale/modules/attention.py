@@ -19,6 +19,7 @@ from torch import nn
 from nasscale.modules.layers import ConvNormAct, DropPath, activation
 from nasscale.modules.registry import builds, cna_axes, transformer_axes, weight_axes
 from nasscale.specs import (
+    MobileMQASpec,
     MobileViTSpec,
     PatchMergeSpec,
     ResolvedBlock,
@@ -320,4 +321,62 @@ def swin_axes(m, rb) -> dict:
     for name in [k for k in axes if k.startswith("attn.")]:
         axes["attn." + name] = axes.pop(name)
     axes["attn.relative_position_bias_table"] = (None, "heads")
+    return axes
+
+
+@builds(MobileMQASpec)
+class MobileMQA(nn.Module):
+    """MobileNetV4's Mobile MQA block on (N, C, H, W) maps (see ``MobileMQASpec``): BN →
+    multi-query attention (``num_heads`` query heads, one key and one value shared by all,
+    from a ``kv_stride``-downsampled input) → layer scale → + input.  The attention is
+    ``F.scaled_dot_product_attention`` with the key and value broadcast over the heads."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+        eps, momentum = rb.norm.bn
+        self.heads, self.key_dim = s.num_heads, s.key_dim
+        self.norm = nn.BatchNorm2d(cin, eps=eps, momentum=momentum)
+        self.query = nn.Conv2d(cin, s.num_heads * s.key_dim, 1, bias=False)
+
+        def down() -> nn.Module:
+            if s.kv_stride == 1:
+                return nn.Identity()
+            return ConvNormAct(cin, cin, s.kernel_size, s.kv_stride, groups=cin, act="none",
+                               bn=rb.norm.bn)
+
+        self.key_down, self.value_down = down(), down()
+        self.key = nn.Conv2d(cin, s.key_dim, 1, bias=False)
+        self.value = nn.Conv2d(cin, s.key_dim, 1, bias=False)
+        self.output = nn.Conv2d(s.num_heads * s.key_dim, cout, 1, bias=False)
+        self.layer_scale = (nn.Parameter(torch.full((cout,), float(s.layer_scale)))
+                            if s.layer_scale is not None else None)
+        self.residual = rb.residual
+        self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        y = self.norm(x)
+        q = self.query(y).reshape(n, self.heads, self.key_dim, h * w).transpose(-1, -2)
+        k = self.key(self.key_down(y)).flatten(2).transpose(1, 2).unsqueeze(1)  # (N, 1, S, d)
+        v = self.value(self.value_down(y)).flatten(2).transpose(1, 2).unsqueeze(1)
+        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, h·w, d)
+        o = o.transpose(1, 2).reshape(n, h, w, self.heads * self.key_dim).permute(0, 3, 1, 2)
+        y = self.output(o)
+        if self.layer_scale is not None:
+            y = y * self.layer_scale.view(1, -1, 1, 1)
+        return x + self.drop_path(y) if self.residual else y
+
+
+@weight_axes(MobileMQA)
+def mqa_axes(m: MobileMQA, rb) -> dict:
+    axes = {"norm.weight": (".in",), "norm.bias": (".in",), "norm.running_mean": (".in",),
+            "norm.running_var": (".in",), "query.weight": (None, "in"),
+            "key.weight": (None, "in"), "value.weight": (None, "in"),
+            "output.weight": ("out", None)}
+    for name in ("key_down", "value_down"):
+        if not isinstance(getattr(m, name), nn.Identity):
+            axes.update(cna_axes(f"{name}.", ".in", "in", depthwise=True))
+    if m.layer_scale is not None:
+        axes["layer_scale"] = ("out",)
     return axes

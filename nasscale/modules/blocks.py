@@ -16,6 +16,7 @@ from nasscale.specs import (
     MBConvSpec,
     PatchifySpec,
     ResolvedBlock,
+    UIBSpec,
 )
 
 
@@ -171,6 +172,47 @@ def convnext_axes(m: ConvNeXtBlock, rb) -> dict:
         axes["layer_scale"] = ("out",)
     if m.grn is not None:
         axes.update({"grn.weight": ("mid",), "grn.bias": ("mid",)})
+    return axes
+
+
+@builds(UIBSpec)
+class UniversalInvertedBottleneck(nn.Module):
+    """MobileNetV4's UIB (see ``UIBSpec``): [start dw → BN] → expand → BN → act →
+    [mid dw → BN → act] → project → BN → [layer scale] → + input."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, cin, mid, cout = rb.spec, rb.in_channels, rb.widths["mid"], rb.out_channels
+        bn = rb.norm.bn
+        self.dw_start = (ConvNormAct(cin, cin, s.start_kernel, 1 if s.kernel_size else s.stride,
+                                     groups=cin, act="none", bn=bn)
+                         if s.start_kernel else nn.Identity())
+        self.expand = ConvNormAct(cin, mid, 1, act=s.activation, bn=bn)
+        self.dw_mid = (ConvNormAct(mid, mid, s.kernel_size, s.stride, groups=mid,
+                                   act=s.activation, bn=bn)
+                       if s.kernel_size else nn.Identity())
+        self.project = ConvNormAct(mid, cout, 1, act="none", bn=bn)
+        self.layer_scale = (nn.Parameter(torch.full((cout,), float(s.layer_scale)))
+                            if s.layer_scale is not None else None)
+        self.residual = rb.residual
+        self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.dw_mid(self.expand(self.dw_start(x))))
+        if self.layer_scale is not None:
+            y = y * self.layer_scale.view(1, -1, 1, 1)
+        return x + self.drop_path(y) if self.residual else y
+
+
+@weight_axes(UniversalInvertedBottleneck)
+def uib_axes(m: UniversalInvertedBottleneck, rb) -> dict:
+    axes = {**cna_axes("expand.", "mid", "in"), **cna_axes("project.", "out", "mid")}
+    if not isinstance(m.dw_start, nn.Identity):
+        axes.update(cna_axes("dw_start.", ".in", "in", depthwise=True))
+    if not isinstance(m.dw_mid, nn.Identity):
+        axes.update(cna_axes("dw_mid.", ".mid", "mid", depthwise=True))
+    if m.layer_scale is not None:
+        axes["layer_scale"] = ("out",)
     return axes
 
 

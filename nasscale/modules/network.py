@@ -42,10 +42,16 @@ class Head(nn.Module):
         self.norm = (nn.LayerNorm(c, eps=head.norm_policy.ln(1e-6)) if head.norm != "none"
                      else nn.Identity())
         hidden: list[nn.Module] = []
+        norms: list[nn.Module] = []
+        bn = head.hidden_norm == "bn"
+        eps, momentum = head.norm_policy.bn
         for width in head.hidden:
-            hidden += [nn.Linear(c, width), activation(head.hidden_activation)]
+            hidden += [nn.Linear(c, width, bias=not bn), activation(head.hidden_activation)]
+            if bn:
+                norms.append(nn.BatchNorm1d(width, eps=eps, momentum=momentum))
             c = width
         self.hidden = nn.Sequential(*hidden)
+        self.hidden_norm = nn.ModuleList(norms) if bn else None
         self.dropout = nn.Dropout(head.dropout) if head.dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(c, head.num_classes)
 
@@ -56,7 +62,12 @@ class Head(nn.Module):
         x = self.pooled(x)
         if not self.norm_before_pool:
             x = self.norm(x)
-        return self.classifier(self.dropout(self.hidden(x)))
+        if self.hidden_norm is None:
+            x = self.hidden(x)
+        else:  # linear → BatchNorm → act
+            for k, norm in enumerate(self.hidden_norm):
+                x = self.hidden[2 * k + 1](norm(self.hidden[2 * k](x)))
+        return self.classifier(self.dropout(x))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "nchw":

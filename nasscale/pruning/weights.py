@@ -59,7 +59,11 @@ def head_axes(model: Network, rn: ResolvedNetwork) -> dict:
     prev = "in"
     for k in range(len(rn.head.hidden)):
         axes[f"hidden.{2 * k}.weight"] = (f"hidden{k}", prev)
-        axes[f"hidden.{2 * k}.bias"] = (f"hidden{k}",)
+        if rn.head.hidden_norm == "bn":
+            axes.update({f"hidden_norm.{k}.{n}": (f"hidden{k}",)
+                         for n in ("weight", "bias", "running_mean", "running_var")})
+        else:
+            axes[f"hidden.{2 * k}.bias"] = (f"hidden{k}",)
         prev = f"hidden{k}"
     axes["classifier.weight"] = (None, prev)
     axes["classifier.bias"] = (None,)

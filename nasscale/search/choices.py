@@ -95,14 +95,25 @@ class LayerChoice:
     activation: tuple[str, ...] = ("relu",)
     #: the SE of mbconv/fused layers when ``se`` is on (bneck has its own fixed SE)
     se_form: SESpec = SESpec()
+    #: UIB's start depthwise kernel (0: none); its ``kernel_size`` is the mid one, where 0
+    #: (no mid depthwise conv) is allowed when every kind of the choice allows it
+    start_kernel: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         _choices("kinds", self.kinds, layer_kinds(), str)
         _choices("kernel_size", self.kernel_size, kind=int)
+        optional = all(BLOCK_KINDS[kind].layer_kernel_optional for kind in self.kinds
+                       if kind in BLOCK_KINDS)
         for k in self.kernel_size:
-            if k < 1 or k % 2 == 0:
-                raise SpecError(f"choice {k} is not an odd kernel (1, 3, 5, 7, ...)",
+            if (k < 1 or k % 2 == 0) and not (optional and k == 0):
+                raise SpecError(f"choice {k} is not an odd kernel (1, 3, 5, 7, ...)"
+                                + ("" if optional else "; 0 (none) only for uib layers"),
                                 ("kernel_size",))
+        _choices("start_kernel", self.start_kernel, kind=int)
+        for k in self.start_kernel:
+            if k < 0 or (k and k % 2 == 0):
+                raise SpecError(f"choice {k} is not 0 (none) or an odd kernel",
+                                ("start_kernel",))
         _choices("expand_ratio", self.expand_ratio, kind=(int, float))
         if any(e <= 0 for e in self.expand_ratio):
             raise SpecError("choices must be > 0", ("expand_ratio",))
@@ -128,6 +139,8 @@ class LayerChoice:
             values["expand_ratio"] = float(pick("expand_ratio", self.expand_ratio))
         if "se" in cls.layer_fields:
             values["se"] = bool(pick("se", self.se))
+        if "start_kernel" in cls.layer_fields:
+            values["start_kernel"] = int(pick("start_kernel", self.start_kernel))
         return cls.from_layer(in_channels=in_channels, out_channels=out_channels, kernel_size=k,
                               stride=stride, activation=act, se_form=self.se_form, **values)
 
@@ -149,13 +162,13 @@ class LayerChoice:
             values = block.layer_values(in_channels, self.expand_ratio, self.se_form)
         except NotALayer as err:
             raise NotInSpace(f"{prefix}{err.field}: {err.reason}") from None
-        for field in ("expand_ratio", "se"):
+        for field in ("expand_ratio", "se", "start_kernel"):
             if field in values:
                 put(field, getattr(self, field), values[field])
         return out
 
 
-LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation")
+LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation", "start_kernel")
 
 
 @dataclass(frozen=True)
@@ -238,6 +251,66 @@ class AttentionTail:
 
 
 @dataclass(frozen=True)
+class MQATail:
+    """An optional Mobile MQA block after a slot's layers, at the slot's width (MobileNetV4's
+    hybrid networks put them in their last two stages): heads, channels per head, key/value
+    stride and the depthwise kernel that downsamples, each a choice."""
+
+    present: tuple[bool, ...] = (False, True)
+    num_heads: tuple[int, ...] = (4,)
+    key_dim: tuple[int, ...] = (64,)
+    kv_stride: tuple[int, ...] = (1,)
+    kernel_size: tuple[int, ...] = (3,)
+    layer_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        _choices("attention.present", self.present, (False, True), bool)
+        for name in ("num_heads", "key_dim", "kernel_size"):
+            if any(v < 1 for v in _choices(f"attention.{name}", getattr(self, name), kind=int)):
+                raise SpecError("choices must be >= 1", (f"attention.{name}",))
+        _choices("attention.kv_stride", self.kv_stride, (1, 2, 4), int)
+
+    def _pick(self, trial: Suggester, name: str, values: tuple) -> Any:
+        return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
+
+    def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
+        from nasscale.specs import MobileMQASpec
+
+        if not self._pick(trial, f"s{i}.attn", self.present):
+            return None
+        return MobileMQASpec(
+            out_channels=width, num_heads=self._pick(trial, f"s{i}.attn.heads", self.num_heads),
+            key_dim=self._pick(trial, f"s{i}.attn.key_dim", self.key_dim),
+            kv_stride=self._pick(trial, f"s{i}.attn.kv_stride", self.kv_stride),
+            kernel_size=self._pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
+            layer_scale=self.layer_scale)
+
+    def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
+        from nasscale.specs import MobileMQASpec
+
+        out: dict[str, Any] = {}
+
+        def put(name: str, values: Sequence[Any], value: Any) -> None:
+            if value not in values:
+                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
+            if len(values) > 1:
+                out[name] = value
+
+        put(f"s{i}.attn", self.present, block is not None)
+        if block is None:
+            return out
+        if not isinstance(block, MobileMQASpec) or block.layer_scale != self.layer_scale \
+                or not block.skip:
+            raise NotInSpace(f"s{i}: the attention layer must be an mqa block with layer "
+                             f"scale {self.layer_scale}")
+        put(f"s{i}.attn.heads", self.num_heads, block.num_heads)
+        put(f"s{i}.attn.key_dim", self.key_dim, block.key_dim)
+        put(f"s{i}.attn.kv_stride", self.kv_stride, block.kv_stride)
+        put(f"s{i}.attn.kernel_size", self.kernel_size, block.kernel_size)
+        return out
+
+
+@dataclass(frozen=True)
 class StageChoice:
     """A stage slot.  ``per_layer`` names the layer fields that every layer samples on its own;
     the other fields are shared by the slot's layers (one Optuna parameter each)."""
@@ -247,7 +320,7 @@ class StageChoice:
     width: WidthChoice
     layer: LayerChoice
     per_layer: tuple[str, ...] = ()
-    attention: AttentionTail | None = None
+    attention: "AttentionTail | MQATail | None" = None
 
     def __post_init__(self) -> None:
         if self.stride not in (1, 2):
@@ -282,8 +355,12 @@ class HeadChoice:
     hidden: tuple[tuple[int, ...], ...] = ((),)
     hidden_activation: str = "hswish"
     dropout: float = 0.2
+    hidden_norm: str = "none"  # "bn": bias-free hidden linears with BatchNorm (MobileNetV4)
 
     def __post_init__(self) -> None:
+        if self.hidden_norm not in ("none", "bn"):
+            raise SpecError(f"must be none or bn, got {self.hidden_norm!r}",
+                            ("head.hidden_norm",))
         if self.conv_width and self.conv_ratio:
             raise SpecError("give conv_width or conv_ratio, not both", ("head",))
         for w in self.conv_width:
@@ -317,7 +394,7 @@ class HeadChoice:
         else:
             hidden = self.hidden[0]
         return HeadSpec(blocks=blocks, hidden=hidden, hidden_activation=self.hidden_activation,
-                        dropout=self.dropout)
+                        dropout=self.dropout, hidden_norm=self.hidden_norm)
 
 
 def hidden_label(hidden: tuple[int, ...]) -> str:

@@ -199,8 +199,9 @@ class SearchSpace:
         if len(self.head.hidden) > 1:
             p["head.hidden"] = hidden_label(head.hidden)
         if (head.norm, head.pool) != ("none", "avg") or (
-                head.hidden and head.hidden_activation != self.head.hidden_activation):
-            raise NotInSpace("head norm/pool/hidden activation differ")
+                head.hidden and (head.hidden_activation, head.hidden_norm)
+                != (self.head.hidden_activation, self.head.hidden_norm)):
+            raise NotInSpace("head norm/pool/hidden activation/hidden norm differ")
         return p
 
     def contains_network(self, network: NetworkSpec) -> bool:

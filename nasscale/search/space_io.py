@@ -34,6 +34,7 @@ from nasscale.specs import NormPolicy
 from nasscale.search.choices import (
     AttentionTail,
     HeadChoice,
+    MQATail,
     LayerChoice,
     StageChoice,
     WidthChoice,
@@ -44,11 +45,13 @@ from nasscale.zoo import spaces_dir
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "norm",
               "stem", "stages", "head")
 STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio", "se",
-              "se_form", "activation", "per_layer", "attention")
+              "se_form", "activation", "per_layer", "attention", "start_kernel")
 ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
                   "num_heads", "patch_size", "kernel_size", "activation")
+MQA_KEYS = ("kind", "present", "num_heads", "key_dim", "kv_stride", "kernel_size",
+            "layer_scale")
 HEAD_KEYS = ("conv_width", "conv_ratio", "conv_activation", "hidden", "hidden_activation",
-             "dropout")
+             "dropout", "hidden_norm")
 
 
 def _list(value: Any, where: str) -> tuple:
@@ -80,7 +83,7 @@ def _se_form(value: Any, where: str):
 def _stage(data: Any, where: str) -> StageChoice:
     data = check_keys(data, STAGE_KEYS, where, required=("stride", "depth", "width", "kinds"))
     layer_args: dict[str, Any] = {"kinds": _list(data["kinds"], f"{where}.kinds")}
-    for key in ("kernel_size", "expand_ratio", "se", "activation"):
+    for key in ("kernel_size", "expand_ratio", "se", "activation", "start_kernel"):
         if key in data:
             layer_args[key] = _list(data[key], f"{where}.{key}")
     if "expand_ratio" in layer_args:
@@ -101,12 +104,25 @@ def _stage(data: Any, where: str) -> StageChoice:
         raise err.with_context(where) from None
 
 
-def _attention(data: Any, where: str) -> AttentionTail:
+def _mqa(data: Any, where: str) -> MQATail:
+    data = dict(check_keys(data, MQA_KEYS, where))
+    data.pop("kind")
+    args = {key: value if key == "layer_scale" else _list(value, f"{where}.{key}")
+            for key, value in data.items()}
+    try:
+        return MQATail(**args)
+    except SpecError as err:
+        raise err.with_context(where) from None
+
+
+def _attention(data: Any, where: str) -> "AttentionTail | MQATail":
+    if isinstance(data, dict) and data.get("kind") == "mqa":
+        return _mqa(data, where)
     data = dict(check_keys(data, ATTENTION_KEYS, where, required=("transformer_dim",)))
     kind = data.pop("kind", "mobilevit")
     if kind != "mobilevit":
-        raise SpecError(f"must be mobilevit (the attention block a stage slot can end with), "
-                        f"got {kind!r}", (f"{where}.kind",))
+        raise SpecError(f"must be mobilevit or mqa (the attention blocks a stage slot can end "
+                        f"with), got {kind!r}", (f"{where}.kind",))
     args: dict[str, Any] = {"transformer_dim": _width(data.pop("transformer_dim"),
                                                       f"{where}.transformer_dim")}
     for key, value in data.items():

@@ -11,8 +11,10 @@ from nasscale.specs.blocks import (
     MBConvSpec,
     PatchifySpec,
     SESpec,
+    UIBSpec,
 )
 from nasscale.specs.attention import (
+    MobileMQASpec,
     MobileViTSpec,
     PatchMergeSpec,
     SwinEmbedSpec,
@@ -45,6 +47,8 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     SwinEmbedSpec.kind: SwinEmbedSpec,
     SwinSpec.kind: SwinSpec,
     PatchMergeSpec.kind: PatchMergeSpec,
+    UIBSpec.kind: UIBSpec,
+    MobileMQASpec.kind: MobileMQASpec,
 }
 
 __all__ = [
@@ -52,8 +56,8 @@ __all__ = [
     "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "KindRule",
     "LNDownsampleSpec",
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
-    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
+    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
-    "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
+    "MobileMQASpec", "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
 ]

@@ -291,3 +291,54 @@ class PatchMergeSpec(BlockSpec):
 
 __all__ = ["MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec",
            "ViTSpec", "ceil_to", "mlp_width"]
+
+
+@dataclass(frozen=True)
+class MobileMQASpec(BlockSpec):
+    """MobileNetV4's Mobile MQA block (Qin et al., ECCV 2024, Sec. 3.3; timm ``MobileAttention``
+    with ``MultiQueryAttention2d``): BatchNorm of the input → multi-query attention → layer
+    scale → + input (when ``skip`` and the widths are equal).
+
+    The attention: ``num_heads`` query heads of ``key_dim`` channels (a 1×1 conv), one shared
+    key and one shared value of ``key_dim`` channels each (1×1 convs), taken from the input
+    downsampled by ``kv_stride`` (text ``v<int>``) with a strided ``kernel_size``×``kernel_size``
+    depthwise conv → BatchNorm, one for the key and one for the value, when ``kv_stride`` > 1;
+    then a 1×1 conv from the heads' values to ``out_channels``.  No projection has a bias.
+    ``layer_scale``: the per-channel scale's initial value (timm: 1e-5), ``None`` for none.
+    """
+
+    kind: ClassVar[str] = "mqa"
+    skip_rule: ClassVar[str] = "field"
+    title: ClassVar[str] = "Mobile MQA"
+    rule: ClassVar[KindRule] = KindRule(
+        fixed=("kernel_size", "num_heads", "key_dim", "kv_stride", "layer_scale", "skip"),
+        text=("k", "h", "kv_stride", "key_dim", "c", "ls", "noskip"))
+    out_channels: int
+    num_heads: int = 4
+    key_dim: int = 64
+    kv_stride: int = 1
+    kernel_size: int = 3
+    layer_scale: float | None = None
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("out_channels", self.out_channels)
+        check_int("num_heads", self.num_heads)
+        check_int("key_dim", self.key_dim)
+        check_choice("kv_stride", self.kv_stride, (1, 2, 4))
+        check_odd("kernel_size", self.kernel_size)
+        if self.layer_scale is not None and (isinstance(self.layer_scale, bool) or not
+                                             isinstance(self.layer_scale, (int, float))
+                                             or self.layer_scale <= 0):
+            raise field_error("layer_scale", "a number > 0 or none", self.layer_scale)
+        check_bool("skip", self.skip)
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return hw
+
+    def kv_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The key/value grid: the input downsampled by the strided depthwise conv."""
+        k, s = self.kernel_size, self.kv_stride
+        if s == 1:
+            return hw
+        return (conv_out(hw[0], k, s, k // 2), conv_out(hw[1], k, s, k // 2))

@@ -110,6 +110,8 @@ class BlockSpec:
     layer_fields: ClassVar[tuple[str, ...]] = ()
     #: the activations a layer choice may give this kind (``None``: any)
     layer_activations: ClassVar["tuple[str, ...] | None"] = None
+    #: whether a layer choice may give this kind kernel 0 (no such conv: UIB's mid dw)
+    layer_kernel_optional: ClassVar[bool] = False
 
     @classmethod
     def searchable(cls) -> bool:
@@ -209,6 +211,18 @@ class ConvSpec(BlockSpec):
         _check_common(self)
         check_choice("norm", self.norm, ("bn", "none"))
         check_bool("bias", self.bias)
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None) -> "ConvSpec":
+        return cls(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                   activation=activation)
+
+    def layer_values(self, in_channels: int, expand_ratios, se_form) -> dict:
+        if self.norm != "bn" or self.bias:
+            raise NotALayer("", "conv layers in spaces are conv-BN-act without bias")
+        return {}
 
     @classmethod
     def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
@@ -553,3 +567,99 @@ class LNDownsampleSpec(BlockSpec):
     def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         p = self.patch_size
         return (conv_out(hw[0], p, p, 0), conv_out(hw[1], p, p, 0))
+
+
+@dataclass(frozen=True)
+class UIBSpec(BlockSpec):
+    """MobileNetV4's universal inverted bottleneck (Qin et al., ECCV 2024, Sec. 3.2, Fig. 4):
+    [start k×k depthwise → BN] → 1×1 expand → BN → act → [mid k×k depthwise → BN → act] →
+    1×1 project → BN → [layer scale] → + input (when ``skip``, stride 1, equal widths).
+
+    ``start_kernel`` (text ``a<int>``, timm's ``a``) and ``kernel_size`` (``k<int>``) are the
+    start and mid depthwise kernels, 0 for none: ExtraDW (both), IB (mid only), ConvNeXt-like
+    (start only), FFN (neither).  The stride goes on the mid depthwise conv when there is one,
+    else on the start one; the start conv has no activation.  The expansion is always a layer:
+    mid = make_divisible(in · e, 8).  ``layer_scale``: the per-channel scale's initial value
+    (timm's hybrid networks: 1e-5), ``None`` for none.
+    """
+
+    kind: ClassVar[str] = "uib"
+    skip_rule: ClassVar[str] = "field"
+    title: ClassVar[str] = "universal inverted bottleneck"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels",
+        fixed=("start_kernel", "kernel_size", "stride", "expand_ratio", "activation",
+               "layer_scale", "skip"),
+        # not carried by the inherit evaluator yet: its containment check knows one kernel
+        text=("a", "k", "s", "e", "m", "c", "act", "ls", "noskip"))
+    out_channels: int
+    start_kernel: int = 0
+    kernel_size: int = 3
+    stride: int = 1
+    expand_ratio: float | None = None
+    mid_channels: int | None = None
+    activation: str = "relu"
+    layer_scale: float | None = None
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("out_channels", self.out_channels)
+        for name in ("start_kernel", "kernel_size"):
+            value = getattr(self, name)
+            if value != 0:
+                check_odd(name, value)
+        check_choice("stride", self.stride, STRIDES)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        _check_expansion(self)
+        if self.layer_scale is not None:
+            check_number("layer_scale", self.layer_scale)
+        check_bool("skip", self.skip)
+        if self.stride > 1 and not (self.start_kernel or self.kernel_size):
+            raise SpecError("a strided UIB needs a depthwise conv (a<k> or k<k>) to carry the "
+                            "stride", ("stride",))
+
+    @property
+    def variant(self) -> str:
+        """The paper's name of this instance: ExtraDW, IB, ConvNeXt or FFN."""
+        return {(True, True): "ExtraDW", (False, True): "IB", (True, False): "ConvNeXt",
+                (False, False): "FFN"}[(bool(self.start_kernel), bool(self.kernel_size))]
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        k = self.kernel_size or self.start_kernel or 1
+        s = self.stride
+        return (conv_out(hw[0], k, s, k // 2), conv_out(hw[1], k, s, k // 2))
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return {"mid": _mid(self, in_channels)}
+
+    #: a layer choice picks the UIB variant by its two kernels (the search space's ``kernels``
+    #: choice gives the mid kernel; ``start_kernel`` is its own choice) and the expansion
+    layer_fields: ClassVar[tuple[str, ...]] = ("expand_ratio", "start_kernel")
+    layer_kernel_optional: ClassVar[bool] = True
+
+    @classmethod
+    def from_layer(cls, *, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                   activation: str, expand_ratio: float = 1.0, se: bool = False,
+                   se_form: SESpec | None = None, start_kernel: int = 0) -> "UIBSpec":
+        if stride > 1 and not (kernel_size or start_kernel):
+            start_kernel = 3  # an FFN cannot stride: the smallest ConvNeXt-like one instead
+        return cls(out_channels=out_channels, start_kernel=start_kernel,
+                   kernel_size=kernel_size, stride=stride, expand_ratio=expand_ratio,
+                   activation=activation)
+
+    def layer_values(self, in_channels: int, expand_ratios, se_form) -> dict:
+        if self.mid_channels is not None or not self.skip or self.layer_scale is not None:
+            raise NotALayer("", "explicit mid_channels / noskip / layer scale are not in the "
+                            "space")
+        return {"expand_ratio": self.expand_ratio, "start_kernel": self.start_kernel}
+
+    @classmethod
+    def random_layer(cls, rng, out_channels: int, stride: int, k: int, act: str,
+                     expansion: dict, se) -> "UIBSpec":
+        start = rng.choice((0, 3, 5))
+        mid = rng.choice((0, k))
+        if stride > 1 and not (start or mid):
+            mid = k
+        return cls(out_channels=out_channels, start_kernel=start, kernel_size=mid,
+                   stride=stride, activation=act, skip=rng.random() < 0.9,
+                   layer_scale=1e-5 if rng.random() < 0.3 else None, **expansion)

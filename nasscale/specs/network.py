@@ -95,6 +95,8 @@ class HeadSpec:
     average, or a ViT's class token) → ``norm`` (ConvNeXt: LayerNorm of the pooled features;
     ``ln_before_pool``: of every position first, ViT and Swin) → ``hidden`` linear layers with bias
     and ``hidden_activation`` and no norm (MobileNetV3's 1280/1024) → dropout → the classifier.
+    ``hidden_norm: bn``: the hidden linears have no bias and a BatchNorm before their activation
+    (MobileNetV4's 1280-wide 1×1 conv after pooling, conv → BN → act).
     The head reads whatever layout the last block gives (map, channels-last grid or tokens).
     """
 
@@ -104,6 +106,7 @@ class HeadSpec:
     hidden: tuple[int, ...] = ()
     hidden_activation: str = "hswish"
     dropout: float = 0.0
+    hidden_norm: str = "none"
 
     def __post_init__(self) -> None:
         for i, block in enumerate(self.blocks):
@@ -114,6 +117,7 @@ class HeadSpec:
         for i, width in enumerate(self.hidden):
             check_int(f"hidden[{i}]", width)
         check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
+        check_choice("hidden_norm", self.hidden_norm, ("none", "bn"))
         check_number("dropout", self.dropout, strict=False)
         if self.dropout >= 1:
             raise field_error("dropout", "a number in [0, 1)", self.dropout)

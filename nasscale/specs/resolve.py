@@ -88,6 +88,7 @@ class ResolvedHead:
     hidden_activation: str
     dropout: float
     num_classes: int
+    hidden_norm: str = "none"  # "bn": bias-free hidden linears, each followed by BatchNorm
     pool: str = "avg"
     layout: str = "nchw"  # layout of the features the head receives (LAYOUTS)
     norm_policy: NormPolicy = NormPolicy()  # the network's (the head's LayerNorm eps)
@@ -183,7 +184,8 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
     head = ResolvedHead(in_channels=channels, hw=hw, norm=spec.head.norm,
                         hidden=spec.head.hidden, hidden_activation=spec.head.hidden_activation,
                         dropout=spec.head.dropout, num_classes=spec.num_classes,
-                        pool=spec.head.pool, layout=layout, norm_policy=spec.norm)
+                        pool=spec.head.pool, layout=layout, norm_policy=spec.norm,
+                        hidden_norm=spec.head.hidden_norm)
     return ResolvedNetwork(spec=spec, resolution=res, blocks=tuple(blocks), head=head)
 
 

@@ -67,16 +67,23 @@ class Place:
     flat: int  # among all stage blocks
 
 
-def places(rn: ResolvedNetwork, split_on_kernel: bool = False) -> dict[int, Place]:
+def places(rn: ResolvedNetwork, split_on_kernel: bool = False,
+           split_on_stride_only: bool = False) -> dict[int, Place]:
     """Each stage block's reference place: a new reference stage where the width changes or a
     block has a stride (and, with ``split_on_kernel``, where the kernel size changes: timm's
     stages are the rows of an architecture string, each with one kernel; MnasNet-Small has
-    two stride-1 rows of one width, k5 then k3)."""
+    two stride-1 rows of one width, k5 then k3).  ``split_on_stride_only``: a new stage only
+    at a stride (timm's MobileNetV4, whose stages mix widths and kernels)."""
     out: dict[int, Place] = {}
     group, pos, body, flat, width, kernel = -1, 0, 0, 0, None, None
     for rb in rn.section("stage"):
         k = getattr(rb.spec, "kernel_size", None)
-        if rb.out_channels != width or rb.stride > 1 or (split_on_kernel and k != kernel):
+        if split_on_stride_only:
+            new = rb.stride > 1 or width is None
+        else:
+            new = (rb.out_channels != width or rb.stride > 1
+                   or (split_on_kernel and k != kernel))
+        if new:
             group, pos, body, width = group + 1, 0, 0, rb.out_channels
         kernel = k
         out[rb.index] = Place(group, pos, body, flat)
@@ -94,12 +101,13 @@ class Layout:
     name = ""
     bn: tuple[float, float] | None = (1e-5, 0.1)
     split_on_kernel = False
+    split_on_stride_only = False
     #: ``state_dict()._metadata`` the reference's ``load_state_dict`` needs (module versions)
     metadata: dict | None = None
 
     def __init__(self, rn: ResolvedNetwork):
         self.rn = rn
-        self.places = places(rn, self.split_on_kernel)
+        self.places = places(rn, self.split_on_kernel, self.split_on_stride_only)
         self.groups = 1 + max((p.group for p in self.places.values()), default=-1)
 
     def stem(self, rb: ResolvedBlock) -> tuple[str, Table]:
@@ -382,6 +390,19 @@ class TimmEfficientNet(Layout):
             return prefix, (("expand.0", "conv"), ("expand.1", "bn1"))
         if kind == "conv":
             return prefix, (("0", "conv"), ("1", "bn1"))
+        if kind == "uib":
+            return prefix, (("dw_start.0", "dw_start.conv"), ("dw_start.1", "dw_start.bn"),
+                            ("expand.0", "pw_exp.conv"), ("expand.1", "pw_exp.bn"),
+                            ("dw_mid.0", "dw_mid.conv"), ("dw_mid.1", "dw_mid.bn"),
+                            ("project.0", "pw_proj.conv"), ("project.1", "pw_proj.bn"),
+                            ("layer_scale", "layer_scale.gamma"))
+        if kind == "mqa":
+            return prefix, (("norm", "norm"), ("query", "attn.query.proj"),
+                            ("key_down.0", "attn.key.down_conv"), ("key_down.1", "attn.key.norm"),
+                            ("key", "attn.key.proj"),
+                            ("value_down.0", "attn.value.down_conv"),
+                            ("value_down.1", "attn.value.norm"), ("value", "attn.value.proj"),
+                            ("output", "attn.output.proj"), ("layer_scale", "layer_scale.gamma"))
         raise LayoutError(f"timm's EfficientNet has no {kind} block ({rb.where})")
 
     @property
@@ -397,7 +418,8 @@ class TimmEfficientNet(Layout):
         if self._mobilenet_v3:
             if len(self.rn.head.hidden) != 1:
                 raise LayoutError("timm's MobileNetV3 has one hidden layer after pooling")
-            return (("hidden.0", "conv_head"), ("classifier", "classifier"))
+            return (("hidden.0", "conv_head"), ("hidden_norm.0", "norm_head"),
+                    ("classifier", "classifier"))
         return (("classifier", "classifier"),)
 
     def ref_shape(self, ref_key, shape):
@@ -429,6 +451,15 @@ class TimmLCNet(TimmEfficientNet):
             out[rb.index] = Place(p.group + shift, pos, pos, p.flat)
         self.places = out
         self.groups = 1 + max((p.group for p in out.values()), default=-1)
+
+
+class TimmMobileNetV4(TimmEfficientNet):
+    """timm's MobileNetV4 (its ``MobileNetV3`` class): a stage per stride, each mixing widths
+    and kernels; the post-pooling ``conv_head`` has a ``norm_head`` BatchNorm."""
+
+    name = "MobileNetV4"
+    split_on_kernel = False
+    split_on_stride_only = True
 
 
 class TimmConvNeXt(Layout):
@@ -542,9 +573,13 @@ def layout(rn: ResolvedNetwork, source: str) -> Layout:
             raise LayoutError("torchvision has no MobileViT; use source='timm'")
         return TimmMobileViT(rn)
     if not tv:
+        if "uib" in kinds:
+            return TimmMobileNetV4(rn)
         return (TimmLCNet if rn.spec.family == "lcnet" else TimmEfficientNet)(rn)
     if "ds" in kinds:
         raise LayoutError("torchvision has no MobileNetV1; use source='timm'")
+    if "uib" in kinds:
+        raise LayoutError("torchvision has no MobileNetV4; use source='timm'")
     if "bneck" in kinds:
         return TvMobileNetV3(rn)
     if rn.spec.family == "mnasnet":
