@@ -116,11 +116,20 @@ def main(argv=None) -> int:
                                  max_other_load=0.5, quiet_retries=1, quiet_wait_s=1.0)
     measured = np.full((args.passes, args.n), np.nan)
     loads = np.full((args.passes, args.n), np.nan)
+    # the machine's speed now against the table's reference speed, re-timed on the table's probe
+    # network once a minute: a prediction times this factor is the latency at today's speed
+    speed = np.ones((args.passes, args.n))
+    probe_spec, probe_ref = tbl.probe_spec(), tbl.probe_ms
+    last = {"at": -1e9, "factor": 1.0}
     measure_s = np.zeros(args.n)
     bar = Progress(args.passes * args.n, "measure")
     for p in range(args.passes):
         order = list(range(args.n)) if p % 2 == 0 else list(reversed(range(args.n)))
         for j, i in enumerate(order):
+            if probe_ref and time.perf_counter() - last["at"] > 60:
+                now = measure(probe_spec, settings=settings, policy=policy).latency_ms
+                last.update(at=time.perf_counter(), factor=now / probe_ref)
+            speed[p, i] = last["factor"]
             t0 = time.perf_counter()
             rec = measure(nets[i], settings=settings, policy=policy)
             measure_s[i] += time.perf_counter() - t0
@@ -141,6 +150,8 @@ def main(argv=None) -> int:
                      "params": cost.params, "passes_ms": [float(v) for v in measured[:, i]],
                      "passes_other_load": [float(v) for v in loads[:, i]],
                      "predicted_ms": pred.total_ms, "extrapolated": len(pred.extrapolated),
+                     "speed_factors": [float(v) for v in speed[:, i]],
+                     "predicted_now_ms": pred.total_ms * float(speed[:, i].mean()),
                      "holdout_predicted_ms": hp.total_ms,
                      "holdout_extrapolated": len(hp.extrapolated) / len(hp.units)})
     probe_now = None
@@ -181,6 +192,12 @@ def summarize(result: dict, out: Path) -> None:
         r["measured_ms"] = float(ref)
         r["error_pct"] = 100 * (r["predicted_ms"] / ref - 1)
     acc = accuracy(preds, reference)
+    now = None
+    if all("predicted_now_ms" in r for r in rows):  # the table times the probe's speed factor
+        now = accuracy(np.array([r["predicted_now_ms"] for r in rows]), reference)
+        result["at_current_speed"] = {
+            **now, "speed_factor": {"min": min(min(r["speed_factors"]) for r in rows),
+                                    "max": max(max(r["speed_factors"]) for r in rows)}}
     held_acc = accuracy(np.array([r["holdout_predicted_ms"] for r in rows]), reference)
     noise = (np.abs(passes[0] / passes[1] - 1) * 100) if len(passes) >= 2 else np.zeros(1)
     quiet = loads.max(axis=0) <= 0.25
@@ -225,6 +242,11 @@ def summarize(result: dict, out: Path) -> None:
         ("median error", f"{acc['median_error_pct']:+.2f} %"),
         ("max |error|", f"{acc['max_abs_error_pct']:.1f} %"),
         ("Spearman ρ (predicted, measured)", f"{acc['spearman']:.3f}"),
+        ("× probe's speed now: within ±10 % / ±5 % / MAPE / median error",
+         f"{100 * now['within_10pct']:.0f} % / {100 * now['within_5pct']:.0f} % / "
+         f"{now['mape']:.2f} % / {now['median_error_pct']:+.2f} % (speed x"
+         f"{result['at_current_speed']['speed_factor']['min']:.2f}-"
+         f"{result['at_current_speed']['speed_factor']['max']:.2f})" if now else "-"),
         ("Kendall τ (predicted, measured)", f"{result['kendall_tau_predicted_vs_measured']:.3f}"),
         ("Kendall τ (FLOPs, measured)", f"{result['kendall_tau_flops_vs_measured']:.3f}"),
         ("time to predict / network", f"{result['predict_ms_per_network']:.2f} ms"),

@@ -93,6 +93,7 @@ def test_lut_build_show_and_cost_predict(capsys, tmp_path, monkeypatch):
     assert code == 0 and "predicted" in text and "vs measured p50" in text
     assert "0 extrapolated" in text and "classifier" in text and "in-context ms" in text
     assert "probe     small:" in text and "when the table was built" in text
+    assert "at the speed now" in text  # the prediction times the probe's speed factor
     code, text, _ = run(capsys, "cost", str(net), "--predict", str(out), "--round-seconds",
                         "0.01", "--format", "json")
     data = json.loads(text)

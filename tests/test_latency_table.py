@@ -246,3 +246,39 @@ def test_a_search_space_path_is_a_source_like_space_name():
     path = Path(__file__).parents[1] / "spaces" / "search" / "efficientnet_like.yaml"
     by_path, by_name = parse_source(str(path)), parse_source("space:efficientnet_like")
     assert by_path.space == by_name.space and by_path.n == by_name.n == 200
+
+
+def test_a_machine_that_slows_down_mid_build_leaves_every_entry_on_one_scale(
+        tmp_path, tiny_space, monkeypatch):
+    """The probe is re-timed during the build and each carrier is restated at the speed of the
+    table's first probe: a machine twice as slow after the first carrier gives the same
+    entries as a steady one (and without the re-timing, later entries would double)."""
+    from nasscale.latency.build import CarrierTiming
+
+    def fake_build(every):
+        slowness = {"x": 1.0}
+
+        def fake_carrier(spec, settings, policy=None):
+            n = len(units_of(resolve(spec)))
+            x = slowness["x"]
+            slowness["x"] = 2.0  # the machine halves its speed after the first carrier
+            return CarrierTiming(units_ms=[1.0 * x] * n, overhead_ms=0.1 * x,
+                                 end_to_end_ms=(n + 0.1) * x, other_load=0.0)
+
+        def fake_probe(table, sources, settings, out):
+            table.add_probe(tiny_space.base, 10.0 * slowness["x"], 0.0)
+            return 10.0 * slowness["x"]
+
+        monkeypatch.setattr(build_mod, "time_carrier", fake_carrier)
+        monkeypatch.setattr(build_mod, "_probe", fake_probe)
+        out = tmp_path / f"lut{every}.json"
+        build_table([tiny_space], out, SETTINGS, probe_every_s=every)
+        return LatencyTable.load(out)
+
+    steady = fake_build(1e-9)  # a probe before every carrier
+    assert steady.carriers > 2 and steady.probe_ms == 10.0
+    assert {round(e.ms, 9) for e in steady.entries.values()} == {1.0}
+    assert steady.overhead_ms == pytest.approx(0.1)
+    unscaled = fake_build(0)
+    values = {round(e.ms, 9) for e in unscaled.entries.values()}
+    assert min(values) == 1.0 and max(values) == 2.0  # the first carrier's, the later ones

@@ -20,7 +20,12 @@ The table is saved after every carrier (atomically), so an interrupted build res
 stopped, and adding a source later measures only the units still missing.  A *probe* network
 (the first source's network) is timed end to end at the start and the end of every build that
 measures something: on a shared or virtual machine, speed drifts (on the development VM by 15 %
-within half an hour), and re-measuring the probe later tells by how much.
+within half an hour), and re-measuring the probe later tells by how much.  The probe is also
+re-timed every ``probe_every_s`` seconds of a build, and each carrier's times are scaled by
+``reference / last probe``: every entry is stated at the speed of the table's first probe
+(``LatencyTable.probe_ms``), so a machine that slows down by 30 % during a long build (the
+development VM did) does not leave early and late entries on different scales; a prediction
+times ``probe now / probe_ms`` is the latency at the machine's speed now.
 """
 from __future__ import annotations
 
@@ -159,13 +164,18 @@ def open_table(out: "str | Path", settings: Settings) -> LatencyTable:
     return table
 
 
+#: how often a build re-times its probe to follow the machine's drift (seconds; 0: only at the
+#: start and the end, no scaling)
+PROBE_EVERY_S = 60.0
+
+
 def build_table(sources: Sequence[object], out: "str | Path", settings: Settings = Settings(),
                 contexts: int = 1, policy: TimingPolicy = CARRIER_POLICY, seed: int = 0,
                 candidates: int = 100, progress: Callable[[int, int, str], None] | None = None,
-                ) -> BuildReport:
+                probe_every_s: float = PROBE_EVERY_S) -> BuildReport:
     """Measure every unit of ``sources`` still missing from the table at ``out`` (created if
     absent) with ``contexts`` carriers each; saves after every carrier.  ``progress(done, total,
-    note)`` is called as units are covered."""
+    note)`` is called as units are covered.  ``probe_every_s``: see the module's docstring."""
     if settings.mode != "eager":
         raise NasscaleError(f"mode: a latency table is built in eager mode, got {settings.mode!r}"
                             " (compiled code and CUDA graphs fuse across blocks, so per-block "
@@ -174,7 +184,8 @@ def build_table(sources: Sequence[object], out: "str | Path", settings: Settings
         raise NasscaleError(f"contexts: must be an integer >= 1, got {contexts!r}")
     t0 = time.perf_counter()
     with _exclusive(Path(out)):
-        return _build(sources, out, settings, contexts, policy, seed, candidates, progress, t0)
+        return _build(sources, out, settings, contexts, policy, seed, candidates, progress, t0,
+                      probe_every_s)
 
 
 @contextlib.contextmanager
@@ -235,7 +246,17 @@ def add_carrier(table, units: list, timing: CarrierTiming, context: str = "carri
     return added, factor
 
 
-def _build(sources, out, settings, contexts, policy, seed, candidates, progress, t0):
+def _scaled(timing: CarrierTiming, factor: float) -> CarrierTiming:
+    """A carrier's timing restated at the table's reference speed."""
+    if factor == 1.0:
+        return timing
+    return dataclasses.replace(timing, units_ms=[ms * factor for ms in timing.units_ms],
+                               overhead_ms=timing.overhead_ms * factor,
+                               end_to_end_ms=timing.end_to_end_ms * factor)
+
+
+def _build(sources, out, settings, contexts, policy, seed, candidates, progress, t0,
+           probe_every_s=PROBE_EVERY_S):
     table = open_table(out, settings)
     rng = random.Random(seed)
     names = tuple(source_name(s) for s in sources)
@@ -258,18 +279,30 @@ def _build(sources, out, settings, contexts, policy, seed, candidates, progress,
         if progress:
             progress(total - len(missing), total, f"{carriers} carriers, {spec.name}")
 
+    speed = {"factor": 1.0, "at": 0.0}  # reference / last probe, and when it was timed
+
+    def probe() -> None:
+        ms = _probe(table, sources, settings, out)
+        ref = table.probe_ms
+        speed.update(factor=ref / ms if probe_every_s > 0 and ref and ms > 0 else 1.0,
+                     at=time.perf_counter())
+
+    def timed(spec: NetworkSpec) -> CarrierTiming:
+        if probe_every_s > 0 and time.perf_counter() - speed["at"] > probe_every_s:
+            probe()
+        return _scaled(time_carrier(spec, settings, policy), speed["factor"])
+
     if progress:
         progress(0, total, "")
     if missing:
-        _probe(table, sources, settings, out)
+        probe()
     for source in sources:
         for name, spec in _carriers(source, missing, table, contexts, rng, candidates):
             units = units_of(resolve(spec))
-            record(spec.replace(name=name), units, time_carrier(spec, settings, policy),
-                   "carrier")
+            record(spec.replace(name=name), units, timed(spec), "carrier")
     for key, unit in list(missing.items()):  # nothing sampled reaches these: time them alone
         spec = lone_carrier(unit)
-        timing = time_carrier(spec, settings, policy)
+        timing = timed(spec)
         chain = [unit_key(u) for u in units_of(resolve(spec))]
         table.add(unit, timing.units_ms[chain.index(key)], "alone")
         lone += 1
@@ -291,9 +324,9 @@ def _build(sources, out, settings, contexts, policy, seed, candidates, progress,
 PROBE_POLICY = TimingPolicy(rounds=3, round_s=0.2, min_runs=24)
 
 
-def _probe(table: LatencyTable, sources, settings: Settings, out) -> None:
+def _probe(table: LatencyTable, sources, settings: Settings, out) -> float:
     """Time the table's probe network end to end (the first source's network or base, unless
-    the table has one already) and save it with the table."""
+    the table has one already), save it with the table and return its latency."""
     from nasscale.latency.measure import measure
 
     spec = table.probe_spec()
@@ -305,6 +338,7 @@ def _probe(table: LatencyTable, sources, settings: Settings, out) -> None:
     rec = measure(spec, settings=settings, policy=PROBE_POLICY)
     table.add_probe(spec, rec.latency_ms, rec.diagnostics.get("other_load"))
     table.save(out)
+    return rec.latency_ms
 
 
 def _carriers(source, missing: dict, table: LatencyTable, contexts: int, rng: random.Random,

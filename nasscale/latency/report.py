@@ -34,6 +34,10 @@ def record_lines(rec: LatencyRecord, prediction: Prediction | None = None,
                 "table, or scale predictions by it)")
         lines.append(f"probe     {probe['network']}: {probe['now_ms']:.3f} ms now, "
                      f"{probe['table_ms']:.3f} ms when the table was built (x{r:.2f}){note}")
+        if prediction is not None:
+            now = prediction.total_ms * r
+            lines.append(f"          predicted x{r:.2f} = {now:.3f} ms at the speed now "
+                         f"({100 * (now / s.p50 - 1):+.1f} % vs measured p50)")
     if rec.compile_s:
         lines.append(f"compile   {rec.compile_s:.1f} s (not timed)")
     lines.append(f"key       {rec.key.describe()}")

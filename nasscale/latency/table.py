@@ -174,9 +174,14 @@ class LatencyTable:
 
     @property
     def probe_ms(self) -> float | None:
-        """Median build-time latency of the probe network (see ``add_probe``)."""
+        """The probe network's latency at the speed the entries are stated in (see
+        ``add_probe``): the first probe of the first build, to which every later carrier is
+        scaled (``probe["reference_ms"]``); for tables from before that rule, the median of
+        the probe's samples."""
         if not self.probe or not self.probe["samples"]:
             return None
+        if self.probe.get("reference_ms"):
+            return float(self.probe["reference_ms"])
         return float(np.median([s["ms"] for s in self.probe["samples"]]))
 
     def probe_spec(self) -> NetworkSpec | None:
@@ -193,7 +198,8 @@ class LatencyTable:
         from nasscale.grammar.yaml_io import network_to_data
 
         if self.probe is None:
-            self.probe = {"network": network_to_data(spec), "samples": []}
+            self.probe = {"network": network_to_data(spec), "samples": [],
+                          "reference_ms": round(ms, 5)}
         self.probe["samples"].append({
             "ms": round(ms, 5), "other_load": None if other_load is None else round(other_load, 3),
             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
