@@ -14,6 +14,7 @@ from nasscale.specs.blocks import (
 )
 from nasscale.specs.attention import (
     MobileViTSpec,
+    MobileViTv2Spec,
     PatchMergeSpec,
     SwinEmbedSpec,
     SwinSpec,
@@ -40,6 +41,7 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     PatchifySpec.kind: PatchifySpec,
     LNDownsampleSpec.kind: LNDownsampleSpec,
     MobileViTSpec.kind: MobileViTSpec,
+    MobileViTv2Spec.kind: MobileViTv2Spec,
     ViTEmbedSpec.kind: ViTEmbedSpec,
     ViTSpec.kind: ViTSpec,
     SwinEmbedSpec.kind: SwinEmbedSpec,
@@ -55,5 +57,6 @@ __all__ = [
     "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
-    "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
+    "MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec",
+    "ViTEmbedSpec", "ViTSpec",
 ]
