@@ -28,7 +28,8 @@ OUT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "weights"
 OUTPUTS = [("torchvision", "mobilenet_v3_small", 96), ("timm", "mobilevit_xxs", 64),
            ("timm", "mobilenet_v1", 96),
            ("torchvision", "swin_t", 224), ("timm", "efficientnet_b0", 64),
-           ("torchvision", "mnasnet0_5", 64), ("timm", "mnasnet_small", 64)]
+           ("torchvision", "mnasnet0_5", 64), ("timm", "mnasnet_small", 64),
+           ("timm", "mobilevit_v2_050", 72)]  # 72: three blocks pad to whole patches
 
 
 def describe(source: str, network: str) -> dict:

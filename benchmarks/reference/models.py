@@ -47,6 +47,8 @@ TIMM = {
     "efficientnet_edgetpu_l": "efficientnet_el",
     **{f"convnext_v2_{n}": f"convnextv2_{n}"
        for n in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")},
+    **{f"mobilevit_v2_{m}": f"mobilevitv2_{m}" for m in ("050", "075", "100", "125", "150",
+                                                          "175", "200")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}
