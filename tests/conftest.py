@@ -79,6 +79,7 @@ TINY = {
     "convnext": ["lndown_p2_c16", "convnext_r2_k7_e4_c16_gelu_ls1e-06"],
     "patchify": ["patchify_p2_c16"], "lndown": ["lndown_p2_c24"],
     "mobilevit": ["mbconv_k3_s2_e2_c16_silu", "mobilevit_r2_k3_p2_d16_l2_h2_e2_c12_silu"],
+    "mobilevit2": ["mbconv_k3_s2_e2_c16_silu", "mobilevit2_r2_k3_p2_d16_l2_e2_c12_silu"],
     "vitembed": ["vitembed_p4_c16"], "vit": ["vitembed_p4_c16", "vit_r2_h2_e2_c16_gelu"],
     "swinembed": ["swinembed_p2_c16"],
     "swin": ["swinembed_p2_c16", "swin_r3_w3_h2_e2_c16_gelu"],

@@ -1,5 +1,5 @@
 """The families added as data (issue 15): MnasNet, EfficientNet-Lite, EfficientNet-EdgeTPU,
-ConvNeXt-V2, MobileNetV4, PP-LCNet.
+ConvNeXt-V2, MobileNetV4, MobileViTv2, PP-LCNet.
 
 Golden integers: params of the reference module (torchvision 0.29 / timm 1.0.31) and FLOPs as
 nasscale's fvcore count of that module (multiply-accumulates of conv and linear layers, batch
@@ -59,6 +59,13 @@ REFERENCE = {
                                    1_271_183_360),
     "mobilenet_v4_hybrid_large": ("timm mobilenetv4_hybrid_large", 384, 37_764_624,
                                   7_711_877_120),
+    "mobilevit_v2_050": ("timm mobilevitv2_050", 256, 1_370_593, 464_594_944),
+    "mobilevit_v2_075": ("timm mobilevitv2_075", 256, 2_866_009, 1_027_980_288),
+    "mobilevit_v2_100": ("timm mobilevitv2_100", 256, 4_901_841, 1_812_090_880),
+    "mobilevit_v2_125": ("timm mobilevitv2_125", 256, 7_478_089, 2_816_926_720),
+    "mobilevit_v2_150": ("timm mobilevitv2_150", 256, 10_594_753, 4_042_487_808),
+    "mobilevit_v2_175": ("timm mobilevitv2_175", 256, 14_251_833, 5_488_774_144),
+    "mobilevit_v2_200": ("timm mobilevitv2_200", 256, 18_449_329, 7_155_785_728),
 }
 # the TF builders' tables: (width, depth, resolution, dropout)
 LITE = {"efficientnet_lite1": (1.0, 1.1, 240, 0.2), "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
@@ -299,7 +306,8 @@ def test_torchvision_has_no_convnext_v2():
 @pytest.mark.parametrize("name", ["mnasnet1_0", "mnasnet_a1", "mnasnet_small",
                                   "efficientnet_lite0", "efficientnet_edgetpu_s",
                                   "convnext_v2_atto", "mobilenet_v4_conv_small",
-                                  "mobilenet_v4_hybrid_medium", "lcnet_100"])
+                                  "mobilenet_v4_hybrid_medium", "lcnet_100",
+                                  "mobilevit_v2_050"])
 def test_nasscale_scale_works_on_every_new_family(name, capsys):
     assert main(["scale", name, "--phi", "1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -318,7 +326,7 @@ def test_nasscale_scale_works_on_every_new_family(name, capsys):
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet_small", "efficientnet_lite0",
                                   "efficientnet_edgetpu_s", "convnext_v2_atto",
                                   "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium",
-                                  "lcnet_050"])
+                                  "lcnet_050", "mobilevit_v2_050"])
 def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", name, "--target", "flops=0.9x", "--out", str(out), "--step", "0.06",
@@ -330,3 +338,67 @@ def test_nasscale_prune_works_on_every_new_family(name, tmp_path, capsys):
     final = nasscale.load(str(out / "final.yaml"))
     assert final.family == nasscale.load(name).family
     assert nasscale.count(final).flops == record["flops"]
+
+
+MOBILEVIT_V2 = {"mobilevit_v2_050": 0.5, "mobilevit_v2_075": 0.75, "mobilevit_v2_125": 1.25,
+                "mobilevit_v2_150": 1.5, "mobilevit_v2_175": 1.75, "mobilevit_v2_200": 2.0}
+
+
+@pytest.mark.parametrize("name", sorted(MOBILEVIT_V2))
+def test_mobilevit_v2_multipliers_are_the_base_scaled_in_width(name):
+    width = MOBILEVIT_V2[name]
+    spec, again = nasscale.load(name), scale(nasscale.load("mobilevit_v2_100"), width)
+    assert (spec.stem, spec.stages, spec.head) == (again.stem, again.stages, again.head)
+    # timm: int(c * alpha) channels, d = make_divisible(c / 2, 8), MLP 2d; depths fixed
+    assert spec.stem[0].out_channels == int(32 * width)
+    blocks = [st.block for st in spec.stages if st.block.kind == "mobilevit2"]
+    assert [b.out_channels for b in blocks] == [int(c * width) for c in (256, 384, 512)]
+    assert [b.transformer_dim for b in blocks] == [int(c * width) // 2 for c in (256, 384, 512)]
+    assert all(b.mid_channels == 2 * b.transformer_dim and b.num_heads == 1 for b in blocks)
+    assert [b.transformer_depth for b in blocks] == [2, 4, 3]
+
+
+def test_separable_attention_is_the_papers_formula_and_linear_in_tokens():
+    from nasscale.modules.attention import SeparableSelfAttention
+
+    torch.manual_seed(0)
+    attn = SeparableSelfAttention(4).eval()
+    x = torch.randn(2, 4, 3, 5)  # (N, d, P pixels per patch, T patches)
+    qkv = torch.einsum("oc,ncpt->nopt", attn.qkv_proj.weight[:, :, 0, 0], x) \
+        + attn.qkv_proj.bias[None, :, None, None]
+    scores = qkv[:, :1].softmax(dim=-1)  # one query channel, softmax over the patches
+    context = (qkv[:, 1:5] * scores).sum(-1, keepdim=True)  # weighted sum of the keys
+    out = torch.einsum("oc,ncpt->nopt", attn.out_proj.weight[:, :, 0, 0],
+                       torch.relu(qkv[:, 5:]) * context) + attn.out_proj.bias[None, :, None, None]
+    torch.testing.assert_close(attn(x), out)
+    # a block's count grows linearly with its tokens (no Q·Kᵀ)
+    from nasscale.costs.analytic import network_cost
+
+    def blocks(resolution):
+        nc = network_cost(nasscale.resolve(nasscale.load("mobilevit_v2_050"), resolution))
+        return sum(c.flops for c, rb in zip(nc.blocks, nc.network.blocks)
+                   if rb.kind == "mobilevit2")
+
+    assert blocks(256) == 4 * blocks(128)
+
+
+def test_mobilevit_v2_block_pads_to_whole_patches_and_keeps_the_padded_map():
+    from nasscale.costs.fvcore_count import fvcore_count
+
+    spec = nasscale.load("mobilevit_v2_050")
+    rn = nasscale.resolve(spec, 200)  # 200 -> 25 at the first MobileViTv2 block: padded to 26
+    odd = [b for b in rn.blocks if b.kind == "mobilevit2" and b.in_hw[0] % 2]
+    assert odd and odd[0].out_hw == (odd[0].in_hw[0] + 1,) * 2
+    model = nasscale.build(spec).eval()
+    counted = fvcore_count(model, torch.zeros(1, 3, 200, 200))
+    assert counted.flops == nasscale.count(spec, 200).flops
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 200, 200)).shape == (1, 1000)
+
+
+def test_mobilevit_v2_text_form_round_trips_and_has_one_query():
+    text = "mobilevit2_k3_p2_d128_l2_m256_c256_silu"
+    block = nasscale.parse_block(text)
+    assert block.num_heads == 1 and nasscale.format_block(block) == text
+    with pytest.raises(SpecError, match="num_heads"):
+        block.replace(num_heads=2)

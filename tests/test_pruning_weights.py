@@ -144,7 +144,8 @@ def test_kept_filters_are_the_largest():
 
 @pytest.mark.parametrize("name,resolution", [("convnext_tiny", 64), ("mobilevit_xxs", 64),
                                              ("swin_t", 224), ("vit_b_32", 64),
-                                             ("convnext_v2_atto", 64)])
+                                             ("convnext_v2_atto", 64),
+                                             ("mobilevit_v2_050", 64)])
 def test_layer_norm_and_attention_networks_carry_weights(name, resolution):
     """LayerNorm mixes channels, so zero filters do change these outputs; check instead that
     every tensor is a slice of the original and the pruned network runs."""
@@ -176,7 +177,7 @@ def test_attention_widths_keep_head_structure():
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
                                   "mobilevit_xs", "swin_t", "vit_b_16", "efficientnet_v2_s",
-                                  "mobilenet_v1", "mobilenet_v2"])
+                                  "mobilenet_v1", "mobilenet_v2", "mobilevit_v2_100"])
 def test_axes_registry_covers_every_tensor(name):
     spec = prunable(nasscale.load(name))
     if nasscale.count(spec).params > 100e6:

@@ -333,7 +333,7 @@ def test_largest_phi_with_custom_coefficients_and_the_bad_cases():
         largest_phi(b0, "latency", 1.0)
 
 
-@pytest.mark.parametrize("name", ["mobilevit_xs", "vit_b_16", "swin_t"])
+@pytest.mark.parametrize("name", ["mobilevit_xs", "mobilevit_v2_100", "vit_b_16", "swin_t"])
 def test_attention_families_scale_with_their_own_rules(name):
     import nasscale
     from nasscale.scaling import compound
@@ -345,7 +345,7 @@ def test_attention_families_scale_with_their_own_rules(name):
     for before, after in zip(base.stages, scaled.stages):
         b, a = before.block, after.block
         assert a.out_channels % 8 == 0 or a.kind in ("vit", "swin")
-        if b.kind == "mobilevit":
+        if b.kind in ("mobilevit", "mobilevit2"):
             assert after.repeats == 1  # deeper through its transformer layers instead
             assert a.num_heads == b.num_heads and a.patch_size == b.patch_size
             assert a.transformer_dim % 8 == 0 and a.transformer_dim % a.num_heads == 0

@@ -49,7 +49,10 @@ def test_the_zoo_lists_every_published_variant():
                          "efficientnet_lite4", "efficientnet_edgetpu_m",
                          "efficientnet_edgetpu_l", "convnext_v2_femto", "convnext_v2_pico",
                          "convnext_v2_large", "convnext_v2_huge",
-                         "lcnet_050", "lcnet_075", "lcnet_150"} == set(VARIANTS)
+                         "lcnet_050", "lcnet_075", "lcnet_150",
+                         "mobilevit_v2_050", "mobilevit_v2_075", "mobilevit_v2_125",
+                         "mobilevit_v2_150", "mobilevit_v2_175", "mobilevit_v2_200"} \
+        == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

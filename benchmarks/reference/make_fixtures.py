@@ -29,7 +29,8 @@ OUTPUTS = [("torchvision", "mobilenet_v3_small", 96), ("timm", "mobilevit_xxs", 
            ("timm", "mobilenet_v1", 96),
            ("torchvision", "swin_t", 224), ("timm", "efficientnet_b0", 64),
            ("torchvision", "mnasnet0_5", 64), ("timm", "mnasnet_small", 64),
-           ("timm", "lcnet_050", 64)]
+           ("timm", "lcnet_050", 64),
+           ("timm", "mobilevit_v2_050", 72)]  # 72: three blocks pad to whole patches
 
 
 def describe(source: str, network: str) -> dict:

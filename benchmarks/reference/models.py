@@ -51,6 +51,8 @@ TIMM = {
     **{f"mobilenet_v4_conv_{n}": f"mobilenetv4_conv_{n}" for n in ("small", "medium", "large")},
     "mobilenet_v4_hybrid_medium": "mobilenetv4_hybrid_medium",
     "mobilenet_v4_hybrid_large": "mobilenetv4_hybrid_large",
+    **{f"mobilevit_v2_{m}": f"mobilevitv2_{m}" for m in ("050", "075", "100", "125", "150",
+                                                          "175", "200")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}

@@ -26,6 +26,7 @@ from nasscale.specs import (
     MBConvSpec,
     MobileMQASpec,
     MobileViTSpec,
+    MobileViTv2Spec,
     PatchifySpec,
     PatchMergeSpec,
     ResolvedBlock,
@@ -219,6 +220,20 @@ def mobilevit_cost(rb: ResolvedBlock) -> Cost:
             + conv_norm(d, cout, 1, hw) + conv_norm(cin + cout, cout, s.kernel_size, hw))
 
 
+def mobilevit2_cost(rb: ResolvedBlock) -> Cost:
+    """Everything runs on the map resized up to whole patches (``rb.out_hw``).  A separable
+    attention layer: qkv 1×1 conv (d → 1 + 2d, bias) and out 1×1 conv (d → d, bias); its context
+    vector (scores × keys summed over the patches: d·P·N products) and ReLU(values) × context
+    are element-wise products and a sum, not matmuls, and are not counted, as fvcore counts
+    the reference module (``aten::mul``/``aten::sum``); MLP: two 1×1 convs with bias."""
+    s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+    d, mid, hw = s.transformer_dim, rb.widths["mid"], rb.out_hw
+    layer = (norm(d) + conv(d, 1 + 2 * d, 1, hw, bias=True) + conv(d, d, 1, hw, bias=True)
+             + norm(d) + conv(d, mid, 1, hw, bias=True) + conv(mid, d, 1, hw, bias=True))
+    return (conv_norm(cin, cin, s.kernel_size, hw, groups=cin) + conv(cin, d, 1, hw)
+            + layer * s.transformer_depth + norm(d) + conv_norm(d, cout, 1, hw))
+
+
 def vitembed_cost(rb: ResolvedBlock) -> Cost:
     s, c = rb.spec, rb.out_channels
     grid = s.out_hw(rb.trained_hw or rb.in_hw)  # the position embedding's (trained) grid
@@ -258,6 +273,7 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     PatchifySpec: patchify_cost,
     LNDownsampleSpec: lndown_cost,
     MobileViTSpec: mobilevit_cost,
+    MobileViTv2Spec: mobilevit2_cost,
     ViTEmbedSpec: vitembed_cost,
     ViTSpec: vit_cost,
     SwinEmbedSpec: patchify_cost,  # conv p×p/p + LN, like the ConvNeXt stem

@@ -17,6 +17,10 @@ masks and bias adds not counted:
   in the trace, so the handle counts all of them and nothing is counted twice.  With gradients
   enabled the module instead traces to ``aten::linear`` + ``aten::scaled_dot_product_attention``;
   both paths give the same count (tested).
+
+Element-wise ``aten::mul`` and reductions (``aten::sum``) are never counted, also where they
+form a weighted sum: MobileViTv2's separable self-attention builds its context vector that way
+(timm's and nasscale's modules alike), and the analytic model does not count it either.
 """
 from __future__ import annotations
 

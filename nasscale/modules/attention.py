@@ -1,4 +1,4 @@
-"""Torch modules of the attention block kinds (MobileViT, ViT, Swin), built from resolved blocks.
+"""Torch modules of the attention block kinds (MobileViT v1 and v2, ViT, Swin), built from resolved blocks.
 
 Self-attention is one small module, ``SelfAttention``: a qkv linear,
 ``F.scaled_dot_product_attention`` and an output linear, all visible to tracers.  ``nn.MultiheadAttention`` is not used: in eval mode
@@ -21,6 +21,7 @@ from nasscale.modules.registry import builds, cna_axes, transformer_axes, weight
 from nasscale.specs import (
     MobileMQASpec,
     MobileViTSpec,
+    MobileViTv2Spec,
     PatchMergeSpec,
     ResolvedBlock,
     SwinEmbedSpec,
@@ -138,6 +139,117 @@ def mobilevit_axes(m: MobileViTBlock, rb) -> dict:
             **cna_axes("conv_fusion.", "out", ("in", "out"))}
     for i in range(len(m.transformer)):
         axes.update(transformer_axes(f"transformer.{i}.", d, d))
+    return axes
+
+
+# --- MobileViTv2 ------------------------------------------------------------------------------
+
+def unfold_cpn(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(N, C, gh·p, gw·p) → (N, C, p·p, gh·gw): channels first, pixel i of every patch along the
+    last axis (the layout MobileViTv2 attends in, without transposes)."""
+    n, c, h, w = x.shape
+    gh, gw = h // p, w // p
+    return x.reshape(n, c, gh, p, gw, p).permute(0, 1, 3, 5, 2, 4).reshape(n, c, p * p, gh * gw)
+
+
+def fold_cpn(x: torch.Tensor, p: int, gh: int, gw: int) -> torch.Tensor:
+    """The inverse of ``unfold_cpn``: (N, C, p·p, gh·gw) → (N, C, gh·p, gw·p)."""
+    n, c = x.shape[:2]
+    x = x.reshape(n, c, p, p, gh, gw).permute(0, 1, 4, 2, 5, 3)  # (N, C, gh, p, gw, p)
+    return x.reshape(n, c, gh * p, gw * p)
+
+
+class SeparableSelfAttention(nn.Module):
+    """Separable self-attention on (N, d, P, T): per pixel position P, linear in the T patches.
+
+    A 1×1 conv gives a one-channel query, keys and values (1 + 2d); softmax of the query over
+    the patches gives context scores; the context vector (N, d, P, 1) is the score-weighted sum
+    of the keys; ReLU(values) × context vector → 1×1 out conv.  The weighting and the product
+    are element-wise (``mul``/``sum``), so FLOP counters see only the two convs.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+        self.qkv_proj = nn.Conv2d(width, 1 + 2 * width, 1)
+        self.out_proj = nn.Conv2d(width, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        query, key, value = self.qkv_proj(x).split([1, self.width, self.width], dim=1)
+        scores = F.softmax(query, dim=-1)
+        context = (key * scores).sum(dim=-1, keepdim=True)
+        return self.out_proj(F.relu(value) * context)
+
+
+class ConvMlp(nn.Sequential):
+    def __init__(self, width: int, mid: int, act: str):
+        super().__init__()
+        self.fc1 = nn.Conv2d(width, mid, 1)
+        self.act = activation(act)
+        self.fc2 = nn.Conv2d(mid, width, 1)
+
+
+class SeparableTransformerLayer(nn.Module):
+    """Pre-norm on (N, d, P, T): x + attn(GN(x)), then x + MLP(GN(x)); GroupNorm of one group."""
+
+    def __init__(self, width: int, mid: int, act: str, drop_path: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, width, eps=eps)
+        self.attn = SeparableSelfAttention(width)
+        self.norm2 = nn.GroupNorm(1, width, eps=eps)
+        self.mlp = ConvMlp(width, mid, act)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+@builds(MobileViTv2Spec)
+class MobileViTv2Block(nn.Module):
+    """Resize to whole patches → local dw k×k + 1×1 to d → unfold → separable transformer → GN
+    → fold → 1×1 conv-BN to the output (no concat, no fusion)."""
+
+    def __init__(self, rb: ResolvedBlock):
+        super().__init__()
+        s, cin, cout, d = rb.spec, rb.in_channels, rb.out_channels, rb.spec.transformer_dim
+        eps = rb.norm.ln(1e-5)  # GroupNorm(1): a LayerNorm over channels and positions
+        self.patch_size = s.patch_size
+        self.conv_kxk = ConvNormAct(cin, cin, s.kernel_size, groups=cin, act=s.activation,
+                                    bn=rb.norm.bn)
+        self.conv_1x1 = nn.Conv2d(cin, d, 1, bias=False)
+        self.transformer = nn.Sequential(*[
+            SeparableTransformerLayer(d, rb.widths["mid"], s.activation, rb.drop_path, eps)
+            for _ in range(s.transformer_depth)])
+        self.norm = nn.GroupNorm(1, d, eps=eps)
+        self.conv_proj = ConvNormAct(d, cout, 1, act="none", bn=rb.norm.bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        p = self.patch_size
+        gh, gw = math.ceil(h / p), math.ceil(w / p)
+        if (gh * p, gw * p) != (h, w):  # up to whole patches, and stays so (timm)
+            x = F.interpolate(x, size=(gh * p, gw * p), mode="bilinear", align_corners=True)
+        y = unfold_cpn(self.conv_1x1(self.conv_kxk(x)), p)
+        y = fold_cpn(self.norm(self.transformer(y)), p, gh, gw)
+        return self.conv_proj(y)
+
+
+@weight_axes(MobileViTv2Block)
+def mobilevit2_axes(m: MobileViTv2Block, rb) -> dict:
+    d = "attention"
+    axes = {**cna_axes("conv_kxk.", "in", "in", depthwise=True), "conv_1x1.weight": (d, "in"),
+            "norm.weight": (d,), "norm.bias": (d,), **cna_axes("conv_proj.", "out", d)}
+    qkv = ("heads", "." + d, "." + d)  # the query: one row per head (one head); keys, values
+    for i in range(len(m.transformer)):
+        t = f"transformer.{i}."
+        axes.update({
+            f"{t}norm1.weight": (d,), f"{t}norm1.bias": (d,),
+            f"{t}attn.qkv_proj.weight": (qkv, d), f"{t}attn.qkv_proj.bias": (qkv,),
+            f"{t}attn.out_proj.weight": (d, "." + d), f"{t}attn.out_proj.bias": (d,),
+            f"{t}norm2.weight": (d,), f"{t}norm2.bias": (d,),
+            f"{t}mlp.fc1.weight": ("mid", d), f"{t}mlp.fc1.bias": ("mid",),
+            f"{t}mlp.fc2.weight": (d, "mid"), f"{t}mlp.fc2.bias": (d,)})
     return axes
 
 

@@ -16,6 +16,7 @@ from nasscale.specs.blocks import (
 from nasscale.specs.attention import (
     MobileMQASpec,
     MobileViTSpec,
+    MobileViTv2Spec,
     PatchMergeSpec,
     SwinEmbedSpec,
     SwinSpec,
@@ -42,6 +43,7 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     PatchifySpec.kind: PatchifySpec,
     LNDownsampleSpec.kind: LNDownsampleSpec,
     MobileViTSpec.kind: MobileViTSpec,
+    MobileViTv2Spec.kind: MobileViTv2Spec,
     ViTEmbedSpec.kind: ViTEmbedSpec,
     ViTSpec.kind: ViTSpec,
     SwinEmbedSpec.kind: SwinEmbedSpec,
@@ -59,5 +61,6 @@ __all__ = [
     "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
     "make_divisible", "resolve", "round_repeats",
     # attention families
-    "MobileMQASpec", "MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec", "ViTSpec",
+    "MobileMQASpec", "MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec",
+    "SwinSpec", "ViTEmbedSpec", "ViTSpec",
 ]

@@ -1,4 +1,4 @@
-"""Block specs of the attention families: MobileViT, ViT and Swin Transformer.
+"""Block specs of the attention families: MobileViT (v1 and v2), ViT and Swin Transformer.
 
 Frozen, typed and torch-free like the convolutional specs (``nasscale.specs.blocks``), with two
 more things the resolver reads:
@@ -108,6 +108,66 @@ class MobileViTSpec(BlockSpec):
 
     def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         return hw
+
+    def widths(self, in_channels: int) -> dict[str, int]:
+        return {"mid": mlp_width(self, self.transformer_dim)}
+
+
+@dataclass(frozen=True)
+class MobileViTv2Spec(BlockSpec):
+    """MobileViTv2 block (Mehta & Rastegari, "Separable Self-attention for Mobile Vision
+    Transformers", TMLR 2023, Figure 1c and Sec. 3), as in timm's ``MobileVitV2Block``:
+
+    k×k depthwise conv-BN-act → 1×1 conv to ``transformer_dim`` (no bias, no norm) → unfold into
+    ``patch_size``×``patch_size`` patches → ``transformer_depth`` pre-norm layers of *separable*
+    self-attention and a 1×1-conv MLP → GroupNorm(1) → fold → 1×1 conv-BN (no activation) to
+    ``out_channels``.  No concatenation with the input and no fusion conv (unlike MobileViT v1).
+
+    Separable self-attention (linear in the number of tokens): a 1×1 conv (bias) projects to
+    ``1 + 2d`` channels: a one-channel query, keys and values; the query's softmax over the
+    patches of each pixel position gives context scores; the context vector is the
+    score-weighted sum of the keys; the output is ReLU(values) × context vector → 1×1 out conv
+    (bias).  Its norms are GroupNorm with one group (a LayerNorm over channels and positions;
+    epsilon: the network's ``ln_eps``).  The attention has one query (``num_heads`` is 1 and
+    stays 1: it is the attention rule's head count, so scaling and pruning treat
+    ``transformer_dim`` as an attention width like MobileViT's).
+
+    A feature map the patch size does not divide is resized (bilinear, align_corners) up to the
+    next multiple *before* the local conv, and the block gives that larger map, as timm does.
+    """
+
+    kind: ClassVar[str] = "mobilevit2"
+    skip_rule: ClassVar[str] = "never"  # its residuals are inside the block
+    title: ClassVar[str] = "MobileViTv2 block (separable self-attention)"
+    rule: ClassVar[KindRule] = KindRule(
+        mid="mid_channels", mid_base="transformer_dim", attention=("transformer_dim", "num_heads"),
+        depths=("transformer_depth",), repeatable=False,
+        fixed=("patch_size", "kernel_size", "expand_ratio", "activation"),
+        text=("k", "p", "d", "l", "e", "m", "c", "act"))
+    out_channels: int
+    transformer_dim: int
+    transformer_depth: int = 2
+    num_heads: int = 1
+    patch_size: int = 2
+    kernel_size: int = 3
+    expand_ratio: float | None = None
+    mid_channels: int | None = None
+    activation: str = "silu"
+
+    def __post_init__(self) -> None:
+        check_int("out_channels", self.out_channels)
+        check_int("transformer_dim", self.transformer_dim)
+        check_int("transformer_depth", self.transformer_depth)
+        if self.num_heads != 1:
+            raise field_error("num_heads", "1 (separable self-attention has one query)",
+                              self.num_heads)
+        check_int("patch_size", self.patch_size)
+        check_odd("kernel_size", self.kernel_size)
+        _check_expansion(self)
+        check_choice("activation", self.activation, ACTIVATIONS)
+
+    def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return (ceil_to(hw[0], self.patch_size), ceil_to(hw[1], self.patch_size))
 
     def widths(self, in_channels: int) -> dict[str, int]:
         return {"mid": mlp_width(self, self.transformer_dim)}
@@ -289,7 +349,7 @@ class PatchMergeSpec(BlockSpec):
         return (math.ceil(hw[0] / 2), math.ceil(hw[1] / 2))
 
 
-__all__ = ["MobileViTSpec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec",
+__all__ = ["MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec",
            "ViTSpec", "ceil_to", "mlp_width"]
 
 

@@ -529,7 +529,7 @@ class TimmSwin(Layout):
 
 
 class TimmMobileViT(Layout):
-    source, name = "timm", "MobileVit (byobnet)"
+    source, name = "timm", "MobileVit / MobileVitV2 (byobnet)"
 
     def stem(self, rb):
         return "stem", (("0", "conv"), ("1", "bn"))
@@ -546,6 +546,11 @@ class TimmMobileViT(Layout):
                             ("norm", "norm"), ("conv_proj.0", "conv_proj.conv"),
                             ("conv_proj.1", "conv_proj.bn"), ("conv_fusion.0", "conv_fusion.conv"),
                             ("conv_fusion.1", "conv_fusion.bn"))
+        if rb.kind == "mobilevit2":  # MobileVitV2Block: the same names, no fusion conv
+            return prefix, (("conv_kxk.0", "conv_kxk.conv"), ("conv_kxk.1", "conv_kxk.bn"),
+                            ("conv_1x1", "conv_1x1"), ("transformer", "transformer"),
+                            ("norm", "norm"), ("conv_proj.0", "conv_proj.conv"),
+                            ("conv_proj.1", "conv_proj.bn"))
         raise LayoutError(f"timm's MobileViT has no {rb.kind} block like {rb.where}")
 
     def head_block(self, rb):
@@ -568,7 +573,7 @@ def layout(rn: ResolvedNetwork, source: str) -> Layout:
         return (TvViT if tv else TimmViT)(rn)
     if "swin" in kinds:
         return (TvSwin if tv else TimmSwin)(rn)
-    if "mobilevit" in kinds:
+    if kinds & {"mobilevit", "mobilevit2"}:
         if tv:
             raise LayoutError("torchvision has no MobileViT; use source='timm'")
         return TimmMobileViT(rn)
