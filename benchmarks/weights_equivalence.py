@@ -11,7 +11,10 @@ BatchNorm statistics, a different draw per repeat: nasscale.weights.seeded), loa
 nasscale with ``load_weights(..., source=...)`` ("in"), export it back with ``export_weights``
 into a fresh reference model loaded with ``strict=True`` ("out"), and compare outputs on a
 random batch of 2 in eval mode.  The error is max |a - b| / max |b| over the logits; the table
-gives the worst over the repeats.  Target: < 1e-5 both ways.  Input sizes: the network's own
+gives the worst over the repeats.  Target: < 1e-5 both ways.  A network above it in float32 is
+checked again in float64 (the same weights and input): below 1e-9 there means the mapping and
+the function are exact and float32 rounding is amplified by the seeded weights (attention over
+large random logits does that), which the row says; above it, the row fails.  Input sizes: the network's own
 for ViT and Swin (fixed patch grids), else min(own, 160) to keep the run short on a CPU.
 """
 from __future__ import annotations
@@ -41,7 +44,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def check(source: str, net: str, repeats: int) -> dict:
     spec = nasscale.zoo.get(net)
     size = spec.resolution if spec.family in ("vit", "swin") else min(spec.resolution, 160)
-    ins, outs, t0 = [], [], time.perf_counter()
+    ins, outs, f64, t0 = [], [], [], time.perf_counter()
     ref = models.create(source, net).eval()
     for r in range(repeats):
         ref.load_state_dict(seeded_state_dict(ref.state_dict(), salt=f"repeat{r}/"))
@@ -53,10 +56,17 @@ def check(source: str, net: str, repeats: int) -> dict:
             a, b, c = ref(x), ours(x), back(x)
         ins.append(rel(b, a))
         outs.append(rel(c, b))
+        if max(ins[-1], outs[-1]) >= 1e-5:
+            with torch.no_grad():
+                a64, b64, c64 = ref.double()(x.double()), ours.double()(x.double()), \
+                    back.double()(x.double())
+            ref.float()
+            f64.append(max(rel(b64, a64), rel(c64, b64)))
         del ours, back
     return {"source": source, "network": net, "model": models.SOURCES[source][net],
             "size": size, "repeats": repeats, "in_max": max(ins), "out_max": max(outs),
-            "in": ins, "out": outs, "seconds": round(time.perf_counter() - t0, 1)}
+            "in": ins, "out": outs, **({"float64_max": max(f64)} if f64 else {}),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> None:
@@ -82,13 +92,20 @@ def main() -> None:
             continue
         row = check(source, net, args.repeats)
         rows.append(row)
-        ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else "  ABOVE 1e-5"
+        ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else (
+            f"  float32 rounding (float64: {row['float64_max']:.1e})"
+            if row.get("float64_max", 1.0) < 1e-9 else "  ABOVE 1e-5")
         print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
               f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
         write(args.out, rows, complete=all(t in {(r["source"], r["network"]) for r in rows}
                                            for t in todo))  # after each row: a long run
     print(f"worst: {max(max(r['in_max'], r['out_max']) for r in rows):.2e} over {len(rows)} "
           f"networks -> {args.out}")
+    f64 = [r for r in rows if "float64_max" in r]
+    if f64:
+        print("above 1e-5 in float32, checked in float64: " + ", ".join(
+            f"{r['network']} {max(r['in_max'], r['out_max']):.1e} -> {r['float64_max']:.1e}"
+            for r in f64))
 
 
 def versions() -> dict:
@@ -100,12 +117,18 @@ def versions() -> dict:
 
 
 def write(path: str, rows: list[dict], complete: bool) -> None:
-    result = {"benchmark": "weights_equivalence", "target": "max relative error < 1e-5",
+    result = {"benchmark": "weights_equivalence",
+              "target": "max relative error < 1e-5 in float32, or < 1e-9 in float64 where "
+                        "float32 rounding is amplified (float64_max)",
               "machine": f"{platform.processor() or platform.machine()}, "
                          f"{torch.get_num_threads()} threads, CPU, float32",
               "versions": versions(),
               "complete": complete, "rows": rows,
-              "worst": max((max(r["in_max"], r["out_max"]) for r in rows), default=None)}
+              "worst": max((max(r["in_max"], r["out_max"]) for r in rows), default=None),
+              "worst_float32_within_1e-5": max((max(r["in_max"], r["out_max"]) for r in rows
+                                                if "float64_max" not in r), default=None),
+              "worst_float64": max((r["float64_max"] for r in rows if "float64_max" in r),
+                                   default=None)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
