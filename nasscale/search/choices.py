@@ -5,6 +5,8 @@ them together).  ``sample`` asks any object with Optuna's ``suggest_categorical`
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -150,10 +152,7 @@ class LayerChoice:
         prefix = name("")
 
         def put(field: str, values: tuple, value: Any) -> None:
-            if value not in values:
-                raise NotInSpace(f"{name(field)}: {value!r} not among {list(values)}")
-            if len(values) > 1:
-                out[name(field)] = value
+            _put(out, name(field), values, value)
 
         put("kind", self.kinds, block.kind)
         put("kernel_size", self.kernel_size, block.kernel_size)
@@ -169,6 +168,19 @@ class LayerChoice:
 
 
 LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation", "start_kernel")
+
+
+def _pick(trial: Suggester, name: str, values: tuple) -> Any:
+    """One of ``values``: the trial's choice, or the only value (not a parameter then)."""
+    return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
+
+
+def _put(out: dict[str, Any], name: str, values: Sequence[Any], value: Any) -> None:
+    """Record ``value`` as parameter ``name`` (if there is a choice) or say it is not one."""
+    if value not in values:
+        raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
+    if len(values) > 1:
+        out[name] = value
 
 
 @dataclass(frozen=True)
@@ -202,35 +214,27 @@ class AttentionTail:
         if self.activation not in ACTIVATIONS:
             raise SpecError(f"must be one of {', '.join(ACTIVATIONS)}", ("attention.activation",))
 
-    def _pick(self, trial: Suggester, name: str, values: tuple) -> Any:
-        return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
 
     def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
         from nasscale.specs import MobileViTSpec
 
-        if not self._pick(trial, f"s{i}.attn", self.present):
+        if not _pick(trial, f"s{i}.attn", self.present):
             return None
         dim = self.transformer_dim.sample(trial, f"s{i}.attn.dim")
-        ratio = float(self._pick(trial, f"s{i}.attn.mlp_ratio", self.mlp_ratio))
+        ratio = float(_pick(trial, f"s{i}.attn.mlp_ratio", self.mlp_ratio))
         return MobileViTSpec(
             out_channels=width, transformer_dim=dim,
-            transformer_depth=self._pick(trial, f"s{i}.attn.depth", self.transformer_depth),
-            num_heads=self._pick(trial, f"s{i}.attn.heads", self.num_heads),
-            patch_size=self._pick(trial, f"s{i}.attn.patch", self.patch_size),
-            kernel_size=self._pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
+            transformer_depth=_pick(trial, f"s{i}.attn.depth", self.transformer_depth),
+            num_heads=_pick(trial, f"s{i}.attn.heads", self.num_heads),
+            patch_size=_pick(trial, f"s{i}.attn.patch", self.patch_size),
+            kernel_size=_pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
             mid_channels=make_divisible(dim * ratio, 8), activation=self.activation)
 
     def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
         from nasscale.specs import MobileViTSpec
 
         out: dict[str, Any] = {}
-
-        def put(name: str, values: Sequence[Any], value: Any) -> None:
-            if value not in values:
-                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
-            if len(values) > 1:
-                out[name] = value
-
+        put = functools.partial(_put, out)
         put(f"s{i}.attn", self.present, block is not None)
         if block is None:
             return out
@@ -270,32 +274,24 @@ class MQATail:
                 raise SpecError("choices must be >= 1", (f"attention.{name}",))
         _choices("attention.kv_stride", self.kv_stride, (1, 2, 4), int)
 
-    def _pick(self, trial: Suggester, name: str, values: tuple) -> Any:
-        return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
 
     def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
         from nasscale.specs import MobileMQASpec
 
-        if not self._pick(trial, f"s{i}.attn", self.present):
+        if not _pick(trial, f"s{i}.attn", self.present):
             return None
         return MobileMQASpec(
-            out_channels=width, num_heads=self._pick(trial, f"s{i}.attn.heads", self.num_heads),
-            key_dim=self._pick(trial, f"s{i}.attn.key_dim", self.key_dim),
-            kv_stride=self._pick(trial, f"s{i}.attn.kv_stride", self.kv_stride),
-            kernel_size=self._pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
+            out_channels=width, num_heads=_pick(trial, f"s{i}.attn.heads", self.num_heads),
+            key_dim=_pick(trial, f"s{i}.attn.key_dim", self.key_dim),
+            kv_stride=_pick(trial, f"s{i}.attn.kv_stride", self.kv_stride),
+            kernel_size=_pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
             layer_scale=self.layer_scale)
 
     def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
         from nasscale.specs import MobileMQASpec
 
         out: dict[str, Any] = {}
-
-        def put(name: str, values: Sequence[Any], value: Any) -> None:
-            if value not in values:
-                raise NotInSpace(f"{name}: {value!r} not among {list(values)}")
-            if len(values) > 1:
-                out[name] = value
-
+        put = functools.partial(_put, out)
         put(f"s{i}.attn", self.present, block is not None)
         if block is None:
             return out
