@@ -154,3 +154,41 @@ def test_hybrid_space_can_switch_attention_off():
                                                 "s4.attn": False}))
     assert {s.block.kind for s in off.stages} == {"mbconv"}
     assert nasscale.count(off).total.attention == 0
+
+
+
+def test_a_slot_can_end_with_a_mobilevit_v2_block():
+    import dataclasses
+
+    from nasscale.specs import MobileViTv2Spec
+
+    space = load_space("mobilevit_hybrid")
+    v2 = dataclasses.replace(space, stages=tuple(
+        st if st.attention is None else dataclasses.replace(st, attention=dataclasses.replace(
+            st.attention, kind="mobilevit2", num_heads=(1,)))
+        for st in space.stages))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = 0
+    for _ in range(15):
+        trial = study.ask()
+        net = v2.sample(trial)
+        study.tell(trial, 0.0)
+        blocks = [st.block for st in net.stages if st.block.kind == "mobilevit2"]
+        assert all(isinstance(b, MobileViTv2Spec) and b.num_heads == 1 for b in blocks)
+        assert not [st for st in net.stages if st.block.kind == "mobilevit"]
+        seen += len(blocks)
+        assert nasscale.count(net).flops > 0
+        back = v2.sample(optuna.trial.FixedTrial(v2.params_for(net)))
+        assert same_architecture(back, net)
+    assert seen > 0
+    with pytest.raises(NotInSpace, match="mobilevit2"):  # a v1 block is not a point of it
+        v2.params_for(nasscale.load("mobilevit_xs"))
+    with pytest.raises(SpecError, match="num_heads"):
+        space_from_data({**_v4_data(), "stages": [{"stride": 2, "depth": [1], "width": {
+            "min": 32, "max": 32}, "kinds": ["mbconv"], "expand_ratio": [4],
+            "attention": {"kind": "mobilevit2", "transformer_dim": {"min": 64, "max": 64},
+                          "num_heads": [4]}}]})
+    two = space_from_data({**_v4_data(), "stages": [{"stride": 2, "depth": [1], "width": {
+        "min": 32, "max": 32}, "kinds": ["mbconv"], "expand_ratio": [4],
+        "attention": {"kind": "mobilevit2", "transformer_dim": {"min": 64, "max": 64}}}]})
+    assert two.stages[0].attention.num_heads == (1,)  # one query by default

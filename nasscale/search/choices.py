@@ -188,7 +188,8 @@ class AttentionTail:
     """An optional MobileViT block after a slot's convolutional layers (the MobileViT layout:
     an MV2 layer that downsamples, then a MobileViT block at the same width).  Its MLP width is
     ``make_divisible(transformer_dim · mlp_ratio, 8)``, written explicitly (``m``) like the
-    paper's tables."""
+    paper's tables.  ``kind: mobilevit2`` makes it a MobileViTv2 block (separable
+    self-attention, one query: ``num_heads`` is 1)."""
 
     transformer_dim: WidthChoice
     present: tuple[bool, ...] = (True,)
@@ -198,8 +199,15 @@ class AttentionTail:
     patch_size: tuple[int, ...] = (2,)
     kernel_size: tuple[int, ...] = (3,)
     activation: str = "silu"
+    kind: str = "mobilevit"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("mobilevit", "mobilevit2"):
+            raise SpecError(f"must be mobilevit, mobilevit2 or mqa, got {self.kind!r}",
+                            ("attention.kind",))
+        if self.kind == "mobilevit2" and self.num_heads != (1,):
+            raise SpecError("must be [1] for mobilevit2 (separable self-attention has one "
+                            f"query), got {list(self.num_heads)}", ("attention.num_heads",))
         _choices("attention.present", self.present, (False, True), bool)
         for name in ("transformer_depth", "num_heads", "patch_size", "kernel_size"):
             values = _choices(f"attention.{name}", getattr(self, name), kind=int)
@@ -216,13 +224,11 @@ class AttentionTail:
 
 
     def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
-        from nasscale.specs import MobileViTSpec
-
         if not _pick(trial, f"s{i}.attn", self.present):
             return None
         dim = self.transformer_dim.sample(trial, f"s{i}.attn.dim")
         ratio = float(_pick(trial, f"s{i}.attn.mlp_ratio", self.mlp_ratio))
-        return MobileViTSpec(
+        return self._spec_class()(
             out_channels=width, transformer_dim=dim,
             transformer_depth=_pick(trial, f"s{i}.attn.depth", self.transformer_depth),
             num_heads=_pick(trial, f"s{i}.attn.heads", self.num_heads),
@@ -230,16 +236,20 @@ class AttentionTail:
             kernel_size=_pick(trial, f"s{i}.attn.kernel_size", self.kernel_size),
             mid_channels=make_divisible(dim * ratio, 8), activation=self.activation)
 
-    def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
-        from nasscale.specs import MobileViTSpec
+    def _spec_class(self) -> type:
+        from nasscale.specs import MobileViTSpec, MobileViTv2Spec
 
+        return MobileViTv2Spec if self.kind == "mobilevit2" else MobileViTSpec
+
+    def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         put = functools.partial(_put, out)
         put(f"s{i}.attn", self.present, block is not None)
         if block is None:
             return out
-        if not isinstance(block, MobileViTSpec) or block.activation != self.activation:
-            raise NotInSpace(f"s{i}: the attention layer must be a {self.activation} mobilevit")
+        if type(block) is not self._spec_class() or block.activation != self.activation:
+            raise NotInSpace(f"s{i}: the attention layer must be a {self.activation} "
+                             f"{self.kind}")
         put(f"s{i}.attn.dim", list(self.transformer_dim.values()), block.transformer_dim)
         ratios = [r for r in self.mlp_ratio if make_divisible(block.transformer_dim * r, 8)
                   == block.mid_channels]

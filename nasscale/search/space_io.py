@@ -120,11 +120,13 @@ def _attention(data: Any, where: str) -> "AttentionTail | MQATail":
         return _mqa(data, where)
     data = dict(check_keys(data, ATTENTION_KEYS, where, required=("transformer_dim",)))
     kind = data.pop("kind", "mobilevit")
-    if kind != "mobilevit":
-        raise SpecError(f"must be mobilevit or mqa (the attention blocks a stage slot can end "
-                        f"with), got {kind!r}", (f"{where}.kind",))
+    if kind not in ("mobilevit", "mobilevit2"):
+        raise SpecError(f"must be mobilevit, mobilevit2 or mqa (the attention blocks a stage "
+                        f"slot can end with), got {kind!r}", (f"{where}.kind",))
     args: dict[str, Any] = {"transformer_dim": _width(data.pop("transformer_dim"),
-                                                      f"{where}.transformer_dim")}
+                                                      f"{where}.transformer_dim"), "kind": kind}
+    if kind == "mobilevit2" and "num_heads" not in data:
+        args["num_heads"] = (1,)  # one query
     for key, value in data.items():
         args[key] = value if key == "activation" else _list(value, f"{where}.{key}")
     if "mlp_ratio" in args:
