@@ -63,6 +63,18 @@ def ceil_to(size: int, multiple: int) -> int:
     return -(-size // multiple) * multiple
 
 
+def _check_patch_transformer(spec: BlockSpec) -> None:
+    """The fields MobileViT and MobileViTv2 blocks share: widths, depth, patch, local kernel,
+    MLP expansion and activation."""
+    check_int("out_channels", spec.out_channels)  # type: ignore[attr-defined]
+    check_int("transformer_dim", spec.transformer_dim)  # type: ignore[attr-defined]
+    check_int("transformer_depth", spec.transformer_depth)  # type: ignore[attr-defined]
+    check_int("patch_size", spec.patch_size)  # type: ignore[attr-defined]
+    check_odd("kernel_size", spec.kernel_size)  # type: ignore[attr-defined]
+    _check_expansion(spec)
+    check_choice("activation", spec.activation, ACTIVATIONS)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class MobileViTSpec(BlockSpec):
     """MobileViT block (Mehta & Rastegari, ICLR 2022, Figure 1b), as in timm/ml-cvnets:
@@ -97,14 +109,8 @@ class MobileViTSpec(BlockSpec):
     activation: str = "silu"
 
     def __post_init__(self) -> None:
-        check_int("out_channels", self.out_channels)
-        check_int("transformer_dim", self.transformer_dim)
-        check_int("transformer_depth", self.transformer_depth)
+        _check_patch_transformer(self)
         _check_heads("transformer_dim", self.transformer_dim, self.num_heads)
-        check_int("patch_size", self.patch_size)
-        check_odd("kernel_size", self.kernel_size)
-        _check_expansion(self)
-        check_choice("activation", self.activation, ACTIVATIONS)
 
     def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         return hw
@@ -155,16 +161,10 @@ class MobileViTv2Spec(BlockSpec):
     activation: str = "silu"
 
     def __post_init__(self) -> None:
-        check_int("out_channels", self.out_channels)
-        check_int("transformer_dim", self.transformer_dim)
-        check_int("transformer_depth", self.transformer_depth)
+        _check_patch_transformer(self)
         if self.num_heads != 1:
             raise field_error("num_heads", "1 (separable self-attention has one query)",
                               self.num_heads)
-        check_int("patch_size", self.patch_size)
-        check_odd("kernel_size", self.kernel_size)
-        _check_expansion(self)
-        check_choice("activation", self.activation, ACTIVATIONS)
 
     def out_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         return (ceil_to(hw[0], self.patch_size), ceil_to(hw[1], self.patch_size))
