@@ -203,11 +203,45 @@ def test_missing_units_are_extrapolated_and_reported():
     missing = [u.key for u in pred.extrapolated]
     assert missing == ["bneck_k7_s2_m96_c40_relu_se@24x56x56"]
     (unit,) = pred.extrapolated
-    assert unit.label == "stage 4.1" and unit.ms > 0 and "bneck model" in unit.basis
+    assert unit.label == "stage 4.1" and unit.ms > 0 and "nearest bneck entries" in unit.basis
     assert pred.as_dict()["extrapolated"] == missing
     # a bigger block of the same shape is predicted slower than the entry it was scaled from
     near = table.entries["bneck_k5_s2_m72_c40_relu_se@24x56x56"]
     assert unit.ms > near.ms * 0.9
+
+
+def test_a_missing_unit_follows_the_law_its_neighbours_follow():
+    """Entries whose latency is an exact linear law of MACs, activations and params: every one
+    left out is extrapolated back from the others to within 1 %."""
+    from nasscale.latency.table import unit_features
+
+    from nasscale.latency.key import current_key
+
+    table = LatencyTable(key=current_key(clock="cpu"))
+
+    def law(unit):
+        _, flops, params, acts = unit_features(unit)
+        return 0.02 + flops / 4e8 + acts / 2e7 + params / 1e7
+
+    units = {}
+    for name in ("mobilenet_v3_large", "mobilenet_v3_small"):
+        for res in (160, 192, 224, 256):
+            for unit in units_of(resolve(nasscale.load(name), res)):
+                units.setdefault(unit_key(unit), unit)
+    blocks = {k: u for k, u in units.items() if unit_features(u)[0] == "bneck"}
+    for unit in units.values():
+        table.add(unit, law(unit))
+    assert len(blocks) > 60
+    errors = []
+    for key, unit in blocks.items():
+        entry = table.entries.pop(key)
+        table._models.clear()
+        ms, basis = table._extrapolate(unit)
+        table.entries[key] = entry
+        errors.append(abs(ms / law(unit) - 1))
+        assert "nearest bneck entries" in basis
+    table._models.clear()
+    assert max(errors) < 0.01, max(errors)
 
 
 def test_file_round_trip_is_readable_json_with_the_key(tmp_path):

@@ -105,3 +105,34 @@ def test_relative_latency_budget_times_candidates_against_its_reference(tmp_path
         ua = t.user_attrs
         assert ua["latency_ms"] == pytest.approx(ua["latency_ratio"] * ref["ms"])
         assert 0.2 < ua["latency_ratio"] < 20
+
+
+def test_a_table_stated_at_another_speed_is_said_when_budgets_are_absolute():
+    """An absolute budget is compared with predictions at the table's speed: a machine whose
+    probe now runs 30 % slower is said in one line; within 10 % nothing is said; a table made
+    on other hardware is not timed at all."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from nasscale.latency import LatencyTable, Settings
+    from nasscale.search.latency_source import table_speed_warning
+
+    settings = Settings(clock="wall")
+    table = LatencyTable(key=settings.key())
+    table.add_probe(nasscale.load("mobilenet_v3_small"), 4.0, 0.0)
+    calls = []
+
+    def fake(ms):
+        def measure(spec, settings, policy):
+            calls.append(spec.name)
+            return SimpleNamespace(latency_ms=ms)
+        return measure
+
+    line = table_speed_warning(table, fake(5.2))
+    assert "x1.30" in line and "+30 %" in line and "mobilenet_v3_small" in line
+    assert table_speed_warning(table, fake(4.2)) is None
+    other = LatencyTable(key=dataclasses.replace(settings.key(), device_name="Other CPU"),
+                         probe=table.probe)
+    assert table_speed_warning(other, fake(9.0)) is None
+    assert table_speed_warning(LatencyTable(key=settings.key()), fake(9.0)) is None
+    assert calls == ["mobilenet_v3_small", "mobilenet_v3_small"]

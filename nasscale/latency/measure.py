@@ -283,6 +283,7 @@ class RatioRecord:
     candidate_ms: float  # p50 over all the candidate's kept runs
     reference_ms: float  # ... and the reference's, in the same time window
     key: MeasurementKey
+    other_load: float | None = None  # the most cores other processes used in a round
 
     @property
     def spread(self) -> float:
@@ -345,9 +346,12 @@ def measure_ratio(spec_or_name: "NetworkSpec | str", reference: "NetworkSpec | s
 
             rounds = warm_round if id(p) in warm or getattr(p, "_warm", False) else one_round
             warm.add(id(p))
-            return run_guarded(lambda: time_runs(run, p.stopwatch(), rounds), what).totals
+            runs = run_guarded(lambda: time_runs(run, p.stopwatch(), rounds), what)
+            if runs.other_load is not None:
+                loads.append(runs.other_load)
+            return runs.totals
 
-        ratios, ta, tb = [], [], []
+        ratios, ta, tb, loads = [], [], [], []
         for i in range(max(1, pairs)):
             order = (a, b) if i % 2 == 0 else (b, a)
             first, second = timed(order[0]), timed(order[1])
@@ -358,4 +362,5 @@ def measure_ratio(spec_or_name: "NetworkSpec | str", reference: "NetworkSpec | s
         b._warm = True  # the cached reference stays warm for the next candidate
     return RatioRecord(name=spec.name, reference=ref.name, ratio=float(np.median(ratios)),
                        pair_ratios=tuple(ratios), candidate_ms=float(np.median(ta)) * 1e3,
-                       reference_ms=float(np.median(tb)) * 1e3, key=key)
+                       reference_ms=float(np.median(tb)) * 1e3, key=key,
+                       other_load=max(loads) if loads else None)

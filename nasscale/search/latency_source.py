@@ -105,7 +105,51 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
         except NasscaleError as err:
             raise NasscaleError(f"{study.path or 'study'}: reward.target: {err}") from None
         reward = (target.limit, study.reward.exponent)
+    absolute = any(c.metric == "latency" and not parse_budget(c.text).relative
+                   for c in constraints) or (study.reward is not None and not parse_budget(
+                       f"latency <= {study.reward.target}").relative)
+    if absolute and source is not None and not source.builds_module():
+        line = table_speed_warning(source.table)
+        if line:
+            import sys
+
+            print(f"nasscale: warning: {line}", file=sys.stderr)
     return tuple(constraints), reward, key, reference
+
+
+#: how far (a fraction) the machine's speed now may differ from a table's before a study with
+#: absolute latency budgets says so
+SPEED_TOLERANCE = 0.10
+
+
+def table_speed_warning(table, measure_fn=None) -> str | None:
+    """A table's predictions are stated at the speed its probe network ran when the table was
+    built; an absolute budget ("latency <= 8ms") is compared with them as they are.  On the
+    table's own machine and key, time the probe once now and return a warning when it runs
+    more than ``SPEED_TOLERANCE`` off that speed (relative budgets need none: the reference is
+    predicted from the same table).  ``None`` when the table has no probe, was made on other
+    hardware or under another key, or the speed agrees."""
+    from nasscale.latency import Settings, measure
+    from nasscale.latency.source import quick_policy
+
+    if not table.probe_ms:
+        return None
+    settings = Settings.of_key(table.key)
+    try:
+        if settings.key() != table.key:
+            return None
+        spec = table.probe_spec()
+        now = (measure_fn or measure)(spec, settings=settings,
+                                      policy=quick_policy()).latency_ms
+    except NasscaleError:
+        return None
+    factor = now / table.probe_ms
+    if abs(factor - 1) <= SPEED_TOLERANCE:
+        return None
+    return (f"the latency table's probe network {spec.name} runs {now:.2f} ms here now against "
+            f"{table.probe_ms:.2f} ms when the table was stated (x{factor:.2f}): absolute "
+            "latency budgets are compared with predictions at the table's speed, so candidates "
+            f"measured now would run about {100 * (factor - 1):+.0f} % off them")
 
 
 def evaluate_references(setup, names, objective) -> dict[str, dict]:
