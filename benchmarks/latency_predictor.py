@@ -18,9 +18,9 @@ the faster one.
 
 ``--measure ratio`` (the default) measures what the table's entries are stated in: each network
 is timed interleaved with a reference network (``measure_ratio``, ``--pairs`` pairs of
-alternating rounds) — its space's own (``--reference space``: a search space's first
-``contains``, a neighbourhood's base), whose ratio to the table's probe network is timed with 2×
-the pairs before every pass, or the probe itself (``--reference probe``) — and its latency is
+alternating rounds) — its space's own (``--reference space``: of a search space's
+``contains`` the one nearest in FLOPs, a neighbourhood's base), whose ratio to the table's probe
+network is timed before every pass, or the probe itself (``--reference probe``) — and its latency is
 ratio × its reference's latency.  With the probe, that is the probe's reference ms, and the
 accuracy is of the table's absolute scale at the speed it was stated at.  With a space's
 reference, it is the reference's *prediction*, and the accuracy is of predicted ratios
@@ -82,15 +82,21 @@ def holdout(tbl: LatencyTable, fraction: float, seed: int) -> LatencyTable:
                         overhead_samples_ms=tbl.overhead_samples_ms)
 
 
-def reference_of(space, default):
-    """A space's reference network: a search space's first ``contains`` network, a
-    neighbourhood's base; else ``default``."""
+def nearest_reference(space, spec, default):
+    """The reference network a network of ``space`` is timed against: of the space's own
+    networks (a search space's ``contains``, a neighbourhood's base), the one nearest in FLOPs;
+    else ``default``.  A network like the candidate slows down like it on a busy machine: on
+    the development VM the candidates nearer their reference in FLOPs repeated at about half the
+    pass-to-pass difference of the farther half, in every shipped space."""
     from nasscale import zoo
 
     inner = getattr(space, "space", None)
-    if inner is not None and getattr(inner, "contains", None):
-        return zoo.load(inner.contains[0])
-    return getattr(space, "base", None) or default
+    names = list(getattr(inner, "contains", None) or ())
+    if not names:
+        return getattr(space, "base", None) or default
+    flops = network_cost(resolve(spec)).flops
+    return min((zoo.load(n) for n in names),
+               key=lambda r: abs(np.log(network_cost(resolve(r)).flops / flops)))
 
 
 def by_space(result: dict, preds: np.ndarray, reference: np.ndarray, passes: np.ndarray) -> dict:
@@ -180,21 +186,22 @@ def main(argv=None) -> int:
     # each network's reference: its space's own network (a network like it slows down like it
     # when the machine is busy, so the ratio repeats better), whose ratio to the probe is timed
     # thoroughly before every pass; or the probe itself
-    refs = [reference_of(s, probe_spec) if args.reference == "space" else probe_spec
-            for s in spaces]
+    net_refs = [nearest_reference(spaces[i % len(spaces)], net, probe_spec)
+                if args.reference == "space" else probe_spec for i, net in enumerate(nets)]
+    refs = list({r.name: r for r in net_refs}.values())
     to_ref = np.full((args.passes, args.n), np.nan)  # network / its reference, per pass
     ref_to_probe: dict[str, list[float]] = {r.name: [] for r in refs}
     bar = Progress(args.passes * args.n, "measure")
     for p in range(args.passes):
         for ref in refs if args.measure == "ratio" else ():
             ref_to_probe[ref.name].append(1.0 if ref is probe_spec else measure_ratio(
-                ref, probe_spec, settings=settings, policy=policy, pairs=2 * args.pairs,
+                ref, probe_spec, settings=settings, policy=policy, pairs=args.pairs,
                 cache=cache).ratio)
         order = list(range(args.n)) if p % 2 == 0 else list(reversed(range(args.n)))
         for j, i in enumerate(order):
             t0 = time.perf_counter()
             if args.measure == "ratio":  # interleaved with a reference: drift cancels
-                ref = refs[i % len(spaces)]
+                ref = net_refs[i]
                 rr = measure_ratio(nets[i], ref, settings=settings, policy=policy,
                                    pairs=args.pairs, cache=cache)
                 to_ref[p, i] = rr.ratio
@@ -216,7 +223,7 @@ def main(argv=None) -> int:
     ref_pred = {r.name: tbl.predict(r).total_ms for r in refs} if args.measure == "ratio" else {}
     if args.measure == "ratio":
         for i in range(args.n):
-            ref = refs[i % len(spaces)]
+            ref = net_refs[i]
             # at the table's speed through the probe: x (reference / probe) x probe's ms
             chained[:, i] = to_ref[:, i] * np.mean(ref_to_probe[ref.name]) * probe_ref
             # relative to the space's reference, as a relative budget compares: the measured
@@ -235,7 +242,7 @@ def main(argv=None) -> int:
         rows.append({"name": spec.name, "resolution": rn.resolution, "flops": cost.flops,
                      "params": cost.params, "passes_ms": [float(v) for v in measured[:, i]],
                      "passes_absolute_ms": [float(v) for v in absolute[:, i]],
-                     **({"reference_network": refs[i % len(spaces)].name,
+                     **({"reference_network": net_refs[i].name,
                          "passes_ratio": [float(v) for v in to_ref[:, i]],
                          "passes_chained_ms": [float(v) for v in chained[:, i]]}
                         if args.measure == "ratio" else {}),
@@ -262,9 +269,10 @@ def main(argv=None) -> int:
         "key": key.as_dict(), "passes": args.passes, "round_s": args.round_s,
         "measure": args.measure, "pairs": args.pairs if args.measure == "ratio" else None,
         "reference_mode": args.reference if args.measure == "ratio" else None,
-        "references": {str(a): {"network": r.name, "predicted_ms": ref_pred[r.name],
-                                "ratio_to_probe_per_pass": ref_to_probe[r.name]}
-                       for a, r in zip(args.space, refs)} if args.measure == "ratio" else None,
+        "references": {r.name: {"predicted_ms": ref_pred[r.name],
+                                "ratio_to_probe_per_pass": ref_to_probe[r.name],
+                                "networks": sum(n is r for n in net_refs)}
+                       for r in refs} if args.measure == "ratio" else None,
         "machine": platform.processor() or platform.machine(),
         "loadavg_start": load0, "loadavg_end": os.getloadavg(),
         "flops_convention": FLOPS_CONVENTION, "rows": rows,
