@@ -136,3 +136,23 @@ def test_a_table_stated_at_another_speed_is_said_when_budgets_are_absolute():
     assert table_speed_warning(other, fake(9.0)) is None
     assert table_speed_warning(LatencyTable(key=settings.key()), fake(9.0)) is None
     assert calls == ["mobilenet_v3_small", "mobilenet_v3_small"]
+
+
+def test_a_study_building_its_table_times_its_budget_reference_into_it(tmp_path, capsys):
+    """A relative budget's network joins the study's `latency.build` sources, so its ratio is
+    predicted from its own entries, not extrapolated; the probe stays the first source's."""
+    from nasscale.latency import LatencyTable
+    from nasscale.latency.table import unit_key, units_of
+    from nasscale.specs import resolve
+
+    lut = tmp_path / "lut.json"
+    run_study(tmp_path, capsys, constraints=["latency <= 1.0x mobilenet_v3_large"],
+              latency={"source": "lut", "lut": str(lut), "build": ["mobilenet_v3_small"]},
+              trials=2)
+    table = LatencyTable.load(lut)
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        units = units_of(resolve(nasscale.load(name)))
+        assert all(unit_key(u) in table for u in units), name
+        assert not table.predict(name).extrapolated
+    assert table.probe_spec().name == "mobilenet_v3_small"
+    assert "mobilenet_v3_large" in table.sources
