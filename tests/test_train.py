@@ -2,6 +2,7 @@
 the testbed, data errors and ``nasscale train``."""
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,12 @@ def test_stop_in_on_epoch_propagates():
         train(tiny_model(), blobs(), FAST, on_epoch=stop)
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_continues_exactly(tmp_path, ema):
     ckpt = tmp_path / "run.ckpt"
     full_model = tiny_model()
-    full = train(full_model, blobs(), replace_settings(epochs=3), checkpoint=tmp_path / "a.ckpt")
+    full = train(full_model, blobs(), replace_settings(epochs=3, ema=ema),
+                 checkpoint=tmp_path / "a.ckpt")
 
     class Killed(Exception):
         pass
@@ -94,15 +97,82 @@ def test_resume_continues_exactly(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt, on_epoch=kill)
+        train(tiny_model(), blobs(), replace_settings(epochs=3, ema=ema), checkpoint=ckpt,
+              on_epoch=kill)
     resumed_model = tiny_model(seed=99)  # different start: everything comes from the checkpoint
-    resumed = train(resumed_model, blobs(), replace_settings(epochs=3), checkpoint=ckpt,
+    resumed = train(resumed_model, blobs(), replace_settings(epochs=3, ema=ema), checkpoint=ckpt,
                     resume=True)
     assert resumed.accuracy == full.accuracy and len(resumed.history) == 3
     assert torch.equal(_weights(resumed_model), _weights(full_model))
     with pytest.raises(nasscale.NasscaleError, match="other settings .*lr"):
         train(tiny_model(), blobs(), replace_settings(epochs=3, lr=0.2), checkpoint=ckpt,
               resume=True)
+
+
+def test_weight_average_is_what_is_evaluated_and_kept():
+    from nasscale.scoring.train import WeightAverage, evaluate
+
+    data = blobs()
+    plain_model, avg_model = tiny_model(), tiny_model()
+    plain = train(plain_model, data, replace_settings(epochs=3))
+    averaged = train(avg_model, data, replace_settings(epochs=3, ema=0.9))
+    assert not torch.equal(_weights(plain_model), _weights(avg_model))
+    # the kept weights are the evaluated ones: evaluating them again gives the reported top-1
+    _, _, vx, vy = data.split(FAST.val_fraction, FAST.seed)
+    assert evaluate(avg_model, vx, vy, FAST.resolution) == averaged.accuracy
+    assert 0 <= plain.accuracy <= 1
+    # the average: decay ramps as (1 + t) / (10 + t); applied() puts the live weights back
+    model = tiny_model()
+    avg = WeightAverage(model, 0.99)
+    first = {k: v.clone() for k, v in avg.shadow.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    avg.update(model)
+    name = next(n for n, _ in model.named_parameters())
+    expected = first[name] + (1 - 2 / 11) * 1.0  # moved 1 - min(0.99, 2/11) of the way
+    assert torch.allclose(avg.shadow[name], expected)
+    live = _weights(model)
+    with avg.applied(model):
+        assert not torch.equal(_weights(model), live)
+    assert torch.equal(_weights(model), live)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    from nasscale.scoring.train import lr_factor
+
+    f = lr_factor(100, 0.1)
+    assert [f(s) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    after = [f(s) for s in range(10, 101)]
+    assert after[0] == 1.0 and after[-1] == 0.0
+    assert all(a >= b for a, b in zip(after, after[1:]))
+    assert lr_factor(10, 0.0)(0) == 1.0
+
+
+def test_each_testbed_version_brings_its_recipe():
+    from nasscale.scoring.testbed import VERSIONS
+    from nasscale.scoring.train import recipe_for
+
+    v3 = recipe_for("testbed")
+    assert v3 == recipe_for("testbed-v3:train=10") == TrainSettings(**dict(VERSIONS[3].recipe))
+    assert (v3.batch_size, v3.lr, v3.epochs, v3.ema, v3.channels_last) == (128, 0.05, 8, 0.995,
+                                                                           True)
+    v2 = recipe_for("testbed-v2")
+    assert (v2.epochs, v2.batch_size, v2.lr) == (10, 32, 0.1)
+    assert recipe_for("digits") == recipe_for("some/folder") == TrainSettings()
+    for settings in (v2, v3):
+        settings.check()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("ema", 1.0, "ema: must be a decay in (0, 1) or null"),
+    ("ema", True, "ema: must be a decay"),
+    ("warmup", 1.5, "warmup: must be a fraction of the run in [0, 1)"),
+    ("warmup", "x", "warmup: must be a fraction"),
+])
+def test_averaging_and_warmup_settings_are_checked(field, value, message):
+    with pytest.raises(nasscale.NasscaleError, match=re.escape(message)):
+        replace_settings(**{field: value}).check()
 
 
 def replace_settings(**changes):
@@ -162,9 +232,9 @@ def test_bf16_autocast_on_cpu_trains():
     assert 0 <= result.accuracy <= 1
 
 
-def test_testbed_is_fixed_and_sized():
-    d = load_dataset("testbed")
-    assert d.num_classes == 16 and d.x.shape == (1920, 3, 32, 32)
+def test_testbed_v2_is_fixed_and_sized():
+    d = load_dataset("testbed-v2")
+    assert d.num_classes == 16 and d.x.shape == (1920, 3, 32, 32) and d.name == "testbed-v2"
     assert d.test_x.shape == (1600, 3, 32, 32)
     assert torch.bincount(d.y).tolist() == [120] * 16
     assert torch.bincount(d.test_y).tolist() == [100] * 16
@@ -172,10 +242,63 @@ def test_testbed_is_fixed_and_sized():
 
     x, y, tx, ty = testbed_arrays()
     digest = hashlib.sha256(x.tobytes() + tx.tobytes()).hexdigest()[:16]
-    assert digest == TESTBED_DIGEST  # every machine makes the same images
+    assert digest == TESTBED_DIGESTS[2]  # every machine makes the same images
 
 
-TESTBED_DIGEST = "208894459445d89b"
+def test_testbed_v3_is_the_default_fixed_and_sized():
+    from nasscale.scoring.testbed import DEFAULT_VERSION, VERSIONS
+
+    assert DEFAULT_VERSION == max(VERSIONS) == 3
+    d = load_dataset("testbed")
+    assert d.name == "testbed-v3" and d.num_classes == 19
+    assert d.x.shape == (28500, 3, 32, 32) and d.test_x.shape == (9500, 3, 32, 32)
+    assert torch.bincount(d.y).tolist() == [1500] * 19
+    assert torch.bincount(d.test_y).tolist() == [500] * 19
+    x, y, tx, ty = VERSIONS[3].arrays()
+    digest = hashlib.sha256(x.tobytes() + tx.tobytes()).hexdigest()[:16]
+    assert digest == TESTBED_DIGESTS[3]  # every machine makes the same images
+    # the held-out split is big enough for its binomial noise to stay under 0.6 points
+    assert 100 * (0.25 / len(ty)) ** 0.5 <= 0.6
+    # a class is its own stream: fewer crops are a prefix of the same draw
+    small = VERSIONS[3].arrays(40, 10)
+    assert np.array_equal(small[2][:10], tx[:10])
+
+
+def test_every_testbed_version_has_a_checksum():
+    from nasscale.scoring.testbed import VERSIONS
+
+    assert set(TESTBED_DIGESTS) == set(VERSIONS)
+
+
+def test_testbed_sizes_are_options():
+    d = load_dataset("testbed-v3:train=20,test=5")
+    assert d.x.shape[0] == 20 * 19 and d.test_x.shape[0] == 5 * 19
+    assert d.name == "testbed-v3:train=20,test=5"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("testbed-v9", "testbed version '9' does not exist; choose testbed (testbed-v3) or one of "
+                   "testbed-v2, testbed-v3"),
+    ("testbed-vx", "testbed version 'x' does not exist"),
+    ("testbed:train=0", "data testbed-v3: train must be an integer >= 1 (crops per class), got 0"),
+    ("testbed-v2:test=-3", "data testbed-v2: test must be an integer >= 1"),
+    ("testbed:train=ten", "train must be an integer >= 1 (crops per class), got 'ten'"),
+    ("testbed:train=10000000", "train must be at most 20,000 crops per class"),
+    ("testbed:size=3", "unknown testbed option 'size'; allowed: train=N, test=N"),
+])
+def test_testbed_bad_input(source, message):
+    with pytest.raises(nasscale.NasscaleError, match=re.escape(message)):
+        load_dataset(source)
+
+
+def test_cli_testbed_bad_version_is_one_line(capsys, tmp_path):
+    assert main(["train", TINY, "--data", "testbed-v7", "--quiet", "-o",
+                 str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "testbed version '7' does not exist" in err and len(err.splitlines()) == 1
+
+
+TESTBED_DIGESTS = {2: "208894459445d89b", 3: "fc32f1defce76726"}
 
 
 def test_testbed_tiles_split_the_scene_without_overlap():
@@ -268,7 +391,7 @@ def test_cli_train_writes_weights_and_json(tmp_path, npz, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "no/such/folder"], "data: 'no/such/folder' is not testbed, digits"),
+    (["--data", "no/such/folder"], "data: 'no/such/folder' is not testbed, testbed-v2"),
     (["--epochs", "0"], "--epochs: must be an integer >= 1"),
     (["--device", "tpu"], "--device: must be auto, cpu, cuda"),
     (["--lr", "nan"], "--lr: must be a number > 0"),

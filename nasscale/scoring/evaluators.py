@@ -104,6 +104,11 @@ class ProxyEvaluator(Evaluator):
                                 f"{', '.join(PROXIES)}, flops, params")
         self.name = self.proxy
 
+    def use_dataset(self, dataset) -> "ProxyEvaluator":
+        """Draw NASWOT's batches from this loaded ``Dataset`` instead of loading ``data``."""
+        self._dataset = dataset
+        return self
+
     def _batch(self, spec: NetworkSpec, seed: int, res: int):
         import torch
 

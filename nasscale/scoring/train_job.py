@@ -31,7 +31,10 @@ class TrainJob:
 
 
 def default_out(network_name: str, data: str) -> Path:
-    tag = Path(data).stem if data not in ("testbed", "digits") else data
+    from nasscale.scoring.data import TESTBED
+
+    tag = data.replace(":", "_").replace(",", "_").replace("=", "") \
+        if TESTBED.fullmatch(data) or data == "digits" else Path(data).stem
     return Path("runs") / f"train_{network_name}_{tag}" / "model.pt"
 
 
@@ -84,13 +87,16 @@ def record_text(record: dict) -> str:
     from nasscale.reports.text import FLOPS_CONVENTION, si, table
 
     rows = [(h["epoch"], f"{h['size']}px", f"{h['loss']:.3f}", f"{100 * h['accuracy']:.1f}%",
-             f"{h['seconds']:.1f}") for h in record["history"]]
-    head = table(("epoch", "size", "train loss", "held-out top-1", "s"), rows,
-                 right="epoch size train loss held-out top-1 s")
+             f"{h['seconds']:.1f}", f"{h['images_per_s']:.0f}" if "images_per_s" in h else "")
+            for h in record["history"]]
+    head = table(("epoch", "size", "train loss", "held-out top-1", "s", "train img/s"), rows,
+                 right="epoch size train loss held-out top-1 s train img/s")
+    ema = record["settings"].get("ema")
+    averaged = f" (weights averaged, EMA {ema:g})" if ema else ""
     return (f"{head}\n\n{record['network']} on {record['data']} ({len(record['classes'])} classes) "
             f"at {record['resolution']}px, {record['device']}: top-1 "
-            f"{100 * record['accuracy']:.2f}% on the held-out split after {record['epochs']} "
-            f"epoch(s), {record['steps']} steps, {record['seconds']:.0f} s\n"
+            f"{100 * record['accuracy']:.2f}% on the held-out split{averaged} after "
+            f"{record['epochs']} epoch(s), {record['steps']} steps, {record['seconds']:.0f} s\n"
             f"{si(record['params'])} params, {si(record['flops'])} FLOPs at "
             f"{record['resolution']}px ({FLOPS_CONVENTION})\n"
             f"weights: {record['weights']} (and {Path(record['weights']).with_suffix('.json')})")

@@ -64,7 +64,7 @@ EVALUATOR_KEYS = {
     "proxy": ("kind", "proxy", "batch_size", "resolution", "data"),
     "train": ("kind", "data", "epochs", "batch_size", "lr", "weight_decay", "subset",
               "val_fraction", "resolution", "device", "amp", "channels_last", "augment",
-              "progressive", "signal"),
+              "progressive", "signal", "ema", "warmup"),
     "python": ("kind", "target", "name"),
     "inherit": ("kind", "parent", "weights", "steps", "data", "batch_size", "lr",
                 "weight_decay", "subset", "val_fraction", "resolution", "device", "amp",
@@ -266,7 +266,13 @@ class EvaluatorConfig(Section):
             from nasscale.search.inherit import DEFAULTS
 
             given = {**{k: v for k, v in DEFAULTS.items() if k != "resolution"}, **given}
-        return TrainSettings(**given, resolution=pixels, seed=seed)
+            return TrainSettings(**given, resolution=pixels, seed=seed)
+        from dataclasses import replace
+
+        from nasscale.scoring.train import recipe_for
+
+        # a testbed's own recipe under what the file says (``nasscale train``'s defaults)
+        return replace(recipe_for(self.data), **given, resolution=pixels, seed=seed)
 
 
 #: field of ``StudySpec`` -> its typed section
