@@ -211,7 +211,8 @@ def testbed(source: str = "testbed") -> Dataset:
                                 f"class), got {value.strip()!r}") from None
     x, y, tx, ty = bed.arrays(sizes.get("train"), sizes.get("test"))
     x, tx = _normalise(_to_nchw(x, bed.name), _to_nchw(tx, bed.name))
-    label = bed.name if not sizes else source
+    label = bed.name + "".join(f"{':' if i == 0 else ','}{k}={v}"
+                               for i, (k, v) in enumerate(sizes.items()))
     return Dataset(x=x, y=torch.as_tensor(y), classes=bed.photos, name=label,
                    test_x=tx, test_y=torch.as_tensor(ty))
 
