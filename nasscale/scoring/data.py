@@ -182,21 +182,29 @@ def from_folder(root: Path, size: int | None = None) -> Dataset:
 TESTBED = re.compile(r"testbed(?:-v(?P<version>[^:]*))?(?::(?P<options>.*))?")
 
 
+def testbed_version(source: str):
+    """The ``TestbedVersion`` a data source names (``testbed`` is the newest), ``None`` when
+    it names no testbed; an error naming the versions when the version does not exist."""
+    from nasscale.scoring.testbed import DEFAULT_VERSION, VERSIONS
+
+    m = TESTBED.fullmatch(str(source))
+    if m is None:
+        return None
+    version = m["version"]
+    if version is not None and (not version.isdigit() or int(version) not in VERSIONS):
+        names = ", ".join(v.name for v in VERSIONS.values())
+        raise NasscaleError(f"data {source}: testbed version {version!r} does not exist; "
+                            f"choose testbed ({VERSIONS[DEFAULT_VERSION].name}) or one of {names}")
+    return VERSIONS[int(version) if version is not None else DEFAULT_VERSION]
+
+
 def testbed(source: str = "testbed") -> Dataset:
     """The bundled testbed: ``testbed`` (the newest version), ``testbed-vN``, and optionally
     ``:train=N,test=M`` crops per class (``nasscale.scoring.testbed``)."""
-    from nasscale.scoring.testbed import DEFAULT_VERSION, VERSIONS
-
+    bed = testbed_version(source)
+    if bed is None:
+        raise NasscaleError(f"data: {source!r} is not a testbed name (testbed, testbed-vN)")
     m = TESTBED.fullmatch(source)
-    if m is None:
-        raise NasscaleError(f"data: {source!r} is not a testbed name (testbed, "
-                            f"{', '.join(v.name for v in VERSIONS.values())})")
-    names = ", ".join(v.name for v in VERSIONS.values())
-    version = m["version"]
-    if version is not None and (not version.isdigit() or int(version) not in VERSIONS):
-        raise NasscaleError(f"data {source}: testbed version {version!r} does not exist; "
-                            f"choose testbed ({VERSIONS[DEFAULT_VERSION].name}) or one of {names}")
-    bed = VERSIONS[int(version) if version is not None else DEFAULT_VERSION]
     sizes: dict[str, int] = {}
     for item in filter(None, (m["options"] or "").split(",")):
         key, _, value = item.partition("=")

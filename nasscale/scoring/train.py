@@ -124,14 +124,9 @@ class TrainResult:
 def recipe_for(data: str) -> TrainSettings:
     """The default settings for training on ``data``: a testbed version's own recipe
     (``nasscale.scoring.testbed``), else ``TrainSettings()``."""
-    from nasscale.scoring.data import TESTBED
-    from nasscale.scoring.testbed import DEFAULT_VERSION, VERSIONS
+    from nasscale.scoring.data import testbed_version
 
-    m = TESTBED.fullmatch(str(data))
-    if m is None:
-        return TrainSettings()
-    v = m["version"]
-    bed = VERSIONS.get(int(v) if v and v.isdigit() else DEFAULT_VERSION if v is None else -1)
+    bed = testbed_version(data)
     return TrainSettings(**dict(bed.recipe)) if bed else TrainSettings()
 
 
