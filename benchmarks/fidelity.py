@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     data = load_dataset(args.data)
     base = recipe_for(args.data)
-    base = replace(base, device="cpu", **{k: v for k, v in (
+    base = replace(base, device="cpu", threads=args.threads, **{k: v for k, v in (
         ("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size))
         if v is not None})
     space = load_space(args.space)
@@ -239,7 +239,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     config = {"space": args.space, "n": args.n, "arch_seed": args.arch_seed, "data": args.data,
-              "settings": asdict(base), "inherit": [args.inherit_steps, args.inherit_lr]}
+              # threads are how, not what: runs on 1 and 2 threads are one configuration
+              "settings": {k: v for k, v in asdict(base).items() if k != "threads"},
+              "inherit": [args.inherit_steps, args.inherit_lr]}
     runs = Runs(out.with_name(out.stem + ".runs.jsonl"), config)
     tag = f"[{args.shard}]" if args.shard else ""
 

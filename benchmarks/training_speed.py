@@ -91,11 +91,11 @@ def bare_loop(spec, x, y, batch, channels_last, amp, compiled, images) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
-def nasscale_loop(spec, data, batch, channels_last, amp, images) -> float:
+def nasscale_loop(spec, data, batch, channels_last, amp, images, threads) -> float:
     """Images/s of the second of two epochs over ``images`` images (the first warms up, as
     the bare loop's first steps do)."""
     settings = TrainSettings(epochs=2, batch_size=batch, lr=0.05, resolution=32, device="cpu",
-                             channels_last=channels_last, amp=amp,
+                             channels_last=channels_last, amp=amp, threads=threads,
                              subset=max(2, images // batch) * batch)
     seen: list[float] = []
     train(build_seeded(spec, 0), data, settings, on_record=lambda h: seen.append(
@@ -117,7 +117,7 @@ def measure(job: tuple) -> dict:
     for _ in range(repeats):
         bare.append(bare_loop(spec, x, y, batch, cl, amp, compiled, images))
         if not compiled:
-            ours.append(nasscale_loop(spec, data, batch, cl, amp, images))
+            ours.append(nasscale_loop(spec, data, batch, cl, amp, images, threads))
     return {"bare": bare, "nasscale": ours}
 
 

@@ -168,13 +168,16 @@ class BudgetResolver:
     Reference latencies come from ``source`` (a :class:`nasscale.latency.source.LatencySource`:
     measured here, or predicted by a table, under its key).  Without one: predicted from
     ``table`` when given, else measured under ``settings`` (:class:`nasscale.latency.Settings`)
-    with ``measure`` (``nasscale.latency.measure`` by default).
+    with ``measure`` (``nasscale.latency.measure`` by default).  ``resolution``: reference
+    networks are counted and measured at it (pixels, or a float: a fraction of their own
+    resolution) rather than at their own.
     """
 
     settings: "Settings | None" = None
     table: "LatencyTable | None" = None
     measure: Callable | None = None
     source: "LatencySource | None" = None
+    resolution: int | float | None = None
     _cache: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -207,10 +210,22 @@ class BudgetResolver:
             self._cache[cache_key] = self._reference(metric, reference)
         return self._cache[cache_key]
 
-    def _reference(self, metric: str, reference: str):
+    def spec(self, reference: str):
+        """The reference network, at ``resolution`` when one is set."""
         from nasscale import zoo
 
         spec = zoo.load(reference)
+        if self.resolution is None:
+            return spec
+        from nasscale.units import eval_resolution
+
+        return spec.replace(resolution=eval_resolution(self.resolution, spec.resolution),
+                            expected=None)
+
+    def _reference(self, metric: str, reference: str):
+        from nasscale import zoo
+
+        spec = self.spec(reference)
         if metric in ("flops", "params"):
             cost = zoo.count(spec)
             value = cost.flops if metric == "flops" else cost.params

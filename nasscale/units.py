@@ -73,3 +73,14 @@ def parse_amount(text: object, metric: str = "flops", what: str = "budget") -> f
     if value <= 0:
         raise field_error(what, allowed, text)
     return value
+
+
+def eval_resolution(value: int | float | None, candidate: int) -> int:
+    """Pixels for a network of ``candidate`` pixels given a resolution that is pixels
+    (``64``), a fraction of the network's own (``0.5``: a multiple of 8) or ``None`` (its own):
+    evaluators and relative budgets read resolutions this one way."""
+    if value is None:
+        return candidate
+    if isinstance(value, float):
+        return max(8, int(round(candidate * value / 8)) * 8)
+    return int(value)

@@ -34,13 +34,48 @@ def study_file(tmp_path, **fields):
     ({"space": "nospace"}, ("study.yaml", "space: unknown search space 'nospace'")),
     ({"references": ["nosuchnet"]}, ("study.yaml", "references[0]: unknown architecture")),
     ({"evaluator": {"kind": "proxy", "proxy": "naswot", "data": "nodata"}},
-     ("study.yaml", "evaluator.data: 'nodata'")),
+     ("study.yaml", "evaluator.data: nodata: no such file or folder: tried ",
+      "nodata (relative to ")),
     ({"evaluator": {"kind": "python", "target": "nomod:fn"}},
      ("study.yaml", "evaluator.target: cannot import module 'nomod'", "PYTHONPATH")),
     ({**LATENCY, "latency": {"threads": 999}}, ("study.yaml", "latency.threads: must be")),
     ({**LATENCY, "latency": {"device": "tpu"}}, ("study.yaml", "latency.device: must be")),
     ({**LATENCY, "latency": {"batch": 0}}, ("study.yaml", "latency.batch: must be")),
     ({**LATENCY, "latency": {"dtype": "int3"}}, ("study.yaml", "latency.dtype: must be")),
+    # every integer key: one checker, a stated range; floats, bools, strings and NaN refused
+    ({"seed": 2 ** 32}, ("study.yaml:", "seed: must be an integer >= 0 and <= 4,294,967,295")),
+    ({"seed": -1}, ("seed: must be an integer >= 0",)),
+    ({"seed": 1.5}, ("seed: must be an integer",)),
+    ({"latency": {"threads": "abc"}}, ("latency.threads: must be an integer >= 1 and <= 1,024",
+                                       "got 'abc'")),
+    ({"latency": {"threads": True}}, ("latency.threads: must be an integer", "got True")),
+    ({"latency": {"threads": 1.5}}, ("latency.threads: must be an integer",)),
+    ({"latency": {"batch": float("nan")}},
+     ("latency.batch: must be an integer >= 1 and <= 4,096",)),
+    ({"latency": {"compile": "no"}}, ("latency.compile: must be true or false",)),
+    ({"trials": 10 ** 20}, ("trials: must be an integer >= 1 and <= 10,000,000",)),
+    ({"trials": 1e20}, ("trials: must be an integer", "got 1e+20")),
+    ({"trials": "1e20"}, ("trials: must be an integer", "got '1e20'")),
+    ({"timeout": float("nan")}, ("timeout: must be a number of seconds > 0 and <= 2,592,000 "
+                                 "(30 days)",)),
+    ({"timeout": 10 ** 9}, ("timeout: must be a number of seconds > 0 and <= 2,592,000",)),
+    ({"timeout": -5}, ("timeout: must be a number of seconds > 0",)),
+    ({"sampler": {"name": "tpe", "n_startup_trials": 10 ** 9}},
+     ("sampler.n_startup_trials: must be an integer >= 0 and <= 10,000,000",)),
+    ({"evaluator": {"kind": "proxy", "proxy": "naswot", "batch_size": 10 ** 9}},
+     ("evaluator.batch_size: must be an integer >= 1 and <= 65,536",)),
+    ({"reward": {"target": "5ms", "exponent": float("nan")}, "objectives": {"reward": "maximize"}},
+     ("reward.exponent: must be a number <= 0",)),
+    ({"latency": {"source": "lut", "lut": "t.json",
+                  "build": ["space:mobilenet_v3_like:100000000"]}},
+     ("latency.build[0]: space:mobilenet_v3_like:100000000: the sample count",
+      "<= 100,000")),
+    # a study name is a file name: it cannot reach outside the output folder
+    ({"name": "../../../../tmp/x"}, ("study.yaml:", "name: must be a file name of letters, "
+                                     "digits, '-', '_' and '.' (not first)", "--out")),
+    ({"name": "/tmp/x"}, ("name: must be a file name",)),
+    ({"name": ".hidden"}, ("name: must be a file name",)),
+    ({"name": "x" * 101}, ("name: must be a file name",)),
 ])
 def test_bad_study_fields(tmp_path, capsys, fields, needles):
     one_error(capsys, ["search", study_file(tmp_path, **fields), "--out",
@@ -64,12 +99,26 @@ def test_a_key_given_twice_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, needle", [
     (["--timeout", "nan"], "--timeout: must be a number of seconds > 0"),
+    (["--timeout", "1e12"], "--timeout: must be a number of seconds > 0 and <= 2,592,000"),
+    (["--n-trials", "100000000"], "--n-trials: must be an integer >= 1 and <= 10,000,000"),
+    (["--study-name", "../../escape"], "--study-name: must be a file name of letters"),
+    (["--study-name", "/tmp/x"], "--study-name: must be a file name"),
     (["--storage-retry", "nan"], "--storage-retry"),
     (["--storage", "/proc/nope/x.journal"], "storage /proc/nope/x.journal"),
 ])
 def test_bad_search_options(tmp_path, capsys, extra, needle):
     one_error(capsys, ["search", study_file(tmp_path), "--out", str(tmp_path / "o"),
                        "--no-progress", *extra], needle)
+
+
+def test_a_study_name_never_writes_outside_the_output_folder(tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_error(capsys, ["search", study_file(tmp_path, name="../../escaped"), "--no-progress"],
+              "name: must be a file name")
+    one_error(capsys, ["search", study_file(tmp_path), "--study-name", "../escaped",
+                       "--no-progress"], "--study-name: must be a file name")
+    assert not list(tmp_path.parent.glob("escaped")) and not (tmp_path / "runs").exists()
 
 
 def test_out_naming_a_file(tmp_path, capsys):
@@ -89,11 +138,9 @@ def test_export_opsets_outside_the_exporters_range(tmp_path, capsys, opset):
 
 
 def test_export_of_a_network_too_big_for_memory(tmp_path, capsys):
-    import nasscale
-
-    text = nasscale.dump_network(nasscale.load("mobilenet_v3_small")).replace(
-        "c16_hswish", "c99999999_hswish", 1)
-    (tmp_path / "huge.yaml").write_text(text)
+    # every width within the specs' bounds, 30 blocks of 65,536 x 65,536 weights: ~770 GB
+    (tmp_path / "huge.yaml").write_text("name: huge\nstem: [conv_k3_s2_c65536_relu]\n"
+                                        "stages: [mbconv_r30_k3_s1_e1_c65536_relu]\n")
     one_error(capsys, ["export", str(tmp_path / "huge.yaml"), "--onnx",
                        str(tmp_path / "x.onnx")], "GB for its weights")
 

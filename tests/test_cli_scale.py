@@ -107,7 +107,7 @@ def test_target_finds_the_largest_phi_and_reports_how_close(capsys, option, budg
     ([], "give exactly one of --phi, --width/--depth/--resolution, --target-flops or"),
     (["--phi", "1", "--width", "2"], "(got --phi, --width/--depth/--resolution)"),
     (["--width", "1.1", "--alpha", "1.3"], "--alpha/--beta/--gamma apply to --phi"),
-    (["--width", "0"], "--width: must be a number > 0, got '0'"),
+    (["--width", "0"], "--width: must be a number > 0 and <= 100, got '0'"),
     (["--resolution", "260.5"], "--resolution: must be an input size in pixels"),
     (["--phi", "1", "--dropout", "1.5"], "dropout: must be a number in [0, 1)"),
 ])

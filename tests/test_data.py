@@ -40,7 +40,7 @@ def test_image_folder(tmp_path):
     (lambda p: np.savez(p / "bad.npz", images=np.zeros((2, 4, 4))), "needs arrays x and y"),
     (lambda p: np.savez(p / "bad.npz", x=np.zeros((2, 4)), y=np.zeros(2, int)), "images must be"),
     (lambda p: np.savez(p / "bad.npz", x=np.zeros((2, 4, 4)), y=np.zeros(3, int)),
-     "2 images but 3 labels"),
+     "2 images in x but 3 labels in y"),
 ])
 def test_bad_npz(tmp_path, make, message):
     make(tmp_path)

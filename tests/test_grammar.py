@@ -95,7 +95,7 @@ def test_text_is_canonical_and_carries_se_base_gate_and_activation():
     ("mbconv_k3_s1_e6_relu6", "lacks c<int> (out_channels)"),
     ("mbconv_k3_k5_e6_c16_relu6", "token 'k5' repeats field 'kernel_size'"),
     ("mbconv_k4_s1_e6_c16_relu6", "kernel_size: must be an odd integer"),
-    ("conv_k3_s2_c0_relu", "out_channels: must be an integer >= 1, got 0"),
+    ("conv_k3_s2_c0_relu", "out_channels: must be an integer >= 1 and <= 65,536, got 0"),
     ("", "non-empty string"),
 ])
 def test_parse_errors_name_token_and_allowed(text, message):

@@ -255,7 +255,8 @@ def test_study_load_names_the_uncontained_slot_and_the_missing_weights(tmp_path)
     path = write_study(tmp_path, weights="runs/missing.pt")
     with pytest.raises(SpecError, match=r"evaluator.weights: .*runs/missing.pt: no such file; "
                                         r"train the parent first: nasscale train .*parent.yaml "
-                                        r"--data data.npz -o .*missing.pt"):
+                                        r"--data .*/data.npz --resolution 16 --device cpu "
+                                        r"-o .*missing.pt"):
         load_study(path)
 
 

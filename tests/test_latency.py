@@ -78,6 +78,7 @@ def test_key_names_the_machine_and_settings():
     (dict(threads=available_cores() + 1), "threads: must be at most the"),
     (dict(threads=0), "threads: must be an integer >= 1"),
     (dict(batch=0), "batch: must be an integer >= 1"),
+    (dict(batch=4097), "batch: must be an integer >= 1 and <= 4,096, got 4097"),
     (dict(dtype="float8"), "dtype: must be one of 'float32', 'bfloat16', 'float16'"),
     (dict(clock="cpu", threads=2), "clock: must be 'wall', or 'cpu' only on the CPU with 1 thread"),
     (dict(mode="cuda-graph"), "mode: must be eager or compile on the CPU"),

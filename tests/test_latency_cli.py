@@ -55,7 +55,8 @@ def test_cost_on_cuda_without_a_gpu_is_one_line_exit_2(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["cost", "mobilenet_v3_small", "--threads", "999"], "threads: must be at most the"),
+    (["cost", "mobilenet_v3_small", "--threads", "999"],
+     "--threads: must be an integer >= 1 and <= "),
     (["cost", "mobilenet_v3_small", "--budget", "speed <= 3ms"], "unknown metric 'speed'"),
     (["cost", "mobilenet_v3_small", "--predict", "nope.json"], "nope.json: no such file"),
     (["cost", "mobilenet_v3_small", "--cuda-graphs"], "mode: must be eager or compile on the CPU"),

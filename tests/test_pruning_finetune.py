@@ -136,7 +136,7 @@ def test_short_term_steps_per_proposal_and_long_term_once(data, weights, tmp_pat
     assert (final_settings.steps, final_settings.epochs, final_settings.lr) == (None, 2, 0.02)
     assert final_run.epochs == 2 and final_model is result.model
     assert result.model.state_dict()["head.classifier.weight"].shape[0] == CLASSES
-    saved = torch.load(out / "pruned.pt", weights_only=True)
+    saved = torch.load(out / "pruned.pt", weights_only=True)["state_dict"]
     for key, value in final_model.state_dict().items():  # pruned.pt: the long-term weights
         torch.testing.assert_close(saved[key], value)
     lt = result.long_term
@@ -189,7 +189,7 @@ def test_long_term_runs_after_the_latency_check_prunes_on(data, weights, tmp_pat
     assert len(long_term) == 1 and calls[-1][1] is long_term[0][1] is result.model
     assert nasscale.count(result.final).flops < nasscale.count(compared[0]).flops
     pruned = nasscale.build(nasscale.load(str(out / "final.yaml")))
-    pruned.load_state_dict(torch.load(out / "pruned.pt", weights_only=True))
+    pruned.load_state_dict(torch.load(out / "pruned.pt", weights_only=True)["state_dict"])
 
 
 def test_prune_weights_from_nasscale_train(data, tmp_path, capsys):
@@ -214,6 +214,6 @@ def test_prune_weights_from_nasscale_train(data, tmp_path, capsys):
     final = nasscale.load(str(out / "final.yaml"))
     assert final.num_classes == CLASSES
     pruned = nasscale.build(final)
-    pruned.load_state_dict(torch.load(out / "pruned.pt", weights_only=True))
+    pruned.load_state_dict(torch.load(out / "pruned.pt", weights_only=True)["state_dict"])
     with torch.no_grad():
         assert pruned.eval()(torch.randn(2, 3, 16, 16)).shape == (2, CLASSES)

@@ -146,7 +146,7 @@ def test_weights_in_weights_out(tiny, tmp_path):
     assert rc == 0
     final = nasscale.load(str(out / "final.yaml"))
     pruned = nasscale.build(final)
-    state = torch.load(out / "pruned.pt", weights_only=True)
+    state = torch.load(out / "pruned.pt", weights_only=True)["state_dict"]
     pruned.load_state_dict(state)  # shapes match the final YAML
     # untouched layers keep their weights exactly: the classifier's bias is never pruned
     torch.testing.assert_close(state["head.classifier.bias"], model.state_dict()[

@@ -141,6 +141,7 @@ def test_ctrl_c_stops_cleanly_and_writes_outputs(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "re-run the same command to resume" in stderr and "Traceback" not in stderr
+    assert f"to resume: nasscale search {study} --out {out} --no-progress\n" in stderr
     states = _states(out)
     assert "RUNNING" not in states and states.count("COMPLETE") >= 2
     assert len(pd.read_csv(out / "trials.csv")) == len(states)
@@ -194,6 +195,61 @@ def test_redact_hides_passwords():
     assert redact("sqlite:///x.db") == "sqlite:///x.db"
 
 
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:p@ss/w:rd@h/db", "postgresql://u:***@h/db"),  # '@' and '/' in it
+    ("postgresql://u@h/db?password=s3cret", "postgresql://u@h/db?password=***"),
+    ("postgresql://h/db?user=u&password=s3cret&sslmode=require",
+     "postgresql://h/db?user=u&password=***&sslmode=require"),
+    ("mysql://h/db?passwd=s3cret", "mysql://h/db?passwd=***"),
+    ("postgresql://h/db?PWD=s3cret", "postgresql://h/db?PWD=***"),
+    ("postgresql://h/db?sslpassword=s3cret;auth_token=s3cret",
+     "postgresql://h/db?sslpassword=***;auth_token=***"),
+    ("postgresql://u:a@h/db?password=s3cret", "postgresql://u:***@h/db?password=***"),
+    ("host=h dbname=db password=s3cret user=u", "host=h dbname=db password=*** user=u"),
+    ("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
+    ("runs/x/study.journal", "runs/x/study.journal"),
+])
+def test_redact_hides_secrets_in_every_url_form(url, shown):
+    assert redact(url) == shown
+
+
+def test_a_password_in_the_query_is_never_written_or_printed(tmp_path, capsys):
+    pytest.importorskip("psycopg2")
+    study = write_study(tmp_path)
+    url = "postgresql://u@127.0.0.1:1/db?password=topsecret&connect_timeout=2"
+    assert main(["search", str(study), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "topsecret" not in err and "password=***" in err
+    assert "warning: --storage holds a password" in err and "~/.pgpass" in err
+    for path in (tmp_path / "o").rglob("*"):
+        assert path.is_dir() or "topsecret" not in path.read_text(errors="replace")
+
+
+def test_the_password_can_come_from_pgpassword_or_pgpass(tmp_path, postgres):
+    """The documented way: no password on the command line (``ps`` shows it); libpq, under
+    psycopg2, reads PGPASSWORD or ~/.pgpass (here PGPASSFILE) itself."""
+    from postgres import PASSWORD, USER
+
+    postgres.create_database("from_env")
+    url = f"postgresql://{USER}@127.0.0.1:{postgres.port}/from_env"
+    study = write_study(tmp_path, trials=2)
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres.port}:*:{USER}:{PASSWORD}\n")
+    pgpass.chmod(0o600)
+    base = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+    for i, extra in enumerate(({"PGPASSWORD": PASSWORD}, {"PGPASSFILE": str(pgpass)})):
+        proc = subprocess.run(
+            [sys.executable, "-m", "nasscale.cli", "search", str(study), "--out",
+             str(tmp_path / f"out{i}"), "--no-progress", "--storage", url, "--n-trials",
+             str(2 + i)], env={**base, **extra}, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "warning" not in proc.stderr and PASSWORD not in proc.stdout + proc.stderr
+    ostudy = optuna.load_study(study_name="t", storage=open_storage(postgres.database_url(
+        "from_env"), tmp_path))
+    assert len(ostudy.trials) == 3
+
+
 def test_postgresql_storage_with_two_workers(tmp_path, postgres):
     from postgres import PASSWORD
 
@@ -230,3 +286,19 @@ def test_unreachable_postgresql_is_a_clear_error(tmp_path, capsys):
                  "--storage", "postgresql+psycopg2://u:topsecret@127.0.0.1:1/db"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot open" in err and "topsecret" not in err and "u:***@" in err
+
+
+def test_several_objectives_name_each_objectives_best_on_the_front(tmp_path):
+    study = write_study(tmp_path, objectives={"score": "maximize", "flops": "minimize"},
+                        trials=8)
+    out = tmp_path / "out"
+    assert main(["search", str(study), "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "trials.csv")
+    front = {int(p.stem.split("_")[1]) for p in (out / "pareto").glob("trial_*.yaml")}
+    assert front
+    on_front = frame[frame["number"].isin(front)]
+    for name, column, pick in (("best_score", "score", "idxmax"),
+                               ("best_flops", "flops", "idxmin")):
+        spec = nasscale.load(str(out / "pareto" / f"{name}.yaml"))
+        want = on_front.loc[getattr(on_front[column], pick)()]
+        assert nasscale.count(spec).flops == want["flops"]

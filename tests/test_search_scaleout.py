@@ -340,3 +340,141 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_trial_loop():
                             retry_for=0)
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
     assert not runner._INTERRUPTED.is_set()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_study_file_s_timeout_stops_the_search(tmp_path, workers):
+    """``timeout:`` in the study file applies (the command line's --timeout overrides it),
+    for one process and for --workers, which share one deadline."""
+    study = write_study(tmp_path, trials=1_000_000, timeout=3, constraints=[], references=[])
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = run_cli("search", str(study), "--out", str(out), "--no-progress", "--workers",
+                   str(workers), sleep="0.2")
+    try:
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - start < 60
+    assert len(load(out).trials) <= workers * (3 / 0.2 + 2)
+    assert main(["search", str(study), "--out", str(out), "--no-progress", "--timeout",
+                 "0.001"]) == 0  # the command line's wins: at most the trial already started
+
+
+def test_a_journal_whose_last_line_was_cut_resumes_with_every_finished_trial(tmp_path,
+                                                                              capsys):
+    study = write_study(tmp_path, trials=2,
+                        evaluator={"kind": "python", "target": "evalfns:width_score"})
+    out = tmp_path / "out"
+    assert main(["search", str(study), "--out", str(out), "--no-progress"]) == 0
+    journal = out / "study.journal"
+    whole = journal.read_bytes()
+    last = whole.splitlines()[-1]
+    journal.write_bytes(whole + last[: len(last) // 2])  # a write killed half-way
+    capsys.readouterr()
+    assert main(["search", str(study), "--out", str(out), "--n-trials", "4",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "cut off" in line]
+    assert len(notes) == 1 and "study.journal.damaged-" in notes[0], err
+    damaged = list(out.glob("study.journal.damaged-*"))
+    assert len(damaged) == 1 and damaged[0].read_bytes() == whole + last[: len(last) // 2]
+    trials = load(out).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4 and len(counted(trials)) == 4
+    assert journal.read_bytes().startswith(whole)  # the 2 finished trials, as they were
+
+
+def _storage_fails_once(monkeypatch, method: str, key: str | None = None):
+    """The journal's ``method`` raises like a database that went away, once, for trial 1."""
+    from optuna.storages import JournalStorage
+
+    real = getattr(JournalStorage, method)
+    done = []
+
+    def flaky(self, trial_id, *args, **kwargs):
+        if trial_id == 1 and not done and (key is None or args[0] == key):
+            done.append(1)
+            try:
+                raise OSError("connection refused")
+            except OSError as err:
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit.") from err
+        return real(self, trial_id, *args, **kwargs)
+
+    monkeypatch.setattr(JournalStorage, method, flaky)
+
+
+@pytest.mark.parametrize("method, key", [("set_trial_user_attr", "network"),  # in the trial
+                                         ("set_trial_state_values", None)])  # telling it
+def test_a_trial_lost_to_a_storage_outage_says_so_and_is_redone(tmp_path, capsys,
+                                                                monkeypatch, method, key):
+    from nasscale.search import storage
+
+    study = write_study(tmp_path, trials=4, constraints=[],
+                        evaluator={"kind": "python", "target": "evalfns:width_score"})
+    out = tmp_path / "out"
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)  # the retry's back-off
+    _storage_fails_once(monkeypatch, method, key)
+    assert main(["search", str(study), "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "not answering while running a trial (OSError: connection refused)" in err
+    assert "An exception is raised during the commit" not in err and "Traceback" not in err
+    trials = load(out).trials
+    lost = trials[1]
+    assert lost.state.name == "FAIL"
+    assert lost.user_attrs["reason"] == ("interrupted: storage unavailable: OSError: "
+                                         "connection refused; re-queued")
+    assert [t.user_attrs.get("retry_of") for t in trials].count(1) == 1
+    assert len(counted(trials)) == 4  # the lost trial is redone, not counted
+    frame = pd.read_csv(out / "trials.csv")
+    row = frame.loc[frame["number"] == 1]
+    assert row["status"].item() == "interrupted"
+    assert row["reason"].item().startswith("interrupted: storage unavailable: OSError")
+
+
+def test_of_two_processes_writing_one_folder_the_last_writer_read_last(tmp_path,
+                                                                     monkeypatch):
+    """The race of two commands on one journal: the first to stop read the trials while the
+    other's last trial ran, and wrote its outputs after the other's.  Outputs are read and
+    written under a lock, so the last written are the last read (summary: the full total)."""
+    import threading
+
+    from nasscale.search import outputs, runner
+    from nasscale.search.storage import worker_tag
+
+    study = write_study(tmp_path, trials=2, constraints=[],
+                        evaluator={"kind": "python", "target": "evalfns:width_score"})
+    out = tmp_path / "out"
+    assert main(["search", str(study), "--out", str(out), "--no-progress"]) == 0
+    ostudy = load(out)
+    running = ostudy.ask()  # the other process's last trial, still running
+    running.set_user_attr("worker", worker_tag())  # a live worker: not re-queued
+    real_write, real_lock = outputs.write_outputs, runner.outputs_lock
+    waiting = threading.Event()
+
+    def other_process() -> None:  # finishes its trial, then writes its outputs
+        ostudy.tell(running, 1.0)
+        assert main(["search", str(study), "--out", str(out), "--n-trials", "3",
+                     "--no-progress"]) == 0
+
+    other = threading.Thread(target=other_process)
+
+    def lock(path, *args):
+        if threading.current_thread() is other:
+            waiting.set()
+        return real_lock(path, *args)
+
+    def write(*args, **kwargs):  # this process writes from its read: trial 2 running
+        if threading.current_thread() is not other:
+            other.start()
+            while other.is_alive() and not waiting.is_set():
+                time.sleep(0.05)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "write_outputs", write)
+    monkeypatch.setattr(runner, "outputs_lock", lock)
+    assert main(["search", str(study), "--out", str(out), "--n-trials", "3",
+                 "--no-progress"]) == 0
+    other.join(timeout=120)
+    assert json.loads((out / "summary.json").read_text())["trials"] == 3

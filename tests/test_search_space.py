@@ -192,3 +192,14 @@ def test_a_slot_can_end_with_a_mobilevit_v2_block():
         "min": 32, "max": 32}, "kinds": ["mbconv"], "expand_ratio": [4],
         "attention": {"kind": "mobilevit2", "transformer_dim": {"min": 64, "max": 64}}}]})
     assert two.stages[0].attention.num_heads == (1,)  # one query by default
+
+
+@pytest.mark.parametrize("n", ["100001", "100000000", "0", "²", "9" * 5000, "x"])
+def test_the_sample_count_of_a_space_source_is_bounded(n):
+    from nasscale.errors import NasscaleError
+    from nasscale.search import parse_source
+
+    with pytest.raises(NasscaleError, match=r"must be an integer >= 1 and <= 100,000 "
+                                            r"\(space:NAME:N\)"):
+        parse_source(f"space:mobilenet_v3_like:{n}")
+    assert parse_source("space:mobilenet_v3_like:100000").n == 100_000

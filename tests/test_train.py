@@ -392,7 +392,7 @@ def test_cli_train_writes_weights_and_json(tmp_path, npz, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--data", "no/such/folder"], "data: 'no/such/folder' is not testbed, testbed-v2"),
-    (["--epochs", "0"], "--epochs: must be an integer >= 1"),
+    (["--epochs", "0"], "--epochs: must be an integer from 1 to 100,000"),
     (["--device", "tpu"], "--device: must be auto, cpu, cuda"),
     (["--lr", "nan"], "--lr: must be a number > 0"),
     (["--val-fraction", "1.5"], "--val-fraction: must be in"),
@@ -410,3 +410,46 @@ def test_cli_train_bad_input(tmp_path, npz, capsys, args, message):
 def test_cli_train_cuda_without_cuda(npz, capsys):
     assert main(["train", TINY, "--data", npz, "--device", "cuda", "--quiet"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_made_for_another_network_or_data(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, acc):
+        raise Killed
+
+    mine = {"network": {"name": "tiny", "stages": ["bneck_relu"]},
+            "data": {"name": "blobs", "classes": ["a", "b", "c"], "images": 72}}
+    with pytest.raises(Killed):
+        train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt,
+              on_epoch=kill, made_for=mine)
+    other_net = {**mine, "network": {"name": "tiny", "stages": ["bneck_hswish"]}}
+    with pytest.raises(nasscale.NasscaleError, match=r"made for another network \('tiny' "
+                       r"with another stages: \['bneck_relu'\] != \['bneck_hswish'\]\)"):
+        train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt,
+              resume=True, made_for=other_net)
+    other_data = {**mine, "data": {**mine["data"], "name": "photos"}}
+    with pytest.raises(nasscale.NasscaleError, match=r"another data \('blobs', not 'photos'\)"):
+        train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt,
+              resume=True, made_for=other_data)
+    train(tiny_model(), blobs(), replace_settings(epochs=3), checkpoint=ckpt, resume=True,
+          made_for=mine)
+
+
+@pytest.mark.parametrize("name", ["m.ckpt", "m.json", "m"])
+def test_cli_train_output_must_be_a_weights_file(tmp_path, npz, capsys, name):
+    victim = tmp_path / name
+    victim.write_text("precious")
+    assert main(["train", TINY, "--data", npz, "--quiet", "-o", str(victim)]) == 2
+    err = capsys.readouterr().err
+    assert "name the weights file NAME.pt" in err and len(err.strip().splitlines()) == 1
+    assert victim.read_text() == "precious"
+
+
+def test_cli_resume_without_a_checkpoint_is_an_error(tmp_path, npz, capsys):
+    assert main(["train", TINY, "--data", npz, "--quiet", "--resume", "-o",
+                 str(tmp_path / "m.pt")]) == 2
+    assert "--resume: no checkpoint" in capsys.readouterr().err

@@ -53,33 +53,54 @@ def _expected_check(spec, cost) -> list[str]:
 
 
 def _number(option: str, text: str | None, minimum: float = 0.0, strict: bool = True,
-            ) -> float | None:
-    """A float from a command-line string, or a one-line error naming the option."""
+            maximum: float | None = None, unit: str = "") -> float | None:
+    """A finite float from a command-line string, above ``minimum`` (or equal when not
+    ``strict``) and at most ``maximum``, or a one-line error naming the option (and the
+    ``unit``, e.g. ``seconds``)."""
     if text is None:
         return None
     try:
         value = float(text)
-    except ValueError:
+    except (TypeError, ValueError):
         value = float("nan")
-    if not (value > minimum if strict else value >= minimum):  # also rejects nan and inf
-        raise NasscaleError(f"{option}: must be a number {'>' if strict else '>='} {minimum:g}, "
-                            f"got {text!r}")
+    upper = f" and <= {maximum:g}" if maximum is not None else ""
+    if not (value > minimum if strict else value >= minimum) \
+            or (maximum is not None and not value <= maximum):  # also rejects nan
+        of = f" of {unit}" if unit else ""
+        raise NasscaleError(f"{option}: must be a number{of} {'>' if strict else '>='} "
+                            f"{minimum:g}{upper}, got {str(text)[:40]!r}")
     if value == float("inf"):
         raise NasscaleError(f"{option}: must be finite, got {text!r}")
     return value
 
 
+def _integer(option: str, text: object, minimum: int = 1, maximum: int | None = None,
+             why: str = "") -> int | None:
+    """An integer from a command-line string in ``[minimum, maximum]``, or a one-line error
+    naming the option and the range (``why`` says where ``maximum`` comes from)."""
+    if text is None:
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:  # not an integer, or over Python's 4,300 digits
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum:,}" if maximum is not None else ""
+        raise NasscaleError(f"{option}: must be an integer >= {minimum}{upper}"
+                            f"{f' ({why})' if why else ''}, got {str(text)[:40]!r}")
+    return value
+
 
 def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool = False) -> None:
     """Options that make up a measurement key.  Unset options stay None so that a latency table
-    given with --predict can supply them."""
-    from nasscale.latency import ALLOCATORS, CLOCKS, DEVICES, DTYPES
+    given with --predict can supply them; ``settings_from_args`` checks the numbers."""
+    from nasscale.latency import ALLOCATORS, CLOCKS, DEVICES, DTYPES, MAX_BATCH
 
     g = parser.add_argument_group("measurement key")
     g.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
-    g.add_argument("--threads", type=int, help="intra-op CPU threads, at most the cores "
+    g.add_argument("--threads", metavar="N", help="intra-op CPU threads, at most the cores "
                    "(default 1)")
-    g.add_argument("--batch", type=int, help="batch size (default 1)")
+    g.add_argument("--batch", metavar="N", help=f"batch size (default 1, at most {MAX_BATCH})")
     g.add_argument("--dtype", choices=DTYPES, help="default float32")
     g.add_argument("--channels-last", action="store_true", default=None,
                    help="NHWC memory format")
@@ -94,10 +115,16 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool 
 
 
 def settings_from_args(args: argparse.Namespace, base=None):
-    from nasscale.latency import Settings
+    """The measurement settings of the options (``--threads`` at most the cores this process
+    may use, ``--batch`` at most ``MAX_BATCH``), or a one-line error naming the option."""
+    from nasscale.latency import MAX_BATCH, Settings, available_cores
 
+    cores = available_cores()
+    threads = _integer("--threads", args.threads, 1, cores,
+                       f"the {cores} cores this process may use")
+    batch = _integer("--batch", args.batch, 1, MAX_BATCH)
     return Settings.from_options(
-        base, device=args.device, threads=args.threads, dtype=args.dtype, batch=args.batch,
+        base, device=args.device, threads=threads, dtype=args.dtype, batch=batch,
         clock=args.clock, allocator=args.allocator, channels_last=args.channels_last or None,
         compile=getattr(args, "compile", None) or None,
         cuda_graphs=getattr(args, "cuda_graphs", None) or None)

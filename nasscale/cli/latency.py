@@ -1,13 +1,25 @@
 """``nasscale cost`` and ``nasscale lut``: measured and predicted latency."""
 from __future__ import annotations
 
-import math
 import sys
 
 import nasscale
-from nasscale.cli.base import Command, add_format, add_measurement_arguments, print_json, settings_from_args
+from nasscale.cli.base import (
+    Command,
+    _integer,
+    _number,
+    add_format,
+    add_measurement_arguments,
+    print_json,
+    settings_from_args,
+)
 from nasscale.errors import NasscaleError
 from nasscale.reports import FLOPS_CONVENTION, si
+from nasscale.specs import MAX_RESOLUTION
+
+#: Carrier networks per block in ``lut build`` (default 1): each context is one more carrier
+#: network timed for every block, so 100 already makes a build a hundred times longer.
+MAX_CONTEXTS = 100
 
 
 class CostCommand(Command):
@@ -17,7 +29,8 @@ class CostCommand(Command):
     def add_arguments(self, parser):
         parser.add_argument("network",
                             help="architecture name (see `nasscale list`) or a .yaml file")
-        parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        parser.add_argument("--resolution", metavar="R",
+                            help=f"input size, 1 to {MAX_RESOLUTION} (default: the network's)")
         add_measurement_arguments(parser)
         parser.add_argument("--predict", metavar="LUT_FILE",
                             help="also predict from this latency table (its key supplies the "
@@ -25,13 +38,15 @@ class CostCommand(Command):
         parser.add_argument("--budget", action="append", default=[], metavar="BUDGET",
                             help="check a budget, e.g. 'latency <= 0.8x mobilenet_v3_large' or "
                             "'flops <= 300M' (repeatable; references are measured here, same key)")
-        parser.add_argument("--round-seconds", type=float, default=0.3,
-                            help="length of a timed round (default 0.3; 3 rounds or more)")
+        parser.add_argument("--round-seconds", metavar="S", default="0.3",
+                            help="length of a timed round (default 0.3, at most 60; 3 rounds "
+                            "or more)")
         add_format(parser, ("table", "json"))
 
     def run(self, args):
         from nasscale.budgets import BudgetResolver, parse_budget
         from nasscale.latency import (
+            MAX_ROUND_S,
             LatencyTable,
             Settings,
             TimingPolicy,
@@ -42,6 +57,9 @@ class CostCommand(Command):
         )
 
         budgets = [parse_budget(b) for b in args.budget]  # bad budgets fail before measuring
+        resolution = _integer("--resolution", args.resolution, 1, MAX_RESOLUTION)
+        round_s = _number("--round-seconds", args.round_seconds, maximum=MAX_ROUND_S,
+                          unit="seconds")
         spec = nasscale.load(args.network)
         table_ = LatencyTable.load(args.predict) if args.predict else None
         settings = settings_from_args(args, Settings.of_key(table_.key) if table_ else None)
@@ -50,12 +68,9 @@ class CostCommand(Command):
             diff = "; ".join(table_.key.differences(key))
             raise NasscaleError(f"{args.predict}: the table was measured under another key "
                                 f"({diff}; table vs this measurement)")
-        if not (math.isfinite(args.round_seconds) and args.round_seconds > 0):
-            raise NasscaleError(f"--round-seconds: must be a number of seconds > 0, "
-                                f"got {args.round_seconds:g}")
-        policy = TimingPolicy().scaled(args.round_seconds / TimingPolicy().round_s)
-        rec = measure(spec, resolution=args.resolution, settings=settings, policy=policy)
-        prediction = table_.predict(spec, args.resolution) if table_ is not None else None
+        policy = TimingPolicy().scaled(round_s / TimingPolicy().round_s)
+        rec = measure(spec, resolution=resolution, settings=settings, policy=policy)
+        prediction = table_.predict(spec, resolution) if table_ is not None else None
         probe = None
         if table_ is not None and table_.probe_ms:
             # the machine's speed now vs when the table was built, on the table's probe network
@@ -121,9 +136,11 @@ class LutCommand(Command):
         add_measurement_arguments(build, table_mode=True)
         build.add_argument("--out", help="table file (default: lut_<device>_<threads>t_<dtype>_"
                            "b<batch>.json); an existing one is completed")
-        build.add_argument("--contexts", type=int, default=1,
-                           help="carrier networks per block (default 1; more averages contexts)")
-        build.add_argument("--seed", type=int, default=0, help="seed of the carrier sampling")
+        build.add_argument("--contexts", metavar="N", default="1",
+                           help=f"carrier networks per block (default 1, at most {MAX_CONTEXTS}; "
+                           "more averages contexts)")
+        build.add_argument("--seed", metavar="N", default="0",
+                           help="seed of the carrier sampling (an integer >= 0)")
         build.add_argument("--quiet", action="store_true", help="no progress bar")
         show = sub.add_parser("show", help="summarise a latency table")
         show.add_argument("file")
@@ -142,14 +159,18 @@ class LutCommand(Command):
         return self.build(args)
 
     def build(self, args):
+        """Check the options and the table path, then measure what the table lacks."""
         from nasscale.latency import build_table
-        from nasscale.reports import Progress
+        from nasscale.reports import Progress, output_file
         from nasscale.search import parse_source
 
         settings = settings_from_args(args)
+        contexts = _integer("--contexts", args.contexts, 1, MAX_CONTEXTS)
+        seed = _integer("--seed", args.seed, 0, 2 ** 32 - 1)
         sources = [parse_source(s) for s in args.sources]
         out = args.out or (f"lut_{settings.device}_{settings.threads}t_{settings.dtype}_"
                            f"b{settings.batch}.json")
+        output_file(out, "--out" if args.out else "table")
         bar = Progress(1, "lut build", enabled=not args.quiet)
 
         def progress(done, total, note):
@@ -157,7 +178,7 @@ class LutCommand(Command):
             bar.update(done, note)
 
         try:
-            report = build_table(sources, out, settings, contexts=args.contexts, seed=args.seed,
+            report = build_table(sources, out, settings, contexts=contexts, seed=seed,
                                  progress=progress)
         except KeyboardInterrupt:
             bar.close()

@@ -86,18 +86,43 @@ class ShowCommand(Command):
 
 class ExportCommand(Command):
     name = "export"
-    help = "export a network (name or YAML, e.g. a search's best.yaml) to ONNX"
+    help = ("export a network to ONNX: a trained weights file (nasscale train -o, prune's "
+            "pruned.pt), or a name or YAML (with --weights, or random weights)")
 
     def add_arguments(self, parser):
-        parser.add_argument("network", help="architecture name or network .yaml")
+        parser.add_argument("network", help="a trained weights file (MODEL.pt: network, "
+                            "weights, classes and resolution), an architecture name or a "
+                            "network .yaml")
         parser.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
-        parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        parser.add_argument("--weights", metavar="FILE", help="weights for a name or YAML (a "
+                            "nasscale train file or a state_dict); without them the weights "
+                            "are random (shapes and latency only)")
+        parser.add_argument("--resolution", type=int, help="input size (default: the "
+                            "network's, which a trained file records)")
+        parser.add_argument("--no-normalise", action="store_true", help="leave out the "
+                            "data's normalisation: the graph takes normalised inputs")
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
 
     def run(self, args):
         from nasscale.export import export_onnx
 
-        path = export_onnx(args.network, args.onnx, resolution=args.resolution,
-                           opset=args.opset)
-        print(f"wrote {path} (checked with onnx.checker; random weights, dynamic batch)")
+        out = export_onnx(args.network, args.onnx, resolution=args.resolution,
+                          opset=args.opset, weights=args.weights,
+                          normalise=not args.no_normalise)
+        classes = (f"{len(out.classes)} classes ({', '.join(out.classes[:6])}"
+                   f"{', ...' if len(out.classes) > 6 else ''})" if out.classes
+                   else "classes not recorded")
+        if out.weights is None:
+            what = "RANDOM weights (no --weights): for shapes and latency only"
+        else:
+            what = f"weights from {out.weights}, {classes}"
+        accuracy = out.meta.get("nasscale.accuracy")
+        if accuracy:
+            what += f", held-out top-1 {100 * float(accuracy):.2f}%"
+        print(f"wrote {out.path}: {out.network} at {out.resolution}x{out.resolution}, {what}")
+        if out.normalisation:
+            print(f"input: RGB pixels in [0, 1] ({out.normalisation['scale']}); the graph "
+                  "subtracts the training data's mean and divides by its std")
+        print(f"checked with onnx.checker; dynamic batch; output equals PyTorch's within "
+              f"{out.max_error:.2g} ({out.runtime}, batch of 2)")
         return 0

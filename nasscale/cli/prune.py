@@ -47,19 +47,26 @@ class PruneCommand(Command):
                             help="the step is multiplied by this every iteration (default 0.96)")
         parser.add_argument("--max-iterations", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--resume", action="store_true",
+                            help="go on from the last finished iteration of an interrupted run "
+                            "in --out (same command otherwise)")
         parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
         from nasscale.pruning import Options, PruneRequest, result_record, result_text, run_prune
 
-        if args.threads < 1:
-            raise NasscaleError(f"--threads: must be >= 1, got {args.threads}")
+        from nasscale.cli.base import _integer
+        from nasscale.latency import available_cores
+
+        _integer("--threads", args.threads, 1, available_cores(), "this machine's cores")
+        _integer("--max-iterations", args.max_iterations, 1, 100_000)
+        _integer("--seed", args.seed, 0, 2 ** 32 - 1)
         req = PruneRequest(network=args.network, target=args.target, device=args.device,
                            threads=args.threads, lut=args.lut, evaluator=args.evaluator,
                            weights=args.weights, out=args.out, seed=args.seed,
                            options=Options(args.step, args.decay, args.max_iterations),
-                           verbose=not args.quiet)
+                           verbose=not args.quiet, resume=args.resume)
         result, out = run_prune(req)
         if args.format == "json":
             print_json(result_record(result, out))

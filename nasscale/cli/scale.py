@@ -6,6 +6,12 @@ import sys
 import nasscale
 from nasscale.cli.base import Command, _number, add_format, print_json
 from nasscale.errors import NasscaleError
+from nasscale.specs import MAX_RESOLUTION
+
+#: The largest explicit width, depth or resolution multiplier: EfficientNet-B7 scales B0's
+#: width by 2.0 and its depth by 3.1; past 100x every published network exceeds the specs'
+#: bounds on channels, repeats or resolution anyway.
+MAX_MULTIPLIER = 100.0
 
 
 class ScaleCommand(Command):
@@ -123,7 +129,8 @@ class ScaleCommand(Command):
         bases = {k: getattr(scaling, k.upper()) if v is None else v for k, v in given.items()}
         dropout = _number("--dropout", args.dropout, 0.0, strict=False)
         phi = _number("--phi", args.phi, 0.0, strict=False)
-        width, depth = _number("--width", args.width), _number("--depth", args.depth)
+        width = _number("--width", args.width, maximum=MAX_MULTIPLIER)
+        depth = _number("--depth", args.depth, maximum=MAX_MULTIPLIER)
         base = nasscale.load(args.network)
         if explicit:
             scaled = scaling.scale(base, width or 1.0, depth or 1.0,
@@ -147,17 +154,19 @@ class ScaleCommand(Command):
 
         if text is None:
             return None
-        message = ("--resolution: must be an input size in pixels (an integer >= 1, e.g. 260) "
-                   f"or a multiplier ending in x (e.g. 1.15x), got {text!r}")
+        message = ("--resolution: must be an input size in pixels (an integer >= 1 and <= "
+                   f"{MAX_RESOLUTION}, e.g. 260) or a multiplier ending in x (at most "
+                   f"{MAX_MULTIPLIER:g}x, e.g. 1.15x), got {text[:40]!r}")
         if text.strip().lower().endswith("x"):
             try:
-                factor = _number("--resolution", text.strip()[:-1])
+                factor = _number("--resolution", text.strip()[:-1], maximum=MAX_MULTIPLIER)
             except NasscaleError:
                 raise NasscaleError(message) from None
             return round_resolution(base.resolution * factor, base.rounding, base.resolution)
-        if not text.strip().isdigit() or int(text) < 1:
+        digits = text.strip()
+        if not digits.isdigit() or len(digits) > 9 or not 1 <= int(digits) <= MAX_RESOLUTION:
             raise NasscaleError(message)
-        return int(text)
+        return int(digits)
 
     @staticmethod
     def _write(path, text):

@@ -21,7 +21,7 @@ class TrainCommand(Command):
                             help="testbed (default; testbed-v2, testbed-v3), digits, an .npz "
                             "file or an image folder with one subfolder per class")
         parser.add_argument("--epochs", type=int,
-                            help="default: the testbed's recipe (4), else 3")
+                            help="default: the testbed's recipe (8), else 3")
         parser.add_argument("--device", default="auto", metavar="|".join(DEVICES),
                             help="auto (default) takes CUDA when present; cuda:N for one GPU")
         parser.add_argument("--amp", choices=AMP, default="none",
@@ -41,7 +41,9 @@ class TrainCommand(Command):
                             "weights with this decay per step (testbed: 0.995)")
         parser.add_argument("--no-ema", action="store_true", help="evaluate the last weights")
         parser.add_argument("--resolution", type=int,
-                            help="training and evaluation size in pixels (default 32)")
+                            help="training and evaluation size in pixels (default: the "
+                            "network's own; a search's best.yaml carries the resolution it "
+                            "was scored at; a warning says when the data's images differ)")
         parser.add_argument("--progressive", action="store_true",
                             help="EfficientNetV2 progressive learning: the image size and "
                             "regularisation grow over up to 4 stages")
@@ -55,7 +57,8 @@ class TrainCommand(Command):
         parser.add_argument("--weights", metavar="FILE",
                             help="start from these weights (a nasscale weights file or "
                             "state_dict) instead of a seeded initialisation")
-        parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+        parser.add_argument("--threads", type=int, help="CPU threads (default: the cores other "
+                            "processes leave idle, said on stderr when fewer than all)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("-o", "--out", metavar="OUT.pt",
                             help="weights file (default runs/train_<network>_<data>/model.pt); "
@@ -68,18 +71,27 @@ class TrainCommand(Command):
     def run(self, args):
         from nasscale.scoring import TrainJob, record_text, run_train_job
 
-        for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                              ("--resolution", args.resolution), ("--threads", args.threads),
-                              ("--subset", args.subset), ("--image-size", args.image_size)):
-            if value is not None and value < 1:
-                raise NasscaleError(f"{option}: must be an integer >= 1, got {value}")
+        from nasscale.scoring import MAX_TRAIN_RESOLUTION
+
+        for option, value, low, high in (
+                ("--resolution", args.resolution, 8, MAX_TRAIN_RESOLUTION),
+                ("--image-size", args.image_size, 8, MAX_TRAIN_RESOLUTION),
+                ("--subset", args.subset, 1, 10 ** 9)):
+            if value is not None and not low <= value <= high:
+                raise NasscaleError(f"{option}: must be an integer from {low} to {high:,}, got "
+                                    f"{value}")
+        from pathlib import Path
+
+        if args.image_size is not None and not Path(args.data).is_dir():
+            raise NasscaleError(f"--image-size: resizes an image folder's images on load; "
+                                f"--data {args.data} is not a folder (use --resolution)")
         from dataclasses import replace
 
         from nasscale.scoring import recipe_for
 
         given = {k: v for k, v in (
             ("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-            ("weight_decay", args.weight_decay), ("resolution", args.resolution),
+            ("weight_decay", args.weight_decay), ("threads", args.threads),
             ("channels_last", args.channels_last), ("warmup", args.warmup),
             ("ema", args.ema)) if v is not None}
         if args.no_ema:
@@ -95,6 +107,6 @@ class TrainCommand(Command):
         record = run_train_job(TrainJob(network=args.network, data=args.data, settings=settings,
                                         out=args.out, resume=args.resume, weights=args.weights,
                                         image_size=args.image_size, progress=not args.quiet,
-                                        threads=args.threads))
+                                        resolution=args.resolution))
         print_json(record) if args.format == "json" else print(record_text(record))
         return 0

@@ -1,8 +1,6 @@
 """``nasscale weights convert``: torchvision / timm / nasscale state dicts, one to another."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import nasscale
 from nasscale.cli.base import Command
 from nasscale.errors import NasscaleError
@@ -29,11 +27,10 @@ class WeightsCommand(Command):
         p.add_argument("-o", "--output", required=True, help="the file to write (.pt)")
 
     def run(self, args):
+        from nasscale.reports import output_file
         from nasscale.weights import save_weights
 
-        out = Path(args.output)
-        if out.exists() and out.is_dir():
-            raise NasscaleError(f"-o {out}: is a folder; give a file name")
+        out = output_file(args.output, "-o")
         model = nasscale.load_weights(args.network, args.file, source=args.source,
                                       where="FILE")
         spec = model.spec
@@ -44,8 +41,8 @@ class WeightsCommand(Command):
               f"{args.target} names")
         base = nasscale.load(args.network)
         if args.target == "nasscale" and spec.norm != base.norm:
-            yaml_out = out.with_suffix(".yaml")
-            yaml_out.write_text(nasscale.dump_network(spec), encoding="utf-8")
+            yaml_out = output_file(out.with_suffix(".yaml"), "-o")
+            _write_text(yaml_out, nasscale.dump_network(spec))
             print(f"note: these weights compute their source's function with BatchNorm eps "
                   f"{spec.norm.bn[0]:g}, momentum {spec.norm.bn[1]:g} (the network's YAML says "
                   f"{base.norm.bn[0]:g}, {base.norm.bn[1]:g}): use {yaml_out} as the network")
@@ -56,3 +53,11 @@ class WeightsCommand(Command):
                       f"source's {spec.norm.bn[0]:g}: its outputs differ slightly from the "
                       "source's")
         return 0
+
+
+def _write_text(path, text: str) -> None:
+    """Write a text file, or a one-line error naming it."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise NasscaleError(f"-o {path}: cannot write: {err.strerror or err}") from None

@@ -55,7 +55,7 @@ from typing import Callable
 
 from nasscale.errors import SpecError, suggest
 from nasscale.specs import BLOCK_KINDS, BlockSpec, SESpec, StageSpec
-from nasscale.specs.common import ACTIVATIONS, SE_GATES
+from nasscale.specs.common import ACTIVATIONS, SE_GATES, check_int, limit
 
 
 def format_float(value: float) -> str:
@@ -86,8 +86,23 @@ class Token:
         return re.fullmatch(self.pattern, text)
 
 
+#: Digits an integer token may have: every field's bound (``specs.common.LIMITS``) has fewer,
+#: and Python refuses to read integers of more than 4,300 digits.
+MAX_DIGITS = 18
+
+
+def _int(field: str, digits: str) -> int:
+    """The integer of a token's digits; a ``SpecError`` for more than ``MAX_DIGITS`` (the
+    field's own check states its bounds for shorter ones)."""
+    if len(digits) > MAX_DIGITS:
+        bound = limit(field)
+        allowed = f"at most {bound:,}" if bound is not None else f"at most {MAX_DIGITS} digits"
+        raise SpecError(f"must be {allowed}, got a number of {len(digits):,} digits", (field,))
+    return int(digits)
+
+
 def int_token(prefix: str, field: str) -> Token:
-    return Token(field, re.escape(prefix) + r"([0-9]+)", lambda m: int(m.group(1)),
+    return Token(field, re.escape(prefix) + r"([0-9]+)", lambda m: _int(field, m.group(1)),
                  lambda v: None if v is None else f"{prefix}{v}", f"{prefix}<int> ({field})")
 
 
@@ -121,7 +136,7 @@ SE_TOKEN = Token(
     "se" + _FLOAT + r"-(in|mid)-(" + "|".join(SE_GATES) + r")-(" + "|".join(ACTIVATIONS)
     + r")-d([0-9]+)",
     lambda m: SESpec(ratio=float(m.group(1)), base=m.group(2), gate=m.group(3),
-                     activation=m.group(4), divisor=int(m.group(5))),
+                     activation=m.group(4), divisor=_int("se.divisor", m.group(5))),
     _format_se,
     "se<ratio>-<in|mid>-<sigmoid|hsigmoid>-<activation>-d<divisor> (se)")
 
@@ -164,48 +179,61 @@ def _allowed(code: str) -> str:
     return ", ".join(t.help for t in FORMS[code])
 
 
+#: Characters of a block string quoted in an error; a longer one is shortened with "...".
+QUOTE_CHARS = 80
+
+
+def _quoted(text: str) -> str:
+    """``repr`` of a block string or token for an error, shortened past ``QUOTE_CHARS``."""
+    return repr(text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 3] + "...")
+
+
 def _parse(text: str, allow_repeats: bool) -> tuple[BlockSpec, int]:
     if not isinstance(text, str) or not text.strip():
         raise SpecError(f"a block must be a non-empty string, got {text!r}")
     tokens = text.strip().split("_")
     code = tokens[0]
     if code not in FORMS:
-        raise SpecError(f"unknown block code {code!r} in {text!r}{suggest(code, FORMS)}; "
-                        f"known codes: {', '.join(FORMS)}")
+        raise SpecError(f"unknown block code {_quoted(code)} in {_quoted(text)}"
+                        f"{suggest(code, FORMS)}; known codes: {', '.join(FORMS)}")
     cls = BLOCK_KINDS[code]
     values: dict[str, object] = {}
     repeats = None
     for tok in tokens[1:]:
         if allow_repeats and (m := REPEATS.match(tok)):
             if repeats is not None:
-                raise SpecError(f"token {tok!r} repeats field 'repeats' in {text!r}")
-            repeats = int(m.group(1))
+                raise SpecError(f"token {_quoted(tok)} repeats field 'repeats' in "
+                                f"{_quoted(text)}")
+            try:
+                repeats = REPEATS.parse(m)
+                check_int("repeats", repeats)
+            except SpecError as err:
+                raise err.with_context(f"block {_quoted(text)}") from None
             continue
         for form in FORMS[code]:
             if m := form.match(tok):
                 if form.field in values:
-                    raise SpecError(f"token {tok!r} repeats field {form.field!r} in {text!r}")
+                    raise SpecError(f"token {_quoted(tok)} repeats field {form.field!r} in "
+                                    f"{_quoted(text)}")
                 try:
                     values[form.field] = form.parse(m)
                 except SpecError as err:
-                    raise err.with_context(f"block {text!r}") from None
+                    raise err.with_context(f"block {_quoted(text)}") from None
                 break
         else:
             extra = ", r<int> (repeats)" if allow_repeats else ""
-            raise SpecError(f"unknown token {tok!r} in {text!r}; a {code} block takes "
-                            f"{_allowed(code)}{extra}")
+            raise SpecError(f"unknown token {_quoted(tok)} in {_quoted(text)}; a {code} block "
+                            f"takes {_allowed(code)}{extra}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [name for name in required if name not in values]
     if missing:
         helps = [t.help for name in missing for t in FORMS[code] if t.field == name]
-        raise SpecError(f"{text!r} lacks {', '.join(helps)}")
+        raise SpecError(f"{_quoted(text)} lacks {', '.join(helps)}")
     try:
         spec = cls(**values)
     except SpecError as err:
-        raise err.with_context(f"block {text!r}") from None
-    if repeats is not None and repeats < 1:
-        raise SpecError(f"repeats: must be an integer >= 1, got {repeats} in {text!r}")
+        raise err.with_context(f"block {_quoted(text)}") from None
     return spec, 1 if repeats is None else repeats
 
 

@@ -3,7 +3,8 @@
 Blocks are written in their one-line text form (``nasscale.grammar.text``): a network file reads
 like the paper's table.  On input a block may also be a mapping with the spec's full field names
 (``{kind: mbconv, out_channels: 24, kernel_size: 3, ...}``).  YAML is always read with
-``yaml.safe_load``/``SafeLoader``.
+``SafeLoader`` (``UniqueKeyLoader``: a repeated key and nesting past ``MAX_YAML_DEPTH`` are
+errors).
 """
 from __future__ import annotations
 
@@ -261,7 +262,7 @@ def dump_network(spec: NetworkSpec) -> str:
 def _line_of(text: str, path: str) -> int | None:
     """1-based line of a field path like ``stages[3].block`` in a YAML text, if it can be found."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError:
         return None
     import re
@@ -288,28 +289,82 @@ def _line_of(text: str, path: str) -> int | None:
     return None if node is None else node.start_mark.line + 1
 
 
+#: Lists and mappings nested deeper than this are refused while the file is parsed: nasscale's
+#: files nest at most 5 levels (a study's sampler options), and PyYAML composes nodes
+#: recursively, so a file of 10,000 ``[`` would end in a RecursionError instead of an error.
+MAX_YAML_DEPTH = 64
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _place(first, again) -> str:
+    """Where ``first`` is: ``line 3``, or ``line 3, column 12`` when ``again`` is on the same
+    line (a flow mapping such as ``{a: 1, a: 2}``)."""
+    column = f", column {first.column + 1}" if first.line == again.line else ""
+    return f"line {first.line + 1}{column}"
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the
-    last one silently, so a repeated ``trials:`` would quietly win)."""
+    """``SafeLoader`` that refuses a key given twice in one mapping, block or flow (plain YAML
+    keeps the last one silently, so a repeated ``trials:`` would quietly win), and lists or
+    mappings nested deeper than ``MAX_YAML_DEPTH``."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        """Count the nesting while composing; refuse it past ``MAX_YAML_DEPTH``."""
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"lists and mappings nested more than {MAX_YAML_DEPTH} levels deep "
+                "(nasscale files need a few)", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor):
+        """The mapping node, with its pairs as written kept aside: a merge (``<<:``) rewrites
+        ``node.value`` before the mapping is checked for repeated keys."""
+        node = super().compose_mapping_node(anchor)
+        node.written_pairs = tuple(node.value)
+        return node
 
     def construct_mapping(self, node, deep=False):
+        """The mapping, or a ``ConstructorError`` at the second of two equal keys."""
         seen: dict = {}
-        for key_node, _ in node.value:
+        for key_node, _ in getattr(node, "written_pairs", node.value):
+            if key_node.tag == MERGE_TAG:
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
+                first = seen.get(key)
             except TypeError:  # an unhashable key: SafeLoader's own error follows
                 continue
-            if first != key_node.start_mark.line + 1:
+            if first is not None:
+                where = _place(first, key_node.start_mark)
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first given on line {first})",
+                    None, None, f"duplicate key {key!r} (first given on {where})",
                     key_node.start_mark)
+            seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        """An integer, or an error for one too long for Python to read (over 4,300 digits)."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value):,} characters is too long to read",
+                node.start_mark) from None
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
 
 
 def read_yaml(path: str | Path) -> tuple[Any, str]:
-    """Safe-load a YAML file (a repeated key is an error); a syntax error becomes
-    ``file:line: ...``."""
+    """Safe-load a YAML file (a repeated key or nesting past ``MAX_YAML_DEPTH`` is an error);
+    a syntax error becomes ``file:line: ...``."""
     path = Path(path)
     try:
         raw = path.read_bytes()

@@ -13,13 +13,22 @@
 Torch is imported only when something is measured; the table and the predictor need numpy only.
 """
 from nasscale.latency.build import time_carrier
-from nasscale.latency.key import ALLOCATORS, CLOCKS, DEVICES, DTYPES, MeasurementKey, current_key
+from nasscale.latency.key import (
+    ALLOCATORS,
+    CLOCKS,
+    DEVICES,
+    DTYPES,
+    MAX_BATCH,
+    MeasurementKey,
+    available_cores,
+    current_key,
+)
 from nasscale.latency.measure import LatencyRecord, Settings, measure
 from nasscale.latency.report import prediction_rows, record_lines, table_summary, warnings_for
 from nasscale.latency.source import GrowingTable, LatencySource, Measured, Predicted
 from nasscale.latency.space import Neighbourhood, around
 from nasscale.latency.table import LatencyTable, Prediction, UnitPrediction, unit_key
-from nasscale.latency.timing import LatencyStats, TimingPolicy
+from nasscale.latency.timing import MAX_ROUND_S, LatencyStats, TimingPolicy
 
 
 def build_table(sources, out, settings=None, **options):
@@ -32,7 +41,8 @@ def build_table(sources, out, settings=None, **options):
 
 
 __all__ = [
-    "ALLOCATORS", "CLOCKS", "DEVICES", "DTYPES", "prediction_rows", "record_lines",
+    "ALLOCATORS", "CLOCKS", "DEVICES", "DTYPES", "MAX_BATCH", "MAX_ROUND_S", "available_cores",
+    "prediction_rows", "record_lines",
     "table_summary", "time_carrier", "warnings_for", "GrowingTable", "LatencySource", "Measured",
     "Predicted", "LatencyRecord", "LatencyStats", "LatencyTable", "MeasurementKey", "Neighbourhood",
     "Prediction", "Settings", "TimingPolicy", "UnitPrediction", "around", "build_table",

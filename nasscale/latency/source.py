@@ -2,7 +2,8 @@
 
 - :class:`Measured`: build and time the network here, under ``settings``; quick timing
   (``policy``) for candidates, the full :class:`TimingPolicy` when ``thorough`` (references,
-  budgets).  With ``ratio_to`` (``{"name": ..., "ms": ...}``) a quick timing is made
+  budgets).  With ``ratio_to`` (``{"name": ..., "ms": ...}``, and ``"resolution"`` when the
+  reference was timed at another resolution than its own) a quick timing is made
   interleaved with that network and the latency is ``ratio × its ms``, so that the machine's
   drift between two moments (or two workers' machines of one kind) cancels.
 - :class:`Predicted`: the per-unit lookup table's prediction; nothing is built.
@@ -86,7 +87,11 @@ class Measured(LatencySource):
             policy = self.policy or quick_policy()
             if self._cache is None:
                 self._cache = PreparedCache(self.settings, policy)
-            rec = measure_ratio(spec, zoo.load(self.ratio_to["name"]), settings=self.settings,
+            reference = zoo.load(self.ratio_to["name"])
+            if self.ratio_to.get("resolution"):  # measured at the study's budget resolution
+                reference = reference.replace(resolution=int(self.ratio_to["resolution"]),
+                                              expected=None)
+            rec = measure_ratio(spec, reference, settings=self.settings,
                                 policy=policy, pairs=4, cache=self._cache)
             self.last_ratio = rec.ratio
             return rec.ratio * float(self.ratio_to["ms"])

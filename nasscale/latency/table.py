@@ -351,6 +351,9 @@ class LatencyTable:
         except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
             raise NasscaleError(f"{path}: not a readable latency table "
                                 f"({str(err).splitlines()[0][:200]})") from None
+        except RecursionError:  # json reads nested arrays and objects recursively
+            raise NasscaleError(f"{path}: not a readable latency table (arrays or objects "
+                                "nested too deeply)") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise NasscaleError(f"{path}: not a latency table (format must be {FORMAT!r}; "
                                 "build one with `nasscale lut build`)")

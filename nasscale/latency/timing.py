@@ -64,6 +64,10 @@ class TimingPolicy:
                                "warmup_max_s": self.warmup_max_s * max(factor, 0.2)})
 
 
+#: The longest timed round a command accepts (seconds): a measurement takes 3 to 8 rounds,
+#: so even this makes one network's measurement last minutes; the default round is 0.3 s.
+MAX_ROUND_S = 60.0
+
 QUICK = TimingPolicy(warmup_min=3, warmup_max_s=1.0, rounds=2, max_rounds=3, round_s=0.02,
                      min_runs=6)  # for tests: correctness of the machinery, not good numbers
 

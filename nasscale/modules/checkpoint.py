@@ -59,6 +59,17 @@ def read_checkpoint(path: str, where: str = "--weights") -> Checkpoint:
                 break
     if not isinstance(state, dict):
         raise NasscaleError(f"{where} {path}: expected a state_dict, got {type(state).__name__}")
+    import torch
+
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        raise NasscaleError(f"{where} {path}: a state_dict maps parameter names (strings) to "
+                            f"tensors; this one has the key {odd!r} ({type(odd).__name__})")
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            raise NasscaleError(f"{where} {path}: tensor {name} holds NaN or infinite values; "
+                                "these weights cannot be used")
     return Checkpoint(str(path), state, meta)
 
 
@@ -84,3 +95,35 @@ def load_weights(path: str | Checkpoint, spec: NetworkSpec, where: str = "--weig
         first = str(err).strip().splitlines()[-1].strip()
         raise NasscaleError(f"{where} {path}: shapes differ from {spec.name}: {first}") from None
     return model.eval()
+
+
+def is_weights_file(path: str) -> bool:
+    """Whether ``path`` is a file ``torch.save`` wrote (a zip archive or a legacy pickle),
+    rather than a network's YAML."""
+    p = Path(path)
+    if p.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin"):
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def trained_network(path: str, where: str = "network") -> tuple[NetworkSpec, Checkpoint]:
+    """The network a weights file describes (``nasscale train``'s and ``nasscale prune``'s
+    files hold it) and its checkpoint; an error saying what to give for a bare state_dict."""
+    from nasscale.grammar import network_from_data
+
+    ckpt = read_checkpoint(path, where)
+    data = ckpt.meta.get("network")
+    if not isinstance(data, dict):
+        raise NasscaleError(f"{where} {path}: holds weights but not the network they belong to "
+                            "(a bare state_dict); give the network's YAML with --weights "
+                            f"{path}")
+    try:
+        spec = network_from_data(data, "network")
+    except NasscaleError as err:
+        raise NasscaleError(f"{where} {path}: its network does not load ({err})") from None
+    return spec, ckpt

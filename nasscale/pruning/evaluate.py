@@ -7,7 +7,7 @@
   a fraction of the network's resolution (``0.5x``).
 - ``train:SOURCE[,steps=N|epochs=E][,final_epochs=M][,final_lr=F][,subset=K][,resolution=R]
   [,lr=F][,batch=B][,device=auto|cpu|cuda][,amp=none|bf16|fp16][,channels_last=1]
-  [,progressive=1]``: NetAdapt's own criterion, on a dataset (``digits``, an ``.npz`` file or
+  [,progressive=1][,threads=T]``: NetAdapt's own criterion, on a dataset (``digits``, an ``.npz`` file or
   an image folder; see ``nasscale.scoring.data``).  *Short-term* fine-tuning: every proposal
   (and the start network) trains ``steps`` optimizer steps (default 50), or ``epochs`` epochs
   instead (one or the other), and scores top-1 on the held-out split.  *Long-term*
@@ -18,7 +18,8 @@
   ``nasscale train``'s loop and recipe (``nasscale.scoring.train``: SGD with Nesterov momentum,
   cosine decay over the run, label smoothing, random resized crops); ``device`` is where it
   trains (default ``auto``: CUDA when present), not ``--device``, which is where latency is
-  measured.  Defaults otherwise: ``lr=0.01,batch=32,resolution=32``.
+  measured.  Defaults otherwise: ``lr=0.01,batch=32``, the resolution of the data's images
+  (at least 32 px) and the threads other processes leave idle (``nasscale.scoring.threads``).
 - ``python:package.module:function``: ``function(model, spec)`` returns a number (or a mapping
   with ``score``).
 
@@ -39,7 +40,7 @@ from nasscale.specs import NetworkSpec
 EVALUATOR_HELP = ("proxy[:naswot|synflow][,resolution=R][,batch=B][,data=SOURCE], "
                   "train:SOURCE[,steps=N|epochs=E][,final_epochs=M][,final_lr=F][,subset=K]"
                   "[,resolution=R][,lr=F][,batch=B][,device=auto|cpu|cuda]"
-                  "[,amp=none|bf16|fp16][,channels_last=1][,progressive=1] or "
+                  "[,amp=none|bf16|fp16][,channels_last=1][,progressive=1][,threads=T] or "
                   "python:package.module:function")
 #: short-term fine-tuning steps per proposal, and long-term epochs with weights, by default
 DEFAULT_STEPS = 50
@@ -245,7 +246,8 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
         opts = _options(parts, {"steps": int, "epochs": int, "final_epochs": int,
                                 "final_lr": float, "subset": int, "resolution": int,
                                 "lr": float, "batch": int, "device": str, "amp": str,
-                                "channels_last": _flag, "progressive": _flag}, text)
+                                "channels_last": _flag, "progressive": _flag,
+                                "threads": int}, text)
         if "steps" in opts and "epochs" in opts:
             raise NasscaleError(f"--evaluator {text!r}: give steps=N or epochs=E for the "
                                 "short-term fine-tuning, not both")
@@ -256,7 +258,7 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
             lr=opts.get("lr", 0.01), batch_size=opts.get("batch", 32), seed=seed,
             device=opts.get("device", "auto"), amp=opts.get("amp", "none"),
             channels_last=opts.get("channels_last", False),
-            progressive=opts.get("progressive", False))
+            progressive=opts.get("progressive", False), threads=opts.get("threads"))
         final_epochs, final_lr = opts.get("final_epochs"), opts.get("final_lr")
         if final_epochs is not None and final_epochs < 0:
             raise NasscaleError(f"--evaluator {text!r}: final_epochs: must be an integer >= 0 "
@@ -277,5 +279,9 @@ def make_evaluator(text: str | None, seed: int = 0) -> PruneEvaluator:
     else:
         raise NasscaleError(f"--evaluator {text!r}: unknown kind {kind!r}; forms: "
                             f"{EVALUATOR_HELP}")
-    ev.dataset()  # a bad data path fails now, before any iteration
+    data = ev.dataset()  # a bad data path fails now, before any iteration
+    if kind == "train" and "resolution" not in opts:  # the data's own image size
+        from nasscale.scoring.data import default_resolution
+
+        ev.train = replace(ev.train, resolution=default_resolution(max(data.image_size)))
     return ev

@@ -62,11 +62,17 @@ class Options:
 @dataclass(frozen=True)
 class Continuation:
     """Where an earlier run stopped, for a run that goes on from its result: its iteration
-    count (the step keeps decaying from there), its block names and its network's name."""
+    count (the step keeps decaying from there), its block names and its network's name; for a
+    run resumed after a kill also the first run's start resource and score (the target and
+    the step are fractions of the start) and the current network's score (not scored again:
+    a training evaluator would fine-tune it once more)."""
 
     iteration: int
     names: list[str]
     base_name: str
+    start_resource: float | None = None
+    start_score: float | None = None
+    score: float | None = None
 
 
 @dataclass
@@ -101,6 +107,11 @@ class Iteration:
     params: int
     seconds: float
     spec: NetworkSpec = field(repr=False, default=None)
+    #: the network in its prunable form and its module (with weights), to resume from
+    prunable: NetworkSpec = field(repr=False, default=None)
+    model: object = field(repr=False, default=None)
+    start_resource: float | None = field(repr=False, default=None)
+    start_score: float | None = field(repr=False, default=None)
 
     def row(self) -> dict:
         return {"iteration": self.index, "group": self.group, "width_from": self.old_width,
@@ -131,6 +142,9 @@ class Result:
     start_measured_ms: float | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    #: what the input weights file said about its data (classes, normalisation, data name),
+    #: carried into ``pruned.pt``
+    weights_meta: dict = field(default_factory=dict)
 
     @property
     def met(self) -> bool:
@@ -155,10 +169,11 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
              options: Options = Options(), model=None,
              log: Callable[[str], None] | None = None,
              on_iteration: Callable[[Iteration], None] | None = None, *,
-             resume: Continuation | None = None) -> Result:
+             resume: Continuation | None = None, progress: bool = False) -> Result:
     """Prune ``spec`` until ``resource`` meets ``target`` (see module doc).  ``model``: a module
     of ``spec`` with trained weights (carried into every proposal), or ``None``.  ``resume``
-    goes on from an earlier run (:class:`Continuation`)."""
+    goes on from an earlier run (:class:`Continuation`).  ``progress``: a bar on stderr of
+    the proposals scored within each iteration."""
     from nasscale.costs.analytic import network_cost
 
     t0 = time.perf_counter()
@@ -167,6 +182,8 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
     if model is not None:
         model = regroup_model(model, current)
     start_value = resource.confirm(current)
+    if resume is not None and resume.start_resource is not None:
+        start_value = resume.start_resource  # a resumed run: the first run's start
     limit = target.limit(start_value)
     # groups are named after the network as written
     names = resume.names if resume else block_names(spec)
@@ -183,11 +200,15 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
             f"and even with every width at its minimum (8 channels, or one attention unit) it "
             f"needs {format_amount(target.metric, floor)}")
     weighted = model is not None
-    score, scored_model = evaluator.score(current, model)
-    if weighted:
-        model = scored_model  # (fine-tuned, for a training evaluator)
-    start_score = score
-    value = start_value
+    if resume is not None and resume.score is not None:
+        score, start_score = resume.score, resume.start_score
+        value = resource.confirm(current)
+    else:
+        score, scored_model = evaluator.score(current, model)
+        if weighted:
+            model = scored_model  # (fine-tuned, for a training evaluator)
+        start_score = score
+        value = start_value
     iterations: list[Iteration] = []
     i = resume.iteration if resume else 0
     while value > limit and i < options.max_iterations:
@@ -199,7 +220,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         log(f"iteration {i + 1}: limit {format_amount(target.metric, it_limit)}, "
             f"{len(proposals)} proposals")
         chosen = _best_proposal(proposals, current, groups, model if weighted else None,
-                                evaluator, score, value, i)
+                                evaluator, score, value, i, progress)
         groups = width_groups(chosen.spec, names)
         cost = network_cost(resolve(chosen.spec))
         it = Iteration(index=i + 1, limit=it_limit, group=chosen.group,
@@ -208,7 +229,9 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
                        delta_score=chosen.score - score, saved=value - chosen.resource,
                        proposals=len(proposals), flops=cost.flops, params=cost.params,
                        seconds=time.perf_counter() - t_it,
-                       spec=compact(chosen.spec).replace(name=f"{base_name}_netadapt{i + 1}"))
+                       spec=compact(chosen.spec).replace(name=f"{base_name}_netadapt{i + 1}"),
+                       prunable=chosen.spec, model=chosen.model if weighted else None,
+                       start_resource=start_value, start_score=start_score)
         iterations.append(it)
         if on_iteration:
             on_iteration(it)
@@ -245,12 +268,16 @@ def _proposals_within(current, groups, value: float, it_limit: float, limit: flo
 
 
 def _best_proposal(proposals, current, groups, model, evaluator, score: float, value: float,
-                   i: int):
+                   i: int, progress: bool = False):
     """Score every proposal (weights carried from ``model`` when there is one) and return the
     one with the best score gain per unit of resource saved; a proposal that fails to score
     records why and is skipped."""
+    from nasscale.reports.progress import Progress
+
+    bar = Progress(len(proposals), f"iteration {i + 1}: proposals scored", enabled=progress)
     best = None
-    for p in proposals:
+    for k, p in enumerate(proposals):
+        bar.update(k, p.label)
         p_model = _carried(model, current, p, groups) if model is not None else None
         try:
             p.score, p.model = evaluator.score(p.spec, p_model)
@@ -267,6 +294,8 @@ def _best_proposal(proposals, current, groups, model, evaluator, score: float, v
             best = (gain, p)
         else:
             p.model = None
+    bar.update(len(proposals))
+    bar.close()
     if best is None:
         reasons = "; ".join(f"{p.label}: {p.error}" for p in proposals[:3])
         raise NasscaleError(f"iteration {i + 1}: every proposal failed to score ({reasons})")

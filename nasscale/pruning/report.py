@@ -90,7 +90,14 @@ def write_outputs(result, out: Path) -> None:
     if result.model is not None:
         import torch
 
-        torch.save(result.model.state_dict(), out / "pruned.pt")
+        from nasscale.grammar import network_to_data
+
+        accuracy = (result.long_term or {}).get("accuracy_after")
+        tmp = out / "pruned.pt.tmp"
+        torch.save({"format": "nasscale-weights-1", "state_dict": result.model.state_dict(),
+                    "network": network_to_data(result.final), **result.weights_meta,
+                    **({"accuracy": accuracy} if accuracy is not None else {})}, tmp)
+        tmp.replace(out / "pruned.pt")
     (out / "summary.json").write_text(json.dumps(result_record(result, out), indent=2) + "\n",
                                       encoding="utf-8")
 

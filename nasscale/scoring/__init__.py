@@ -7,7 +7,7 @@ nothing from either (and no Optuna)."""
 _LAZY = {
     "AMP": "nasscale.scoring.train", "DEVICES": "nasscale.scoring.train",
     "TrainSettings": "nasscale.scoring.train", "train": "nasscale.scoring.train",
-    "recipe_for": "nasscale.scoring.train",
+    "recipe_for": "nasscale.scoring.train", "MAX_TRAIN_RESOLUTION": "nasscale.scoring.train",
     "TrainJob": "nasscale.scoring.train_job", "record_text": "nasscale.scoring.train_job",
     "run_train_job": "nasscale.scoring.train_job",
     "load_dataset": "nasscale.scoring.data",

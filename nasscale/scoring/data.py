@@ -24,6 +24,7 @@ channels.  ``Dataset.at(resolution)`` resizes (bilinear) to the training resolut
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,20 @@ class Dataset:
     name: str
     test_x: torch.Tensor | None = None  # a given held-out split, if the source has one
     test_y: torch.Tensor | None = None
+    #: per-channel mean and std subtracted and divided on load, in pixel values scaled to
+    #: [0, 1]: a deployed network applies the same to its input (``nasscale export``)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    scale: str = "pixels / 255"  # what the mean and std apply to
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the images as loaded."""
+        return int(self.x.shape[-2]), int(self.x.shape[-1])
+
+    @property
+    def normalisation(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "scale": self.scale}
 
     @property
     def num_classes(self) -> int:
@@ -64,6 +79,17 @@ class Dataset:
             keep = torch.randperm(len(ty), generator=g)[:subset]
             tx, ty = tx[keep], ty[keep]
         return tx, ty, vx, vy
+
+
+#: the smallest resolution trained at by default: the spaces' networks downsample 32 times, so
+#: below 32 px their last stages see a single padded pixel (digits' 8 px images train at 32)
+MIN_DEFAULT_RESOLUTION = 32
+
+
+def default_resolution(image_size: int | None) -> int:
+    """What a trained evaluator trains at when not told: the data's own image size, at least
+    ``MIN_DEFAULT_RESOLUTION``."""
+    return max(MIN_DEFAULT_RESOLUTION, int(image_size or 0))
 
 
 def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -89,17 +115,24 @@ def _to_nchw(x: np.ndarray, where: str) -> torch.Tensor:
     return t
 
 
-def _normalise(*tensors: torch.Tensor) -> list[torch.Tensor]:
+def _normalise(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
+    """The tensors standardised by the first one's per-channel statistics, and those
+    statistics (``Dataset`` fields ``mean`` and ``std``)."""
     ref = tensors[0]
     mean = ref.mean(dim=(0, 2, 3), keepdim=True)
     std = ref.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return [(t - mean) / std for t in tensors]
+    stats = {"mean": tuple(float(v) for v in mean.flatten()),
+             "std": tuple(float(v) for v in std.flatten())}
+    return [(t - mean) / std for t in tensors], stats
 
 
 def _labels(y: np.ndarray, where: str) -> torch.Tensor:
     y = np.asarray(y).reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
         raise NasscaleError(f"{where}: labels must be non-negative integers")
+    if int(y.max()) >= MAX_CLASSES:
+        raise NasscaleError(f"{where}: labels must be class numbers 0 .. K-1 with K at most "
+                            f"{MAX_CLASSES:,}; the largest is {int(y.max()):,}")
     return torch.as_tensor(y.astype(np.int64))
 
 
@@ -111,9 +144,35 @@ def digits() -> Dataset:
                             "'nasscale[demo]'") from None
     d = load_digits()
     x = _to_nchw(d.images / 16.0, "digits")
-    (x,) = _normalise(x)
+    (x,), stats = _normalise(x)
     return Dataset(x=x, y=torch.as_tensor(d.target, dtype=torch.int64),
-                   classes=tuple(str(c) for c in range(10)), name="digits")
+                   classes=tuple(str(c) for c in range(10)), name="digits", scale="pixels / 16", **stats)
+
+
+#: at most this many classes (a label of 10**9 would size a classifier of 10**9 rows)
+MAX_CLASSES = 100_000
+#: at most this many pixels an image (Pillow's decompression-bomb bound is twice this)
+MAX_PIXELS = 89_478_485
+
+
+def _array(arrays, key: str, path: Path) -> np.ndarray:
+    """One array of an ``.npz`` file: numeric, not empty, or an error naming it."""
+    try:
+        a = arrays[key]
+    except (ValueError, OSError) as err:  # object arrays (pickles) are refused, not loaded
+        raise NasscaleError(f"{path}: array {key!r} cannot be read without executing code or "
+                            f"is damaged ({str(err).splitlines()[0][:120]}); save numeric "
+                            "arrays") from None
+    if a.dtype.kind not in "biuf":
+        raise NasscaleError(f"{path}: array {key!r} must hold numbers (integers or floats), "
+                            f"has dtype {a.dtype}")
+    if a.size == 0 or len(a) == 0:
+        raise NasscaleError(f"{path}: array {key!r} is empty (shape {a.shape})")
+    bad = int((~np.isfinite(a)).sum()) if a.dtype.kind == "f" else 0
+    if bad:
+        raise NasscaleError(f"{path}: array {key!r}: {bad} value(s) are NaN or infinite; "
+                            "clean the data first")
+    return a
 
 
 def from_npz(path: Path) -> Dataset:
@@ -121,23 +180,35 @@ def from_npz(path: Path) -> Dataset:
         arrays = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise NasscaleError(f"{path}: cannot read as .npz: {err}") from None
+    if not hasattr(arrays, "files"):
+        raise NasscaleError(f"{path}: is a single .npy array, not an .npz archive of arrays "
+                            "x and y")
     keys = set(arrays.files)
     if {"x", "y"} <= keys:
-        x, y = _to_nchw(arrays["x"], str(path)), _labels(arrays["y"], str(path))
-        (x,) = _normalise(x)
-        tx = ty = None
+        pairs = (("x", "y"),)
     elif {"x_train", "y_train", "x_test", "y_test"} <= keys:
-        x, tx = _normalise(_to_nchw(arrays["x_train"], str(path)),
-                           _to_nchw(arrays["x_test"], str(path)))
-        y, ty = _labels(arrays["y_train"], str(path)), _labels(arrays["y_test"], str(path))
+        pairs = (("x_train", "y_train"), ("x_test", "y_test"))
     else:
         raise NasscaleError(f"{path}: needs arrays x and y, or x_train, y_train, x_test, "
-                            f"y_test; has {', '.join(sorted(keys))}")
-    if len(x) != len(y):
-        raise NasscaleError(f"{path}: {len(x)} images but {len(y)} labels")
-    n = int(max(y.max(), ty.max() if ty is not None else 0)) + 1
-    return Dataset(x=x, y=y, classes=tuple(map(str, range(n))), name=path.name, test_x=tx,
-                   test_y=ty)
+                            f"y_test; has {', '.join(sorted(keys)) or 'none'}")
+    xs, ys = [], []
+    for kx, ky in pairs:
+        x, y = _array(arrays, kx, path), _array(arrays, ky, path)
+        if len(x) != len(np.asarray(y).reshape(-1)):
+            raise NasscaleError(f"{path}: {len(x)} images in {kx} but "
+                                f"{np.asarray(y).size} labels in {ky}")
+        xs.append(_to_nchw(x, f"{path}: {kx}"))
+        ys.append(_labels(y, f"{path}: {ky}"))
+    if len(xs) == 2 and xs[0].shape[1:] != xs[1].shape[1:]:
+        raise NasscaleError(f"{path}: x_train images are {tuple(xs[0].shape[1:])} but x_test "
+                            f"images {tuple(xs[1].shape[1:])}; give both one shape")
+    normalised, stats = _normalise(*xs)
+    n = int(max(int(y.max()) for y in ys)) + 1
+    first = arrays[pairs[0][0]]
+    stats["scale"] = "pixels / 255" if np.issubdtype(first.dtype, np.integer) else "as stored"
+    tx, ty = (normalised[1], ys[1]) if len(xs) == 2 else (None, None)
+    return Dataset(x=normalised[0], y=ys[0], classes=tuple(map(str, range(n))), name=path.name,
+                   test_x=tx, test_y=ty, **stats)
 
 
 def from_folder(root: Path, size: int | None = None) -> Dataset:
@@ -158,12 +229,21 @@ def from_folder(root: Path, size: int | None = None) -> Dataset:
                                 f"({', '.join(IMAGE_SUFFIXES)})")
         for f in files:
             try:
-                with Image.open(f) as im:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    im = Image.open(f)
+                if im.width * im.height > MAX_PIXELS:
+                    raise Image.DecompressionBombError(f"{im.width}x{im.height}")
+                with im:
                     im = im.convert("RGB")
                     if size is not None:
                         im = im.resize((size, size), Image.BILINEAR)
                     xs.append(np.asarray(im, dtype=np.uint8))
-            except (OSError, UnidentifiedImageError) as err:
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                raise NasscaleError(f"data {f}: too many pixels to be a training image (more "
+                                    f"than {MAX_PIXELS:,}; a decompression bomb?): "
+                                    f"{str(err)[:80]}") from None
+            except (OSError, UnidentifiedImageError, ValueError) as err:
                 raise NasscaleError(f"data {f}: cannot read as an image ({err})") from None
             sizes.setdefault(xs[-1].shape[:2], []).append(f)
             ys.append(label)
@@ -174,9 +254,9 @@ def from_folder(root: Path, size: int | None = None) -> Dataset:
         raise NasscaleError(f"data {root}: images have mixed sizes ({shapes}; e.g. "
                             f"{odd.relative_to(root)}); resize them to one size first, or give "
                             "an image size to resize on load (nasscale train --image-size N)")
-    (x,) = _normalise(_to_nchw(np.stack(xs), str(root)))
+    (x,), stats = _normalise(_to_nchw(np.stack(xs), str(root)))
     return Dataset(x=x, y=torch.as_tensor(ys, dtype=torch.int64), classes=tuple(classes),
-                   name=root.name)
+                   name=root.name, **stats)
 
 
 TESTBED = re.compile(r"testbed(?:-v(?P<version>[^:]*))?(?::(?P<options>.*))?")
@@ -218,11 +298,11 @@ def testbed(source: str = "testbed") -> Dataset:
             raise NasscaleError(f"data {source}: {key} must be an integer >= 1 (crops per "
                                 f"class), got {value.strip()!r}") from None
     x, y, tx, ty = bed.arrays(sizes.get("train"), sizes.get("test"))
-    x, tx = _normalise(_to_nchw(x, bed.name), _to_nchw(tx, bed.name))
+    (x, tx), stats = _normalise(_to_nchw(x, bed.name), _to_nchw(tx, bed.name))
     label = bed.name + "".join(f"{':' if i == 0 else ','}{k}={v}"
                                for i, (k, v) in enumerate(sizes.items()))
     return Dataset(x=x, y=torch.as_tensor(y), classes=bed.photos, name=label,
-                   test_x=tx, test_y=torch.as_tensor(ty))
+                   test_x=tx, test_y=torch.as_tensor(ty), **stats)
 
 
 SOURCES = ("testbed", "testbed-v2", "testbed-v3", "digits")

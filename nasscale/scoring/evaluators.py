@@ -219,12 +219,26 @@ def load_callable(target: str) -> Callable:
     module_name, _, attr = text.partition(":")
     if not module_name or not attr:
         raise NasscaleError(f"evaluator: {target!r} must look like python:package.module:function")
+    import os
+    import sys
+
+    here = os.getcwd()  # the installed `nasscale` script does not put it on sys.path
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise NasscaleError(f"evaluator.target: cannot import module {module_name!r} ({err}); "
                             "the python evaluator imports it and runs it: it must be on "
-                            "PYTHONPATH or in the current folder") from None
+                            f"PYTHONPATH or in the current folder ({here})") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed while importing
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise NasscaleError(f"evaluator.target: importing {module_name!r} failed: "
+                            f"{type(err).__name__}: {first}") from None
+    finally:
+        if added:
+            sys.path.remove(here)
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise NasscaleError(f"evaluator.target: {module_name} has no callable {attr!r}")
@@ -247,10 +261,4 @@ def parse_eval_resolution(value: Any, where: str = "evaluator.resolution") -> in
                     f"resolution like '0.25x', got {value!r}", (where,))
 
 
-def eval_resolution(value: int | float | None, candidate: int) -> int:
-    """The pixels an evaluator uses for a candidate of ``candidate`` pixels (multiple of 8)."""
-    if value is None:
-        return candidate
-    if isinstance(value, float):
-        return max(8, int(round(candidate * value / 8)) * 8)
-    return int(value)
+from nasscale.units import eval_resolution  # noqa: E402 - re-exported: evaluators use it

@@ -221,7 +221,7 @@ MAX_PER_CLASS = 20_000  # 19 classes x 20,000 x 1 KiB: 380 MiB of crops, drawn i
 #: Version 3's, by measurement (module doc): SGD lr 0.05 (at lr 0.2 the same network's top-1
 #: moved 2-5 points from seed to seed, and its final training loss by 0.1), batch 128 and
 #: channels-last (about 3x the images/s of batch 32 in NCHW on a CPU), 5 % warm-up, an
-#: exponential average of the weights for evaluation, 4 epochs: 114,000 images.
+#: exponential average of the weights for evaluation, 8 epochs: 228,000 images.
 VERSIONS = {
     2: TestbedVersion(2, PHOTOS, TRAIN_PER_CLASS, TEST_PER_CLASS, (
         ("epochs", 10), ("batch_size", 32), ("lr", 0.1), ("resolution", SIZE))),

@@ -38,6 +38,8 @@ from nasscale.scoring.optim import WeightAverage, lr_factor
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16", "fp16")
+#: the largest training resolution (pixels): a batch of 32 at 4096 px is 6 GB of input alone
+MAX_TRAIN_RESOLUTION = 4096
 EVAL_CROP = 0.875
 MIN_CROP_AREA = 0.35  # at full augmentation magnitude
 
@@ -70,15 +72,22 @@ class TrainSettings:
     ema: float | None = None
     #: linear learning-rate warm-up over this fraction of the steps, then cosine decay
     warmup: float = 0.0
+    #: CPU threads; ``None``: the cores other processes leave idle (``scoring/threads.py``)
+    threads: int | None = None
 
     def check(self) -> None:
         """Raise a NasscaleError naming the setting when a value is not allowed."""
         if self.amp not in AMP:
             raise NasscaleError(f"amp: must be one of {', '.join(AMP)}, got {self.amp!r}")
-        for name in ("epochs", "batch_size", "resolution"):
+        for name, high in (("epochs", 100_000), ("batch_size", 65_536),
+                           ("resolution", MAX_TRAIN_RESOLUTION)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NasscaleError(f"{name}: must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise NasscaleError(f"{name}: must be an integer from 1 to {high:,}, got "
+                                    f"{value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < 2 ** 32:
+            raise NasscaleError(f"seed: must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise NasscaleError(f"steps: must be an integer >= 1, got {self.steps!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -102,6 +111,9 @@ class TrainSettings:
         w = self.warmup
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < 1:
             raise NasscaleError(f"warmup: must be a fraction of the run in [0, 1), got {w!r}")
+        from nasscale.scoring.threads import check_threads
+
+        check_threads(self.threads)
         resolve_device(self.device)
         if self.amp == "fp16" and resolve_device(self.device).type != "cuda":
             raise NasscaleError("amp: fp16 needs CUDA (it relies on loss scaling); use bf16 on "
@@ -230,11 +242,22 @@ def _dropouts(model: nn.Module) -> list[nn.Dropout]:
 
 # --- the loop --------------------------------------------------------------------------------
 
-def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
-          on_epoch: Callable[[int, float], None] | None = None, progress: bool = False,
-          checkpoint: str | Path | None = None, resume: bool = False,
-          label: str = "train", on_record: Callable[[dict], None] | None = None
-          ) -> TrainResult:
+def train(model: nn.Module, data: Dataset, settings: TrainSettings, **kwargs) -> TrainResult:
+    """Train ``model`` in place on ``data`` and return top-1 on the held-out split, on
+    ``settings.threads`` CPU threads (``None``: the cores other processes leave idle) —
+    :func:`_train` says the rest."""
+    from nasscale.scoring.threads import training_threads
+
+    settings.check()
+    with training_threads(settings.threads, resolve_device(settings.device).type == "cpu"):
+        return _train(model, data, settings, **kwargs)
+
+
+def _train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
+           on_epoch: Callable[[int, float], None] | None = None, progress: bool = False,
+           checkpoint: str | Path | None = None, resume: bool = False,
+           label: str = "train", on_record: Callable[[dict], None] | None = None,
+           made_for: dict | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` and return top-1 on the held-out split.
 
     ``on_record(entry)`` gets each epoch's history entry (epoch, accuracy, training loss, size,
@@ -242,7 +265,9 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
     ``on_epoch(epoch, accuracy)`` is called after every epoch (1-based) with the held-out
     top-1; if it raises (``optuna.TrialPruned``), training stops and the exception propagates.
     ``checkpoint``: written after every epoch (model, optimizer, schedule, history); with
-    ``resume`` an existing one is continued.  The model ends on the CPU in eval mode.
+    ``resume`` an existing one is continued.  ``made_for`` (e.g. the network and the data) is
+    written into the checkpoint, and resuming a checkpoint made for anything else is an error.
+    The model ends on the CPU in eval mode.
     """
     s = settings
     s.check()
@@ -275,7 +300,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and resume and ckpt.exists():
         start_epoch, step, history = _restore(ckpt, model, opt, sched, scaler, s, device,
-                                              average)
+                                              average, made_for)
     bar = None
     if progress:
         from nasscale.reports.progress import Progress
@@ -348,7 +373,8 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, *,
                             "seconds": time.perf_counter() - t0,
                             "images_per_s": seen / max(train_s, 1e-9)})
             if ckpt is not None:
-                _save(ckpt, model, opt, sched, scaler, s, epoch + 1, step, history, average)
+                _save(ckpt, model, opt, sched, scaler, s, epoch + 1, step, history, average,
+                      made_for)
             if on_epoch is not None and s.steps is None:
                 on_epoch(epoch + 1, accuracy)
             if on_record is not None and s.steps is None:
@@ -397,11 +423,24 @@ _RESUMABLE = ("epochs", "batch_size", "lr", "weight_decay", "subset", "val_fract
               "resolution", "seed", "augment", "progressive", "steps", "ema", "warmup")
 
 
+def _difference(was, now) -> str:
+    """Where a checkpoint's network or data description differs from this run's, briefly."""
+    if not isinstance(was, dict):
+        return "not recorded in the checkpoint"
+    if was.get("name") != now.get("name"):
+        return f"{was.get('name')!r}, not {now.get('name')!r}"
+    key = next(k for k in sorted(set(was) | set(now), key=str) if was.get(k) != now.get(k))
+    return f"{now.get('name')!r} with another {key}: {str(was.get(key))[:50]} != " \
+           f"{str(now.get(key))[:50]}"
+
+
 def _save(path: Path, model, opt, sched, scaler, s: TrainSettings, epoch: int, step: int,
-          history: list[dict], average: WeightAverage | None = None) -> None:
+          history: list[dict], average: WeightAverage | None = None,
+          made_for: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"format": "nasscale-train-checkpoint-1", "settings": asdict(s),
+                "made_for": made_for or {},
                 "epoch": epoch, "step": step, "history": history,
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -410,13 +449,20 @@ def _save(path: Path, model, opt, sched, scaler, s: TrainSettings, epoch: int, s
     tmp.replace(path)  # a kill during the write leaves the previous checkpoint intact
 
 
-def _restore(path: Path, model, opt, sched, scaler, s: TrainSettings, device, average=None):
+def _restore(path: Path, model, opt, sched, scaler, s: TrainSettings, device, average=None,
+             made_for: dict | None = None):
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - an unreadable file is bad input
         raise NasscaleError(f"--resume {path}: cannot read the checkpoint ({err})") from None
     if not isinstance(state, dict) or state.get("format") != "nasscale-train-checkpoint-1":
         raise NasscaleError(f"--resume {path}: not a nasscale training checkpoint")
+    was = state.get("made_for") or {}
+    for key, value in (made_for or {}).items():
+        if was.get(key) != value:
+            raise NasscaleError(f"--resume {path}: the checkpoint was made for another {key} "
+                                f"({_difference(was.get(key), value)}); start a new one "
+                                "(another -o, or remove it)")
     saved = state["settings"]
     changed = [k for k in _RESUMABLE if saved.get(k) != getattr(s, k)]
     if changed:

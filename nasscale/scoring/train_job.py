@@ -8,7 +8,7 @@ the run finishes).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nasscale.errors import NasscaleError
@@ -27,7 +27,9 @@ class TrainJob:
     weights: str | None = None  # start from these weights instead of a seeded initialisation
     image_size: int | None = None  # resize an image folder's images on load
     progress: bool = True
-    threads: int | None = None  # intra-op CPU threads (None: torch's default)
+    #: pixels to train and evaluate at; ``None``: the network's own (a search's best.yaml
+    #: carries the resolution it was scored at)
+    resolution: int | None = None
 
 
 def default_out(network_name: str, data: str) -> Path:
@@ -48,39 +50,72 @@ def run_train_job(job: TrainJob) -> dict:
     from nasscale.scoring.evaluators import build_seeded
     from nasscale.scoring.train import train
 
-    job.settings.check()
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    if job.out is not None and Path(job.out).suffix.lower() not in (".pt", ".pth"):
+        stem = Path(job.out).stem
+        raise NasscaleError(f"-o {job.out}: name the weights file NAME.pt ({stem}.json, the "
+                            f"record, and {stem}.ckpt, the resumable checkpoint, are written "
+                            "beside it)")
     spec = zoo.load(job.network)
-    data = load_dataset(job.data, job.image_size)
-    spec = spec.replace(num_classes=data.num_classes, resolution=job.settings.resolution)
+    settings = replace(job.settings, resolution=job.resolution or spec.resolution)
+    settings.check()
+    from nasscale.reports import output_file
+
     out = Path(job.out) if job.out else default_out(spec.name, job.data)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise NasscaleError(f"-o {out}: is a folder; name the weights file, e.g. {out}/model.pt")
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".ckpt")):
+        output_file(path, "-o")  # writable, before any training
+    data = load_dataset(job.data, job.image_size)
+    spec = spec.replace(num_classes=data.num_classes, resolution=settings.resolution)
     if job.weights:
         spec, model = _start_from(job.weights, spec, zoo.load(job.network))
     else:
-        model = build_seeded(spec, job.settings.seed)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NasscaleError(f"-o {out}: cannot create its folder ({err.strerror})") from None
+        model = build_seeded(spec, settings.seed)
     ckpt = out.with_suffix(".ckpt")
-    result = train(model, data, job.settings, progress=job.progress, checkpoint=ckpt,
-                   resume=job.resume, label=f"train {spec.name}")
+    if job.resume and not ckpt.exists():
+        raise NasscaleError(f"--resume: no checkpoint {ckpt} to continue"
+                            + (f" ({out} is a finished run's)" if out.exists() else "")
+                            + "; run without --resume to start")
+    _say_size(data, spec.name, settings.resolution, job.resolution is not None)
+    made_for = {"network": network_to_data(spec),
+                "data": {"name": data.name, "classes": list(data.classes),
+                         "images": int(len(data.y))}}
+    result = train(model, data, settings, progress=job.progress, checkpoint=ckpt,
+                   resume=job.resume, label=f"train {spec.name}", made_for=made_for)
     cost = zoo.count(spec)
     record = {"network": spec.name, "data": data.name, "classes": list(data.classes),
               "resolution": spec.resolution, "params": cost.params, "flops": cost.flops,
               **result.record(),
-              "settings": asdict(job.settings), "weights": str(out)}
+              "settings": asdict(settings), "normalisation": data.normalisation,
+              "weights": str(out)}
     tmp = out.with_name(out.name + ".tmp")
     torch.save({"format": WEIGHTS_FORMAT, "state_dict": model.state_dict(),
                 "network": network_to_data(spec), "classes": list(data.classes),
-                "accuracy": result.accuracy, "settings": asdict(job.settings)}, tmp)
+                "accuracy": result.accuracy, "settings": asdict(settings), "data": data.name,
+                "normalisation": data.normalisation}, tmp)
     tmp.replace(out)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     ckpt.unlink(missing_ok=True)
     return record
+
+
+def _say_size(data, network: str, resolution: int, given: bool) -> None:
+    """One line on stderr when the network trains at another size than the data's images."""
+    import sys
+
+    h, w = data.image_size
+    if (h, w) == (resolution, resolution):
+        return
+    source = "--resolution" if given else "its own resolution"
+    if min(h, w) < resolution:
+        cost = (resolution / max(h, w)) ** 2
+        what = (f"upsamples them ({cost:.1f}x the pixels of the images' size); give "
+                f"--resolution {max(h, w)} to train at the images' size")
+    else:
+        what = (f"shrinks them and loses detail; give --resolution {min(h, w)} to train at "
+                "the images' size")
+    print(f"nasscale train: data {data.name} has {w}x{h} images; training {network} at "
+          f"{resolution} px ({source}) {what}", file=sys.stderr, flush=True)
 
 
 def record_text(record: dict) -> str:

@@ -23,26 +23,35 @@ def make_evaluator(study) -> Evaluator:
 
         return make_inherit_evaluator(study)
     if cfg.kind == "train":
-        from nasscale.scoring.data import load_dataset
-
-        settings = cfg.train_settings(study.seed)
-        try:  # e.g. device: cuda on a machine without CUDA, fp16 on the CPU: before any trial
-            settings.check()
-        except NasscaleError as err:
-            raise NasscaleError(f"{study.path or 'study'}: evaluator.{err}") from None
-        res = cfg.resolution
-        evaluator = TrainEvaluator(data=cfg.data, settings=settings,
-                                   relative=res if isinstance(res, float) else None,
-                                   signal=cfg.signal,
-                                   name="sotl" if cfg.signal == "sotl" else "accuracy")
-        evaluator._dataset = load_dataset(cfg.data)
-        return evaluator
+        return _train_evaluator(study)
     if cfg.proxy in ("flops", "params"):
         return CostEvaluator(metric=cfg.proxy)
     evaluator = ProxyEvaluator(proxy=cfg.proxy, batch_size=cfg.batch_size,
-                               resolution=cfg.resolution, data=cfg.data)
+                               resolution=cfg.resolution, data=study.data_source)
     if evaluator.data is not None:
         from nasscale.scoring.data import load_dataset
 
         evaluator._dataset = load_dataset(evaluator.data)
+    return evaluator
+
+
+def _train_evaluator(study) -> TrainEvaluator:
+    """Short training on the study's data (loaded once here), at the study's resolution or
+    the data's own image size."""
+    from nasscale.scoring.data import load_dataset
+    from nasscale.search.study_data import dataset_resolution
+
+    cfg = study.evaluator
+    dataset = load_dataset(study.data_source)
+    settings = cfg.train_settings(study.seed, dataset_resolution(dataset))
+    try:  # e.g. device: cuda on a machine without CUDA, fp16 on the CPU: before any trial
+        settings.check()
+    except NasscaleError as err:
+        raise NasscaleError(f"{study.path or 'study'}: evaluator.{err}") from None
+    res = cfg.resolution
+    evaluator = TrainEvaluator(data=study.data_source, settings=settings,
+                               relative=res if isinstance(res, float) else None,
+                               signal=cfg.signal,
+                               name="sotl" if cfg.signal == "sotl" else "accuracy")
+    evaluator._dataset = dataset
     return evaluator

@@ -55,7 +55,9 @@ def carried_kinds() -> tuple[str, ...]:
     return tuple(code for code, cls in BLOCK_KINDS.items() if cls.rule and cls.rule.inherit)
 
 
-DEFAULTS = {"steps": 50, "lr": 0.01, "batch_size": 32, "resolution": 32}
+#: fine-tuning settings a study's inherit evaluator does not give (its resolution defaults to
+#: the data's own image size: ``study_data.default_resolution``)
+DEFAULTS = {"steps": 50, "lr": 0.01, "batch_size": 32}
 MAX_SHOWN = 12  # problems listed in one message
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.pruning.groups import flatten
-from nasscale.search.inherit import DEFAULTS, InheritEvaluator, NotContained, check_space
+from nasscale.search.inherit import InheritEvaluator, NotContained, check_space
 from nasscale.specs import NetworkSpec, resolve
 
 
@@ -21,15 +21,6 @@ def weights_path(value: str, study_path: str) -> Path:
         return p
     beside = Path(os.path.normpath(Path(study_path).parent / p))
     return p if not beside.exists() and p.exists() else beside
-
-
-def data_source(value: str, study_path: str) -> str:
-    """A dataset source of a study file: a file or folder beside the study file, else the
-    source as written (``testbed``, ``digits``, a path from the working folder)."""
-    beside = Path(study_path).parent / value if study_path else None
-    if beside is not None and not os.path.isabs(value) and beside.exists():
-        return os.path.normpath(beside)
-    return value
 
 
 def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
@@ -49,20 +40,21 @@ def check_config(evaluator: dict, space: Any, study_path: str) -> None:
     """Validate an ``inherit`` evaluator at study load: settings, the parent, the parent's
     containment of the whole space, and that the weights file exists.  ``SpecError`` with
     the field."""
+    from nasscale.search.locate import check_train_settings, resolve_path
     from nasscale.search.space_io import load_space
-    from nasscale.search.locate import resolve_path
-    from nasscale.search.locate import check_train_settings
+    from nasscale.search.limits import EVALUATOR_INTS, check_int
+    from nasscale.search.study_data import resolve_data
 
     for key in ("parent", "weights", "data"):
         if not evaluator.get(key):
             raise SpecError(f"kind inherit needs {key}", (f"evaluator.{key}",))
+    data = resolve_data(evaluator["data"], study_path)
     for key in ("steps", "batch_size", "subset"):
-        value = evaluator.get(key)
-        if key in evaluator and (isinstance(value, bool) or not isinstance(value, int)
-                                 or value < 1):
-            raise SpecError(f"must be an integer >= 1, got {value!r}", (f"evaluator.{key}",))
-    res = evaluator.get("resolution", DEFAULTS["resolution"])
-    if isinstance(res, bool) or not isinstance(res, int) or res < 8:
+        if key in evaluator:
+            check_int(evaluator[key], f"evaluator.{key}", *EVALUATOR_INTS[key])
+    res = evaluator.get("resolution")
+    if "resolution" in evaluator and (isinstance(res, bool) or not isinstance(res, int)
+                                      or res < 8):
         raise SpecError(f"must be pixels, an integer >= 8, got {res!r}",
                         ("evaluator.resolution",))
     check_train_settings(evaluator)
@@ -80,9 +72,30 @@ def check_config(evaluator: dict, space: Any, study_path: str) -> None:
         raise SpecError(str(err), ("evaluator.parent",)) from None
     weights = weights_path(str(evaluator["weights"]), study_path)
     if not weights.exists():
-        raise SpecError(f"{weights}: no such file; train the parent first: nasscale train "
-                        f"{resolve_path(evaluator['parent'], study_path)} --data "
-                        f"{evaluator['data']} -o {weights}", ("evaluator.weights",))
+        parent_path = resolve_path(evaluator["parent"], study_path)
+        raise SpecError(f"{weights}: no such file; train the parent first: "
+                        f"{parent_command(evaluator, parent_path, data, weights)}",
+                        ("evaluator.weights",))
+
+
+def parent_command(evaluator: dict, parent: str, data: str, weights) -> str:
+    """The ``nasscale train`` command that makes the parent's weights with the study file's
+    own settings: its data (as the working folder sees it), the resolution the candidates
+    are fine-tuned at (the data's own image size by default), the held-out fraction (so the
+    parent never trains on the images candidates are scored on) and the device."""
+    import shlex
+
+    from nasscale.search.study_data import default_resolution, image_size
+
+    res = evaluator.get("resolution") or default_resolution(image_size(data))
+    words = ["nasscale", "train", parent, "--data", data, "--resolution", str(res)]
+    for key, option in (("val_fraction", "--val-fraction"), ("device", "--device"),
+                        ("amp", "--amp"), ("threads", "--threads")):
+        if evaluator.get(key) is not None:
+            words += [option, str(evaluator[key])]
+    if evaluator.get("channels_last") is False:
+        words.append("--no-channels-last")
+    return shlex.join([*words, "-o", str(weights)])
 
 
 def make_inherit_evaluator(study) -> InheritEvaluator:
@@ -90,7 +103,8 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
     loaded and checked against the parent and the data (before any trial)."""
     from nasscale.modules.checkpoint import load_weights, read_checkpoint
     from nasscale.scoring.data import load_dataset
-    from nasscale.search.locate import make_space
+    from nasscale.search.locate import make_space, resolve_path
+    from nasscale.search.study_data import data_label, dataset_resolution
 
     cfg = study.evaluator
     where = f"{study.path or 'study'}: evaluator"
@@ -107,7 +121,7 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
     if source != "nasscale":  # torchvision or timm weights of the parent
         parent_spec, ckpt.state_dict = convert_to_nasscale(
             parent_spec, ckpt.state_dict, source, f"{where}.weights: {path}")
-    data = load_dataset(data_source(str(cfg.data), study.path))
+    data = load_dataset(study.data_source)
     n = ckpt.num_classes
     if n is None:
         raise NasscaleError(f"{where}.weights: {path} has no head.classifier.weight: not the "
@@ -118,18 +132,19 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
         raise NasscaleError(
             f"{where}.weights: {path} has a classifier for {n} classes{names} but data "
             f"{cfg.data} has {data.num_classes}; the candidates keep the parent's "
-            f"classifier, so train the parent on the same data: nasscale train "
-            f"{cfg.parent} --data {cfg.data} -o {path}")
+            f"classifier, so train the parent on the same data: " + parent_command(
+                cfg.as_dict(), resolve_path(cfg.parent, study.path), study.data_source, path))
     _check_network(ckpt, parent_spec, f"{where}.weights: {path}")
     parent_model = load_weights(ckpt, parent_spec.replace(num_classes=n),
                                 where=f"{where}.weights:")
-    settings = cfg.train_settings(study.seed)
+    settings = cfg.train_settings(study.seed, dataset_resolution(data))
     try:
         settings.check()
     except NasscaleError as err:
         raise NasscaleError(f"{where}.{err}") from None
     return InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(path),
-                            data=str(cfg.data), dataset=data, settings=settings)
+                            data=data_label(study.data_source), dataset=data,
+                            settings=settings)
 
 
 def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
@@ -157,4 +172,4 @@ def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
             f"{b[diff] if diff < len(b) else 'none'})")
 
 
-__all__ = ["check_config", "data_source", "make_inherit_evaluator", "weights_path"]
+__all__ = ["check_config", "make_inherit_evaluator", "parent_command", "weights_path"]

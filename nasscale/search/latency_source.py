@@ -95,19 +95,22 @@ def make_latency_source(study, key: dict | None = None, reference: dict | None =
     return Measured(settings=_settings(study), key=key, ratio_to=reference)
 
 
-def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict,
-                                    dict | None]:
+def resolve_budgets(study, at: int | float | None = None
+                    ) -> tuple[tuple[Constraint, ...], tuple[float, float] | None, dict,
+                               dict | None]:
     """``(constraints, (reward target ms, exponent) | None, latency key, latency reference)``:
     every budget made absolute by ``nasscale.budgets.BudgetResolver`` under the study's
     measurement key (with a lookup table, reference latencies are predicted from it, under the
     table's key).  The latency reference (``{"name", "ms"}``) is the network of the first
     relative latency budget when latency is measured: candidates are then timed against it
-    (see ``nasscale.latency.source.Measured``)."""
+    (see ``nasscale.latency.source.Measured``).  ``at``: the networks of relative budgets are
+    measured at that resolution (pixels, or a fraction of their own), as the candidates are
+    (``budget_resolution: train``); ``None``: at their own."""
     from nasscale.budgets import BudgetResolver, parse_budget
 
     source = make_latency_source(study) if study.needs_latency else None
     key = source.key if source else {}
-    resolver = BudgetResolver(source=source)
+    resolver = BudgetResolver(source=source, resolution=at)
     constraints = []
     reference = None
     for i, text in enumerate(study.constraints):
@@ -120,6 +123,8 @@ def resolve_budgets(study) -> tuple[tuple[Constraint, ...], tuple[float, float] 
                 and b.metric == "latency" \
                 and b.relative and resolved.reference_value:
             reference = {"name": b.reference, "ms": float(resolved.reference_value)}
+            if at is not None:
+                reference["resolution"] = resolver.spec(b.reference).resolution
         constraints.append(Constraint(text=text, metric=resolved.budget.metric,
                                       limit=resolved.limit, op=resolved.budget.op))
     reward = None
@@ -188,11 +193,14 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
         spec = zoo.load(name)
         if spec.num_classes != objective.space.num_classes:
             spec = spec.replace(num_classes=objective.space.num_classes)
-        cost = zoo.count(spec)
-        ref: dict = {"flops": cost.flops, "params": cost.params, "resolution": spec.resolution}
+        measured = objective.budget_spec(spec)  # at the resolution budgets are measured at
+        cost = zoo.count(measured)
+        ref: dict = {"flops": cost.flops, "params": cost.params,
+                     "resolution": measured.resolution}
         try:
             if objective.latency is not None:
-                ref["latency_ms"] = float(objective.latency.latency_ms(spec, thorough=True))
+                ref["latency_ms"] = float(objective.latency.latency_ms(measured,
+                                                                       thorough=True))
             if "score" in objective.metrics or "reward" in objective.metrics:
                 ref["score"] = float(objective.evaluator.score(spec, arch_seed(setup.study.seed,
                                                                               spec)))

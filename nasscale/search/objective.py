@@ -1,5 +1,9 @@
 """The per-trial objective: sample → analytic costs → budgets → latency → score.
 
+Budgets (FLOPs, latency) are measured at each candidate's own (deploy) resolution, or with
+``budget_resolution: train`` at the resolution its evaluator trains at (``budget_at``).  Each
+trial records ``resolution`` (the one its score was measured at) and ``deploy_resolution``.
+
 Order matters for cost: FLOPs and params are known without building anything, so a candidate
 over a FLOPs or params budget is rejected before any module exists; latency comes next
 (predicted from the lookup table without building, or measured), then the evaluator, the only
@@ -161,10 +165,21 @@ class Objective:
     study_name: str = "study"
     pruner: str = "none"  # the study's pruner name (none: trials always run to the end)
     target: int | None = None  # the study's total trials (None: no limit)
+    #: where budgets are measured: None at each candidate's own (deploy) resolution, else the
+    #: trained one, pixels or a fraction of the network's own (``study_data.budget_scale``)
+    budget_at: int | float | None = None
     on_trial: Callable | None = field(default=None, repr=False)
     current: int | None = field(default=None, repr=False)  # the trial being evaluated
 
     def __call__(self, trial) -> float | list[float]:
+        try:
+            return self._run(trial)
+        except Exception as err:
+            if is_storage_error(err):  # the storage, not the candidate: re-queued by the runner
+                _note_storage_loss(trial, err)
+            raise
+
+    def _run(self, trial) -> float | list[float]:
         import optuna
 
         t0 = time.perf_counter()
@@ -222,12 +237,13 @@ class Objective:
         same = self._finished_twin(trial)
         if same is not None:
             return self._copy(trial, same)
-        cost = count(spec)
+        measured = self.budget_spec(spec)
+        cost = count(measured)
         values = {"flops": float(cost.flops), "params": float(cost.params)}
         trial.set_user_attr("network", network_to_data(spec))
         trial.set_user_attr("flops", cost.flops)
         trial.set_user_attr("params", cost.params)
-        trial.set_user_attr("resolution", spec.resolution)
+        self._set_resolutions(trial, spec)
 
         def check(stage: str) -> None:
             broken = [c for c in self.constraints
@@ -247,7 +263,7 @@ class Objective:
             trial.set_user_attr("reason", reason)
             raise CandidateFailed(reason)
         if self.latency is not None:
-            values["latency"] = float(self.latency.latency_ms(spec))
+            values["latency"] = float(self.latency.latency_ms(measured))
             trial.set_user_attr("latency_ms", values["latency"])
             ratio = getattr(self.latency, "last_ratio", None)
             if ratio is not None:  # timed against the budget's reference network
@@ -273,6 +289,25 @@ class Objective:
             values["reward"] = self._reward(values["score"], values)
             trial.set_user_attr("reward", values["reward"])
         return values
+
+    def budget_spec(self, spec: NetworkSpec) -> NetworkSpec:
+        """``spec`` at the resolution its budgets are measured at (``budget_at``)."""
+        if self.budget_at is None:
+            return spec
+        from nasscale.scoring.evaluators import eval_resolution
+
+        return spec.replace(resolution=eval_resolution(self.budget_at, spec.resolution),
+                            expected=None)
+
+    def _set_resolutions(self, trial, spec: NetworkSpec) -> None:
+        """``resolution``: the one the score is measured at, which best.yaml carries (a
+        trained evaluator's; else the candidate's own); ``deploy_resolution``: the
+        candidate's own, from the space."""
+        from nasscale.search.study_data import trained_resolution
+
+        trained = trained_resolution(self.evaluator, spec)
+        trial.set_user_attr("resolution", trained or spec.resolution)
+        trial.set_user_attr("deploy_resolution", spec.resolution)
 
     def _set_constraints(self, trial, values: dict[str, float]) -> None:
         """Optuna 5's constraints (what the sampler sees), and the same as a user attribute
@@ -350,6 +385,31 @@ class Objective:
 
         return report
 
+
+
+def _note_storage_loss(trial, err: BaseException) -> None:
+    """Give a trial that a storage error interrupted its reason (``interrupted: storage
+    unavailable: ...``) while Optuna can still store it; if the storage is down, the runner
+    does it once the storage is back (``runner.requeue_lost``)."""
+    from nasscale.search.storage import storage_error_text
+
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("reason", f"interrupted: storage unavailable: "
+                            f"{storage_error_text(err)}; re-queued")
+        trial.set_user_attr("status", "interrupted")
+
+
+def trial_reason(trial, retried: set[int] | frozenset = frozenset()) -> str:
+    """Why a trial was rejected, stopped or failed (trials.csv's ``reason``).  A failed trial
+    without one was failed by Optuna itself: re-queued (``retried``), its worker stopped
+    answering (it died, or lost the storage: the heartbeat of a database storage)."""
+    reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason") or ""
+    if reason or trial.state.name != "FAIL":
+        return str(reason)
+    if trial.number in retried:
+        return ("interrupted: its worker stopped answering (it died or lost the storage); "
+                "re-queued")
+    return "failed by Optuna with no reason stored (its worker may have died or lost the storage)"
 
 
 def trial_status(trial, retried: set[int] | frozenset = frozenset()) -> str:

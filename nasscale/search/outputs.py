@@ -2,13 +2,17 @@
 
 - ``trials.csv``: every trial (parameters, metrics, constraint values, state, status, epochs,
   reason);
-- ``best.yaml`` (one objective) or ``pareto/trial_<n>.yaml`` (several): loadable networks
-  (complete, feasible trials only: never an over-budget or early-stopped one);
+- ``best.yaml`` (one objective) or ``pareto/trial_<n>.yaml`` (several; and
+  ``pareto/best_<objective>.yaml``, the front's best in each objective): loadable networks
+  (complete, feasible trials only: never an over-budget or early-stopped one) at the
+  resolution their score was measured at (a trained evaluator's), with the candidate's
+  deploy resolution in a comment when it differs;
 - ``pareto.png``: the score against latency (or FLOPs), with feasible, over-budget and
   early-stopped trials, the front, the reference networks and the budget;
 - ``summary.json``: counts (Optuna states, and statuses: early-stopped trials apart from
-  over-budget ones), best trials, resolved budgets, the latency key, the storage (with any
-  password redacted).
+  over-budget ones), best trials, resolved budgets and the resolution they are measured at,
+  the latency key, the storage (with any password redacted), and for trained accuracy
+  whether the best score is within noise of chance (``chance_level``).
 
 Every file is written beside its final name and renamed into place (``pareto/`` is built as a
 new folder and swapped in), so a ``kill -9`` while writing leaves the previous outputs whole,
@@ -27,13 +31,23 @@ from nasscale.search.objective import counted as counted_trials
 from nasscale.search.storage import redact
 
 
-def _network_yaml(trial, study_name: str, metrics: dict) -> str:
+def _network_yaml(trial, study_name: str, metrics: dict, budgets_at: str = "deploy") -> str:
+    """The trial's network at the resolution its score was measured at, its metrics in
+    comments (``budgets_at``: deploy or train, where its latency and FLOPs were measured)."""
     from nasscale.grammar import dump_network, network_from_data
 
-    data = dict(trial.user_attrs["network"])
+    ua = trial.user_attrs
+    data = dict(ua["network"])
     data["name"] = f"{study_name}_trial{trial.number}"
+    scored = ua.get("resolution") or data.get("resolution")
+    deploy = ua.get("deploy_resolution") or data.get("resolution")
+    data["resolution"] = scored
     spec = network_from_data(data)
     header = "".join(f"# {k}: {v}\n" for k, v in metrics.items() if v is not None)
+    if scored != deploy:
+        costs = deploy if budgets_at == "deploy" else scored
+        header += (f"# resolution {scored}: the score's (trained at it); the candidate's "
+                   f"deploy resolution is {deploy} (latency and FLOPs above at {costs} px)\n")
     return f"# found by nasscale search, study {study_name}, trial {trial.number}\n" + header \
         + dump_network(spec)
 
@@ -99,20 +113,28 @@ def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
                 "reward": ua.get("reward")}
 
     best = best_numbers(trials, [d for _, d in study.objectives])
+
+    def network_yaml(n: int) -> str:
+        return _network_yaml(by_number[n], setup.study_name, metrics_of(by_number[n]),
+                             study.budget_resolution)
+
     if len(study.objectives) == 1:
         if not best:  # no feasible complete trial yet
             (out / "best.yaml").unlink(missing_ok=True)
         for n in best:
-            write_atomic(out / "best.yaml", _network_yaml(by_number[n], setup.study_name,
-                                                          metrics_of(by_number[n])))
+            write_atomic(out / "best.yaml", network_yaml(n))
     else:
         folder, new, old = out / "pareto", out / f".pareto.{os.getpid()}.new", \
             out / f".pareto.{os.getpid()}.old"
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir()
         for n in best:
-            (new / f"trial_{n}.yaml").write_text(
-                _network_yaml(by_number[n], setup.study_name, metrics_of(by_number[n])))
+            (new / f"trial_{n}.yaml").write_text(network_yaml(n))
+        for i, (metric, direction) in enumerate(study.objectives):  # names that do not move
+            pick = max if direction == "maximize" else min
+            if best:
+                n = pick(best, key=lambda k: by_number[k].values[i])
+                (new / f"best_{metric}.yaml").write_text(network_yaml(n))
         if folder.exists():
             os.replace(folder, old)
         os.replace(new, folder)
@@ -139,8 +161,10 @@ def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
     summary = {
         "study": setup.study_name, "storage": redact(setup.storage) or str(out / "study.journal"),
         "objectives": dict(study.objectives), "score": setup.evaluator_label,
+        "score_name": score_name,
         "constraints": [{"budget": c.text, "metric": c.metric, "limit": c.limit}
                         for c in setup.constraints],
+        "budget_resolution": study.budget_resolution,
         "latency_key": setup.latency_key, "trials": len(counted_trials(trials)),
         "states": {str(k): int(v) for k, v in counts.items()},
         "statuses": {str(k): int(v) for k, v in statuses.items()},
@@ -150,18 +174,44 @@ def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
         "failure_reasons": {str(k): int(v) for k, v in failures.items()},
         "best": [{"number": n, **metrics_of(by_number[n])} for n in best],
         "references": setup.references, "flops_convention": FLOPS_CONVENTION,
+        "chance_level": chance_level(setup.chance, frame, score_name),
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 
+def chance_level(chance: dict | None, frame, score_name: str) -> dict | None:
+    """For a trained accuracy study: chance top-1, the noise limit above it (see
+    ``study_data.chance_level``), the best score any trial reached, and ``at_chance``: whether
+    that best is within noise of guessing."""
+    if chance is None:
+        return None
+    scores = frame[score_name].dropna() if score_name in frame else []
+    best = float(max(scores)) if len(scores) else None
+    return {**chance, "best": best, "at_chance": best is not None and best <= chance["limit"]}
+
+
+def chance_warning(summary: dict) -> str | None:
+    """One line when every score of a trained study is within noise of chance."""
+    c = summary.get("chance_level")
+    if not c or not c.get("at_chance"):
+        return None
+    return (f"scores are at chance level: the best {summary.get('score_name', 'score')} "
+            f"{c['best']:.3f} is within noise of guessing ({c['chance']:.3f} for "
+            f"{c['classes']} classes, up to {c['limit']:.3f} on {c['held_out']} held-out "
+            "images), so no network is better than another; train longer (more epochs or "
+            "steps, a larger subset) or check the data and its labels")
+
+
 def summary_text(summary: dict, out: Path) -> str:
-    score = summary["score"]
+    score = summary.get("score_name") or summary["score"]
     lines = [f"study {summary['study']}: {summary['trials']} trials "
              + ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
              + f"; {summary['feasible']} feasible"
              + (f", {summary['stopped_early']} stopped early" if summary.get("stopped_early")
                 else "")]
+    if summary["score"] != score:
+        lines.append(f"{score}: {summary['score']}")
     for reason, n in summary.get("failure_reasons", {}).items():
         lines.append(f"failed x{n}: {reason}")
     if summary["constraints"]:

@@ -1,8 +1,8 @@
 """Run a study: set up (once, in the main process), run trials (in K worker processes), write
 outputs.
 
-Set-up (``search/setup.py``) resolves everything that must be the same for every worker and every resumed run —
-budgets relative to named networks, the latency measurement key, the reference networks'
+Set-up (``search/setup.py``) resolves everything that must be the same for every worker and
+every resumed run — budgets relative to named networks, the latency measurement key, the reference networks'
 scores — and stores it on the Optuna study (user attributes), so workers and later runs read
 it instead of measuring again.  Trials run through Optuna's own storage: several processes
 on one machine share the journal file, many machines share a PostgreSQL database; nasscale
@@ -17,9 +17,18 @@ trial that was running; it is failed and re-queued).  Each trial's random draws 
 from the study's seed and the trial's number, so a resumed run or a second worker draws new
 points instead of replaying the first ones; a point drawn again reuses the earlier result.
 
+``timeout`` (the study file's, or ``--timeout``, which wins) stops starting trials that many
+seconds after the first one could start, for every worker together (``--workers``: one
+deadline); a trial already running finishes.
+
 A storage that stops answering (a database restarted mid-run) is retried with backoff for
 ``--storage-retry`` seconds; after that the run stops with one line, writes the outputs of
-what had finished, and the same command resumes.
+what had finished, and the same command resumes.  The trial the outage interrupted is failed
+with reason ``interrupted: storage unavailable: <the driver's error>`` (not counted) and
+queued again, as soon as the storage answers.
+
+Outputs are read and written under a lock on the output folder: of two processes finishing
+one study into one folder, the one that writes last read last.
 """
 from __future__ import annotations
 
@@ -37,17 +46,21 @@ from nasscale.search.objective import CandidateFailed, Objective, Surplus, count
 from nasscale.search.setup import (  # noqa: F401  (RunOptions, Setup, make_pruner...: API)
     RunOptions,
     Setup,
+    check_options,
     check_workers,
     make_objective,
     make_pruner,
     make_sampler,
     prepare,
+    run_timeout,
 )
 from nasscale.search.storage import (  # noqa: F401  (StorageDown, with_retry: API)
     StorageDown,
     is_storage_error,
     open_storage,
+    outputs_lock,
     quiet_storage_threads,
+    storage_error_text,
     with_retry,
 )
 from nasscale.search.study import StudySpec
@@ -67,7 +80,8 @@ def claimed_count(study) -> int:
 
 def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
     """Enqueue again the parameters of trial ``number``, stopped by ``why`` (it was failed
-    with reason ``interrupted``, which does not count): a resumed run redoes it."""
+    with reason ``interrupted: <why>``, which does not count): a resumed run redoes it.  A
+    trial Optuna already failed keeps the reason it has (a finished trial cannot be changed)."""
     if number is None:
         return
     from optuna.trial import TrialState
@@ -80,11 +94,21 @@ def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
         if t.state == TrialState.RUNNING:  # interrupted before Optuna could tell it
             ostudy._storage.set_trial_user_attr(t._trial_id, "reason",
                                                 f"interrupted: {why}; re-queued")
+            ostudy._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
             ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         if str(t.user_attrs.get("reason", "interrupted")).startswith("interrupted") and \
                 t.number not in requeued(ostudy.get_trials(deepcopy=False)):
             ostudy.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         return
+
+
+def requeue_lost(ostudy, lost: dict[int, str]) -> None:
+    """Fail and re-queue the trials a storage outage interrupted (``lost``: trial number ->
+    the outage's error), once the storage answers again; each is removed from ``lost`` when
+    done."""
+    for number, error in list(lost.items()):
+        requeue_interrupted(ostudy, number, f"storage unavailable: {error}")
+        del lost[number]
 
 
 #: set by the Ctrl-C handler: a KeyboardInterrupt raised while Python runs a finalizer (the
@@ -125,28 +149,62 @@ def _stop_if_interrupted() -> None:
 def optimize(ostudy, objective: Objective, target: int | None, timeout: float | None,
              retry_for: float, storage: str | None = None, on_trial=None) -> None:
     """Run trials one at a time until the study holds ``target`` finished (or running)
-    trials, or ``timeout`` seconds have passed.  Ctrl-C re-queues the running trial.
-    ``on_trial(frozen_trial)`` is called after each trial is stored."""
+    trials, or ``timeout`` seconds have passed.  Ctrl-C re-queues the running trial; so does
+    a storage outage, once the storage answers again (reason ``interrupted: storage
+    unavailable: ...``).  ``on_trial(frozen_trial)`` is called after each trial is stored."""
     deadline = None if timeout is None else time.monotonic() + timeout
     objective.target = target
     quiet_storage_threads()
-    while True:
-        _stop_if_interrupted()
-        if target is not None and with_retry(lambda: claimed_count(ostudy), "counting trials",
-                                             retry_for, storage) >= target:
-            return
-        if deadline is not None and time.monotonic() >= deadline:
-            return
+    lost: dict[int, str] = {}  # trials a storage outage interrupted, to fail and re-queue
+
+    def claimed() -> int:
+        requeue_lost(ostudy, lost)
+        return claimed_count(ostudy)
+
+    def one_trial() -> None:
+        requeue_lost(ostudy, lost)
         objective.current = None
         try:
-            with_retry(lambda: ostudy.optimize(
-                objective, n_trials=1, catch=(CandidateFailed, Surplus), gc_after_trial=True,
-                callbacks=[lambda s, t: on_trial(t)] if on_trial is not None else None),
-                       "running a trial", retry_for, storage)
-        except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                requeue_interrupted(ostudy, objective.current, "Ctrl-C")
+            ostudy.optimize(objective, n_trials=1, catch=(CandidateFailed, Surplus),
+                            gc_after_trial=True, callbacks=[lambda s, t: on_trial(t)]
+                            if on_trial is not None else None)
+        except Exception as err:
+            if objective.current is not None and is_storage_error(err):
+                lost.setdefault(objective.current, storage_error_text(err))
             raise
+
+    try:
+        while True:
+            _stop_if_interrupted()
+            if target is not None and with_retry(claimed, "counting trials", retry_for,
+                                                 storage) >= target:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            _run_one(ostudy, objective, one_trial, retry_for, storage)
+    finally:
+        if lost:  # stopped while the storage was away: re-queue now if it is back
+            with contextlib.suppress(Exception):
+                requeue_lost(ostudy, lost)
+
+
+def _run_one(ostudy, objective: Objective, one_trial, retry_for: float,
+             storage: str | None) -> None:
+    """One trial through ``with_retry``; a Ctrl-C re-queues it."""
+    try:
+        with_retry(one_trial, "running a trial", retry_for, storage)
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            requeue_interrupted(ostudy, objective.current, "Ctrl-C")
+        raise
+    except Exception:
+        if not _INTERRUPTED.is_set():
+            raise
+        # a Ctrl-C inside Optuna's storage code (its journal lock's clean-up) can surface
+        # as another error (the lock file it was removing is gone): still a Ctrl-C
+        with contextlib.suppress(Exception):
+            requeue_interrupted(ostudy, objective.current, "Ctrl-C")
+        raise KeyboardInterrupt from None
 
 
 def _watch_parent() -> None:
@@ -164,9 +222,9 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="nasscale-parent-watch").start()
 
 
-def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
+def worker_main(setup: Setup, deadline: float | None, worker: int) -> None:
     """One worker process: open the shared storage and run trials until the study has its
-    total (or ``timeout``)."""
+    total, or until ``deadline`` (``time.time()``; shared by all workers of a run)."""
     import optuna
 
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
@@ -178,6 +236,7 @@ def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
         ostudy = optuna.load_study(study_name=setup.study_name, storage=storage,
                                    sampler=make_sampler(setup.study, worker),
                                    pruner=make_pruner(setup.study))
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
         with ctrl_c_never_lost():
             optimize(ostudy, make_objective(setup), setup.target, timeout, setup.storage_retry,
                      setup.storage)
@@ -189,10 +248,12 @@ def worker_main(setup: Setup, timeout: float | None, worker: int) -> None:
 
 
 def _spawn(setup: Setup, workers: int, timeout: float | None) -> list[mp.Process]:
+    """Start the workers; ``timeout`` counts from now for all of them (their start-up too)."""
     ctx = mp.get_context("spawn")
+    deadline = None if timeout is None else time.time() + timeout
     procs = []
     for i in range(workers):
-        p = ctx.Process(target=worker_main, args=(setup, timeout, i), daemon=False,
+        p = ctx.Process(target=worker_main, args=(setup, deadline, i), daemon=False,
                         name=f"nasscale-worker-{i}")
         p.start()
         procs.append(p)
@@ -218,16 +279,17 @@ def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> Non
                 snapshot.sort(key=lambda t: t.number)
         progress.update(snapshot)
 
+    timeout = run_timeout(setup.study, options)
     if options.workers <= 1:
         try:
             with ctrl_c_never_lost():
-                optimize(ostudy, make_objective(setup), setup.target, options.timeout,
+                optimize(ostudy, make_objective(setup), setup.target, timeout,
                          setup.storage_retry, setup.storage, on_trial=update)
         finally:
             update()
             progress.close()
         return
-    procs = _spawn(setup, options.workers, options.timeout)
+    procs = _spawn(setup, options.workers, timeout)
     try:
         while any(p.is_alive() for p in procs):
             update()
@@ -251,7 +313,7 @@ def run_search(study: StudySpec, options: RunOptions) -> dict:
     that stays down past ``storage_retry`` stops the run after the outputs are written."""
     from nasscale.search.outputs import write_outputs
 
-    check_workers(options.workers)
+    check_options(options)
     if options.out.exists() and not options.out.is_dir():
         raise NasscaleError(f"--out {options.out}: is a file, not a folder")
     try:
@@ -268,13 +330,16 @@ def run_search(study: StudySpec, options: RunOptions) -> dict:
         interrupted = True
     except StorageDown as err:
         down = err
-    try:
-        trials = ostudy.get_trials(deepcopy=False)
-    except Exception as err:
-        if not is_storage_error(err):
-            raise
-        trials = snapshot  # the storage is gone: what was last read
-    summary = write_outputs(setup, ostudy, options.out, trials=trials)
+    # under a lock, from the trials as they are now: of two processes finishing one study
+    # into one folder, the one that writes last has read last (its outputs are the newest)
+    with outputs_lock(options.out):
+        try:
+            trials = ostudy.get_trials(deepcopy=False)
+        except Exception as err:
+            if not is_storage_error(err):
+                raise
+            trials = snapshot  # the storage is gone: what was last read
+        summary = write_outputs(setup, ostudy, options.out, trials=trials)
     summary["interrupted"] = interrupted
     if down is not None:
         raise down

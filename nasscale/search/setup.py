@@ -55,13 +55,14 @@ class Setup:
     evaluator_label: str = "score"
     target: int | None = None  # the study's total trials
     storage_retry: float = 300.0
+    chance: dict | None = None  # trained accuracy: classes, held-out size, chance and its limit
 
 
 def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
     import optuna
 
     cfg = study.sampler
-    seed = study.seed + worker
+    seed = (study.seed + worker) % 2 ** 32  # the range numpy's random states take
     name = cfg.name
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -90,21 +91,27 @@ def make_pruner(study: StudySpec):
 
 
 def make_objective(setup: Setup) -> Objective:
-    """The trial objective of a set-up study (in whichever process runs trials)."""
+    """The trial objective of a set-up study (in whichever process runs trials).  Training
+    sets its own threads (``evaluator.threads``, else the cores other processes leave idle:
+    ``nasscale.scoring.threads``); proxies run at ``latency.threads``, and latency is
+    measured at them (the measuring code sets them and puts them back)."""
     import torch
 
     from nasscale.search.evaluation import make_evaluator
     from nasscale.search.latency_source import make_latency_source
+    from nasscale.search.study_data import budget_scale
 
     study = setup.study
     torch.set_num_threads(study.latency.threads)
+    evaluator = make_evaluator(study)
     return Objective(
         space=make_space(study), metrics=study.metrics,
-        evaluator=make_evaluator(study), constraints=setup.constraints,
+        evaluator=evaluator, constraints=setup.constraints,
         latency=make_latency_source(study, setup.latency_key, setup.latency_reference)
         if study.needs_latency else None,
         reward=setup.reward, seed=study.seed, max_memory_gb=study.max_memory_gb,
-        study_name=setup.study_name, pruner=study.pruner.name, target=setup.target)
+        study_name=setup.study_name, pruner=study.pruner.name, target=setup.target,
+        budget_at=budget_scale(study, evaluator))
 
 
 def target_trials(study: StudySpec, options: RunOptions) -> int | None:
@@ -115,14 +122,43 @@ def target_trials(study: StudySpec, options: RunOptions) -> int | None:
     return study.trials
 
 
+def run_timeout(study: StudySpec, options: RunOptions) -> float | None:
+    """Seconds after which no trial starts: ``--timeout`` (``options.timeout``), else the
+    study file's ``timeout``; ``None``: no limit."""
+    return options.timeout if options.timeout is not None else study.timeout
+
+
+def check_options(options: RunOptions) -> None:
+    """The run's own limits, in the ranges a study file's take (one-line errors naming the
+    command-line option)."""
+    from nasscale.search.limits import MAX_TRIALS, check_int, check_seconds, check_study_name
+
+    if options.n_trials is not None:
+        check_int(options.n_trials, "--n-trials", 1, MAX_TRIALS)
+    if options.timeout is not None:
+        check_seconds(options.timeout, "--timeout")
+    if options.study_name is not None:
+        check_study_name(options.study_name, "--study-name")
+    check_workers(options.workers)
+
+
 def describe_storage(url: str | None, out: Path) -> str:
     return redact(url) if url else str(out / "study.journal")
 
 
+#: worker processes per core at most: each imports torch (hundreds of MB); more than a few a
+#: core only share the CPU, and thousands exhaust memory before the first trial
+WORKERS_PER_CORE = 4
+
+
 def check_workers(workers: int) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise NasscaleError(f"--workers: must be an integer >= 1, got {workers!r}")
-    cores = os.cpu_count() or 1
+    from nasscale.latency import available_cores
+
+    cores = available_cores()
+    most = WORKERS_PER_CORE * cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= most:
+        raise NasscaleError(f"--workers: must be an integer from 1 to {most} ({WORKERS_PER_CORE}"
+                            f" per core of this machine's {cores}), got {workers!r}")
     if workers > cores:
         print(f"nasscale: warning: {workers} workers on {cores} cores share the CPU",
               file=sys.stderr)
@@ -132,13 +168,16 @@ def check_workers(workers: int) -> int:
 def _fingerprint(study: StudySpec) -> dict:
     """What must not change between runs of one Optuna study.  The pruner is in it only when
     there is one, so studies stored before pruners existed still resume."""
+    evaluator = {k: v for k, v in study.evaluator.items() if k != "threads"}  # speed only
     out = {"space": study.space or study.coefficients,
            "objectives": [list(o) for o in study.objectives],
-           "evaluator": study.evaluator.as_dict(), "constraints": list(study.constraints),
+           "evaluator": evaluator, "constraints": list(study.constraints),
            "reward": study.reward.as_dict() if study.reward else None, "seed": study.seed,
            "latency": {k: v for k, v in study.latency.items() if k != "lut"}}
     if study.pruner.name != "none":
         out["pruner"] = study.pruner.as_dict()
+    if study.budget_resolution != "deploy":
+        out["budget_resolution"] = study.budget_resolution
     return out
 
 
@@ -175,7 +214,7 @@ def check_references(study: StudySpec) -> None:
             raise NasscaleError(f"{study.path or 'study'}: references[{i}]: {err}") from None
 
 
-def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
+def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions, at=None):
     """A worker measuring latency must measure like the study's first process did; else it is
     refused, or with ``--own-budgets`` it resolves the relative budgets on this machine."""
     if not study.needs_latency or study.latency.source == "lut":
@@ -197,7 +236,7 @@ def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions):
             f"({'; '.join(diffs)}), so its latencies would not compare with the stored budgets; "
             "run this worker on a machine like the first one, or pass --own-budgets to resolve "
             "the relative budgets on this machine")
-    constraints, reward, key, reference = resolve_budgets(study)
+    constraints, reward, key, reference = resolve_budgets(study, at)
     print(f"nasscale: --own-budgets: this worker measures on its own hardware "
           f"({'; '.join(diffs)}): " + "; ".join(f"{c.text} = {c.limit:.4g}" for c in constraints),
           file=sys.stderr)
@@ -218,6 +257,7 @@ def prepare(study: StudySpec, options: RunOptions):
         evaluate_references,
         resolve_budgets,
     )
+    from nasscale.search.study_data import budget_scale, chance_info, evaluator_label
 
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
     # the progress bar): Optuna's per-trial tracebacks would only bury them
@@ -233,6 +273,7 @@ def prepare(study: StudySpec, options: RunOptions):
         _in_study(study, "latency", lambda: _settings(study).key())
     check_references(study)
     fingerprint = _fingerprint(study)
+    at = budget_scale(study, evaluator)  # None: budgets at each candidate's own resolution
     with setup_lock(url, options.out):
         storage = open_storage(url, options.out)
         directions = [d for _, d in study.objectives]
@@ -261,21 +302,23 @@ def prepare(study: StudySpec, options: RunOptions):
         ensure_table(study)  # a lookup table the study builds is completed before any trial
         shared = attrs.get("nasscale.shared")
         if shared is None:  # first run: resolve relative budgets by measuring, once
-            constraints, reward, key, reference = resolve_budgets(study)
+            constraints, reward, key, reference = resolve_budgets(study, at)
             shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
                       "reward": list(reward) if reward else None, "latency_key": key,
                       "latency_reference": reference}
             ostudy.set_user_attr("nasscale.shared", shared)
         else:
-            shared = _check_key(study, shared, name, options) or shared
+            shared = _check_key(study, shared, name, options, at) or shared
         setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),
                       constraints=tuple(Constraint(*c) for c in shared["constraints"]),
                       reward=tuple(shared["reward"]) if shared["reward"] else None,
                       latency_key=shared["latency_key"],
                       latency_reference=shared.get("latency_reference"),
-                      score_name=evaluator.name, evaluator_label=evaluator.describe(),
+                      score_name=evaluator.name,
+                      evaluator_label=evaluator_label(study, evaluator),
                       target=target_trials(study, options),
-                      storage_retry=options.storage_retry)
+                      storage_retry=options.storage_retry,
+                      chance=chance_info(study, evaluator))
         references = attrs.get("nasscale.references")
         if references is None:
             names = study.references or space.contains
@@ -292,4 +335,8 @@ def prepare(study: StudySpec, options: RunOptions):
                 ostudy.set_metric_names([setup.score_name if m == "score" else
                                          {"latency": "latency_ms"}.get(m, m)
                                          for m in study.metrics])
+    if study.has_budgets:
+        from nasscale.search.study_data import budget_line
+
+        print(f"nasscale: {budget_line(study, evaluator, space)}", file=sys.stderr)
     return setup, ostudy

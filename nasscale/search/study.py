@@ -2,7 +2,8 @@
 
 Schema::
 
-    name: quickstart                      # the Optuna study name
+    name: quickstart                      # the Optuna study name: letters, digits, - _ .
+                                          # (not first), at most 100 characters
     description: ...
     space: mobilenet_v3_like              # spaces/search/<name>.yaml, or a path
     objectives: {score: maximize, latency: minimize}   # metrics: score, reward, latency,
@@ -10,11 +11,25 @@ Schema::
     evaluator: {kind: proxy, proxy: naswot, batch_size: 16, resolution: 128, data: digits}
                # or {kind: train, data: digits, epochs: 3, subset: 1000, resolution: 32, ...,
                #     device: auto|cpu|cuda, amp: none|bf16|fp16, channels_last: false,
-               #     augment: true, progressive: false}
+               #     augment: true, progressive: false, threads: 2}
                # or {kind: python, target: package.module:function}
                # or {kind: inherit, parent: NAME_OR_YAML, weights: FILE.pt, steps: 50,
-               #     data: testbed, lr: 0.01, ...}: weights carried from a trained parent
-               #     that contains every candidate, fine-tuned N steps (search/inherit.py)
+               #     data: testbed, lr: 0.01, threads: 2, ...}: weights carried from a trained
+               #     parent that contains every candidate, fine-tuned N steps (search/inherit.py)
+               # data: testbed, testbed-v2, testbed-v3[:train=N,test=M] and digits are names;
+               #     anything else is an .npz file or an image folder, relative to this file
+               #     (a bare folder name beside it is that folder; search/study_data.py).
+               # resolution (train, inherit): default the data's own image size (testbed 32,
+               #     digits 8, a folder of 48 px images 48).  Every trial records the
+               #     resolution it trained at (trials.csv), and best.yaml / pareto/*.yaml carry
+               #     it, so `nasscale train best.yaml` trains at the resolution that was scored.
+               # threads (train, inherit): CPU threads for training, 1 to this machine's
+               #     cores (default: chosen by nasscale; latency is measured at latency.threads)
+    budget_resolution: deploy             # or train: where latency and FLOPs budgets (and the
+                                          # networks of relative budgets) are measured: each
+                                          # candidate's deploy resolution (the space's; the
+                                          # default) or the resolution a train/inherit
+                                          # evaluator trains at (not with latency.source lut)
     reward: {target: 1.0x mobilenet_v3_small, exponent: -0.07}  # MnasNet: score·(lat/T)^w
     constraints: ["latency <= 1.0x mobilenet_v3_small", "flops <= 300M"]
     latency: {source: measure, device: cpu, threads: 1, batch: 1}  # or source: lut, lut: FILE
@@ -28,14 +43,17 @@ Schema::
              # none needs ONE objective, score or reward (budgets go in constraints), and
              # evaluator.kind: train, which reports held-out accuracy after every epoch:
              # Optuna's pruners compare the intermediate values of a single objective.
-    trials: 30
-    timeout: 600                          # seconds (optional)
-    seed: 0
+    trials: 30                            # finished trials the study should have (<= 10**7)
+    timeout: 600                          # seconds (optional; <= 30 days): no trial starts
+                                          # after it; --timeout overrides it
+    seed: 0                               # 0 to 2**32 - 1
     storage: null                         # default: a journal file in the output folder
     references: [mobilenet_v3_small]      # drawn on the Pareto plot (evaluated once)
     max_memory_gb: 8                      # candidates estimated above it fail without building
 
-Everything is validated on load; errors name the file, line and field.
+Everything is validated on load; errors name the file, line and field.  Every integer key
+goes through ``check_int`` with a stated range (a float, a bool, a string such as ``1e20`` or
+a value past the bound is refused, never truncated or run).
 """
 from __future__ import annotations
 
@@ -49,26 +67,40 @@ from typing import Any
 from nasscale.errors import NasscaleError, SpecError, suggest
 from nasscale.grammar.yaml_io import check_keys, in_file, read_yaml
 from nasscale.scoring.evaluators import parse_eval_resolution
+from nasscale.search.limits import (  # noqa: F401  (the limits: API of study files)
+    EVALUATOR_INTS,
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_TIMEOUT_S,
+    MAX_TRIALS,
+    PRUNER_INTS,
+    check_int,
+    check_seconds,
+    check_study_name,
+)
 from nasscale.search.locate import check_train_settings
 
 STUDY_KEYS = ("name", "description", "space", "coefficients", "objectives", "evaluator",
               "reward",
-              "constraints", "latency", "sampler", "pruner", "trials", "timeout", "seed",
-              "storage", "references", "max_memory_gb")
+              "constraints", "budget_resolution", "latency", "sampler", "pruner", "trials",
+              "timeout", "seed", "storage", "references", "max_memory_gb")
 METRICS = ("score", "reward", "latency", "flops", "params")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 EVALUATOR_KINDS = ("proxy", "train", "python", "inherit")
+TRAINED_KINDS = ("train", "inherit")  # evaluators that train: a training resolution, threads
+#: where budgets are measured: each candidate's deploy resolution, or the trained one
+BUDGET_RESOLUTIONS = ("deploy", "train")
 TRAIN_SIGNALS = ("accuracy", "sotl")
 EVALUATOR_KEYS = {
     "proxy": ("kind", "proxy", "batch_size", "resolution", "data"),
     "train": ("kind", "data", "epochs", "batch_size", "lr", "weight_decay", "subset",
               "val_fraction", "resolution", "device", "amp", "channels_last", "augment",
-              "progressive", "signal", "ema", "warmup"),
+              "progressive", "signal", "ema", "warmup", "threads"),
     "python": ("kind", "target", "name"),
     "inherit": ("kind", "parent", "weights", "steps", "data", "batch_size", "lr",
                 "weight_decay", "subset", "val_fraction", "resolution", "device", "amp",
-                "channels_last"),
+                "channels_last", "threads"),
 }
 LATENCY_KEYS = ("source", "lut", "build", "device", "threads", "batch", "dtype",
                 "channels_last", "compile", "clock")
@@ -236,10 +268,16 @@ class EvaluatorConfig(Section):
 
     @property
     def resolution(self) -> int | float | None:
-        """Pixels, or a float: a fraction of each candidate's own resolution (``0.5x``)."""
-        default = {"train": 32, "inherit": 32}.get(self.kind)
-        value = self._get("resolution", default)
+        """Pixels, or a float: a fraction of each candidate's own resolution (``0.5x``);
+        ``None``: a proxy's candidate's own, a trained evaluator's the data's own image size
+        (``study_data.default_resolution``)."""
+        value = self._given.get("resolution")
         return None if value is None else parse_eval_resolution(value)
+
+    @property
+    def threads(self) -> int | None:
+        """CPU threads for a trained evaluator's training (``None``: chosen by nasscale)."""
+        return self._given.get("threads")
 
     @property
     def parent(self) -> str:
@@ -249,23 +287,25 @@ class EvaluatorConfig(Section):
     def weights(self) -> str:
         return str(self._given["weights"])
 
-    def train_settings(self, seed: int):
+    def train_settings(self, seed: int, image_size: int | None = None):
         """The :class:`nasscale.scoring.train.TrainSettings` of a ``train`` or ``inherit``
         evaluator (inherit: its fine-tuning, ``DEFAULTS`` of ``search/inherit.py`` under what
-        the file says).  A relative resolution trains at 32 px here; the evaluator scales it
-        per candidate."""
+        the file says).  Without a resolution it trains at the data's own ``image_size``
+        (``study_data.default_resolution``); a relative one is scaled per candidate by the
+        evaluator."""
         from dataclasses import fields
 
         from nasscale.scoring.train import TrainSettings
+        from nasscale.search.study_data import default_resolution
 
         names = {f.name for f in fields(TrainSettings)} - {"resolution", "seed"}
         given = {k: v for k, v in self._given.items() if k in names}
         res = self.resolution
-        pixels = res if isinstance(res, int) else 32
+        pixels = res if isinstance(res, int) else default_resolution(image_size)
         if self.kind == "inherit":
             from nasscale.search.inherit import DEFAULTS
 
-            given = {**{k: v for k, v in DEFAULTS.items() if k != "resolution"}, **given}
+            given = {**DEFAULTS, **given}
             return TrainSettings(**given, resolution=pixels, seed=seed)
         from dataclasses import replace
 
@@ -287,6 +327,7 @@ class StudySpec:
     objectives: tuple[tuple[str, str], ...]  # (metric, direction)
     evaluator: EvaluatorConfig
     constraints: tuple[str, ...] = ()
+    budget_resolution: str = "deploy"  # or train: see BUDGET_RESOLUTIONS and the module doc
     reward: RewardConfig | None = None
     latency: LatencyConfig = field(default_factory=lambda: LatencyConfig({"source": "measure"}))
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig({"name": "tpe"}))
@@ -316,25 +357,31 @@ class StudySpec:
         return ("latency" in self.metrics or self.reward is not None
                 or any(c.strip().startswith("latency") for c in self.constraints))
 
+    @property
+    def has_budgets(self) -> bool:
+        """Whether latency or FLOPs are measured against something (a budget, an objective)."""
+        return self.needs_latency or bool(self.constraints) or "flops" in self.metrics
+
+    @property
+    def data_source(self) -> str | None:
+        """The evaluator's data as a loader takes it: a name, or the path resolved against
+        the study file (``study_data.resolve_data``)."""
+        from nasscale.search.study_data import resolve_data
+
+        data = self.evaluator.data if self.evaluator.kind != "python" else None
+        return None if data is None else resolve_data(data, self.path)
+
     def replace(self, **changes: Any) -> "StudySpec":
         from dataclasses import replace
 
         return replace(self, **changes)
 
 
-def _positive_int(value: Any, where: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"must be an integer >= {minimum}, got {value!r}", (where,))
-    return value
-
-
-def _int_at_least(cfg: dict, key: str, minimum: int, where: str, auto: bool = False) -> None:
-    value = cfg.get(key)
-    if key not in cfg or (auto and value == "auto"):
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"must be an integer >= {minimum}{' or auto' if auto else ''}, got "
-                        f"{value!r}", (f"{where}.{key}",))
+def _int_key(cfg: Mapping, key: str, where: str, ranges: Mapping, auto: bool = False) -> None:
+    """``cfg[key]`` checked against its range in ``ranges``, when given."""
+    if key in cfg:
+        low, high = ranges[key]
+        check_int(cfg[key], f"{where}.{key}", low, high, auto)
 
 
 def pruner_from_data(value: Any, objectives: dict, evaluator: dict) -> dict[str, Any]:
@@ -354,13 +401,10 @@ def pruner_from_data(value: Any, objectives: dict, evaluator: dict) -> dict[str,
         if key != "name" and key not in PRUNERS[name]:
             raise SpecError(f"not a setting of pruner {name}; it takes "
                             f"{', '.join(PRUNERS[name]) or 'no settings'}", (f"pruner.{key}",))
-    _int_at_least(cfg, "min_resource", 1, "pruner", auto=name == "successive_halving")
-    _int_at_least(cfg, "max_resource", 1, "pruner", auto=True)
-    _int_at_least(cfg, "reduction_factor", 2, "pruner")
-    _int_at_least(cfg, "min_early_stopping_rate", 0, "pruner")
-    _int_at_least(cfg, "n_startup_trials", 0, "pruner")
-    _int_at_least(cfg, "n_warmup_steps", 0, "pruner")
-    _int_at_least(cfg, "interval_steps", 1, "pruner")
+    for key in PRUNER_INTS:
+        _int_key(cfg, key, "pruner", PRUNER_INTS,
+                 auto=key == "max_resource" or (key == "min_resource"
+                                                and name == "successive_halving"))
     if name == "none":
         return cfg
     metrics = list(objectives)
@@ -402,19 +446,23 @@ def study_from_data(data: Any, path: str = "") -> StudySpec:
     reward = _reward(data, objectives)
     constraints = _constraints(data)
     latency = _latency(data)
+    budget_resolution = _budget_resolution(data, evaluator, latency)
     sampler = _sampler(data)
     max_memory_gb = _max_memory(data)
     trials, timeout = _limits(data, coefficients, sampler)
     references, storage = _references(data), _storage(data)
     _evaluator_numbers(evaluator)
     pruner = pruner_from_data(data.get("pruner"), objectives, evaluator)
+    name = check_study_name(data["name"])
+    seed = check_int(data.get("seed", 0), "seed", 0, MAX_SEED)
     return StudySpec(
-        name=str(data["name"]), space=str(data["space"]) if "space" in data else None,
+        name=name, space=str(data["space"]) if "space" in data else None,
         coefficients=coefficients,
         objectives=tuple(objectives.items()), evaluator=dict(evaluator),
-        constraints=tuple(constraints), reward=reward, latency=latency, sampler=sampler,
+        constraints=tuple(constraints), budget_resolution=budget_resolution, reward=reward,
+        latency=latency, sampler=sampler,
         pruner=pruner,
-        trials=trials, timeout=timeout, seed=_positive_int(data.get("seed", 0), "seed", 0),
+        trials=trials, timeout=timeout, seed=seed,
         storage=storage, references=tuple(map(str, references)),
         max_memory_gb=float(max_memory_gb),
         description=str(data.get("description", "")), path=path)
@@ -464,17 +512,50 @@ def _evaluator(data: dict, path: str) -> dict:
             raise SpecError(f"must be one of {', '.join(TRAIN_SIGNALS)} (held-out top-1, or "
                             f"minus the training loss: SoTL), got {evaluator['signal']!r}",
                             ("evaluator.signal",))
+    if kind in TRAINED_KINDS and "threads" in evaluator:
+        _threads(evaluator["threads"])
     if kind == "inherit":  # the parent must contain the whole space; the weights must exist
         from nasscale.search.inherit_config import check_config
 
         check_config(evaluator, data.get("space"), path)
+    elif evaluator.get("data") is not None and kind != "python":
+        from nasscale.search.study_data import resolve_data
+
+        resolve_data(evaluator["data"], path)  # a name, or a path that exists
     return evaluator
 
 
+def _threads(value: Any) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may run on
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cores:
+        raise SpecError(f"must be an integer from 1 to {cores} (this machine's cores: CPU "
+                        f"threads for training), got {value!r}", ("evaluator.threads",))
+    return value
+
+
+def _budget_resolution(data: dict, evaluator: dict, latency: dict) -> str:
+    """``budget_resolution``: deploy (each candidate's own) or train (the evaluator's)."""
+    value = data.get("budget_resolution", "deploy")
+    if value not in BUDGET_RESOLUTIONS:
+        raise SpecError(f"must be deploy (each candidate's own resolution, the space's) or "
+                        f"train (the resolution the evaluator trains at), got {value!r}",
+                        ("budget_resolution",))
+    if value == "train" and evaluator["kind"] not in TRAINED_KINDS:
+        raise SpecError(f"train needs an evaluator that trains (kind train or inherit); this "
+                        f"one is kind {evaluator['kind']}", ("budget_resolution",))
+    if value == "train" and latency.get("source") == "lut":
+        raise SpecError("train cannot use latency.source lut (the table holds the space's "
+                        "deploy resolutions); measure latency (source: measure) or use deploy",
+                        ("budget_resolution",))
+    return value
+
+
 def _evaluator_numbers(evaluator: dict) -> None:
-    for key in ("batch_size", "epochs", "subset"):
-        if key in evaluator:
-            _positive_int(evaluator[key], f"evaluator.{key}")
+    for key in EVALUATOR_INTS:
+        _int_key(evaluator, key, "evaluator", EVALUATOR_INTS)
     if "resolution" in evaluator:
         parse_eval_resolution(evaluator["resolution"], "evaluator.resolution")
 
@@ -488,7 +569,8 @@ def _reward(data: dict, objectives: dict) -> dict | None:
         return None
     reward = dict(check_keys(reward, ("target", "exponent"), "reward", required=("target",)))
     exponent = reward.setdefault("exponent", -0.07)
-    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or exponent > 0:
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) \
+            or not math.isfinite(exponent) or exponent > 0:
         raise SpecError(f"must be a number <= 0 (MnasNet uses -0.07), got {exponent!r}",
                         ("reward.exponent",))
     return reward
@@ -516,7 +598,33 @@ def _latency(data: dict) -> dict:
                 latency["source"] != "lut":
             raise SpecError("must be a list of lut sources (space:NAME[:N], around:NAME, network "
                             "names) with source: lut", ("latency.build",))
+        _build_counts(build)
+    _latency_numbers(latency)
     return latency
+
+
+def _build_counts(build: list) -> None:
+    """Each ``space:NAME:N`` source of ``latency.build`` samples a bounded number of networks."""
+    from nasscale.search.sources import sample_count
+
+    for i, source in enumerate(build):
+        if source.startswith("space:"):
+            try:
+                sample_count(source)
+            except NasscaleError as err:
+                raise SpecError(str(err), (f"latency.build[{i}]",)) from None
+
+
+def _latency_numbers(latency: dict) -> None:
+    """``threads`` and ``batch`` are integers in range (the cores of the machine that measures
+    are checked when it measures), the switches true or false."""
+    from nasscale.latency.key import MAX_BATCH
+
+    _int_key(latency, "threads", "latency", {"threads": (1, MAX_THREADS)})
+    _int_key(latency, "batch", "latency", {"batch": (1, MAX_BATCH)})
+    for key in ("channels_last", "compile"):
+        if key in latency and not isinstance(latency[key], bool):
+            raise SpecError(f"must be true or false, got {latency[key]!r}", (f"latency.{key}",))
 
 
 def _sampler(data: dict) -> dict:
@@ -525,8 +633,8 @@ def _sampler(data: dict) -> dict:
     if sampler["name"] not in SAMPLERS:
         raise SpecError(f"unknown sampler{suggest(str(sampler['name']), SAMPLERS)}; allowed: "
                         f"{', '.join(SAMPLERS)}", ("sampler.name",))
-    _int_at_least(sampler, "n_startup_trials", 0, "sampler")
-    _int_at_least(sampler, "population_size", 2, "sampler")
+    _int_key(sampler, "n_startup_trials", "sampler", {"n_startup_trials": (0, MAX_TRIALS)})
+    _int_key(sampler, "population_size", "sampler", {"population_size": (2, 100_000)})
     if "multivariate" in sampler and not isinstance(sampler["multivariate"], bool):
         raise SpecError(f"must be true or false, got {sampler['multivariate']!r}",
                         ("sampler.multivariate",))
@@ -552,10 +660,9 @@ def _limits(data: dict, coefficients, sampler: dict) -> tuple:
                         "too large to enumerate); use tpe, nsga2, gp or random",
                         ("sampler.name",))
     if trials is not None:
-        _positive_int(trials, "trials")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not math.isfinite(timeout) or timeout <= 0):
-        raise SpecError(f"must be a number of seconds > 0, got {timeout!r}", ("timeout",))
+        check_int(trials, "trials", 1, MAX_TRIALS)
+    if timeout is not None:
+        check_seconds(timeout, "timeout")
     return trials, timeout
 
 

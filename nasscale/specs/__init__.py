@@ -23,7 +23,20 @@ from nasscale.specs.attention import (
     ViTEmbedSpec,
     ViTSpec,
 )
-from nasscale.specs.common import ACTIVATIONS, make_divisible, round_repeats
+from nasscale.specs.common import (
+    ACTIVATIONS,
+    LIMITS,
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_EXPAND_RATIO,
+    MAX_KERNEL,
+    MAX_PATCH,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+    make_divisible,
+    round_repeats,
+)
 from nasscale.specs.kind import KindRule
 from nasscale.specs.network import (Expected, HeadSpec, NetworkSpec, NormPolicy, RoundingPolicy,
                                     StageSpec)
@@ -60,6 +73,9 @@ __all__ = [
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
     "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
     "make_divisible", "resolve", "round_repeats",
+    # upper bounds of the specs' numbers
+    "LIMITS", "MAX_BLOCKS", "MAX_CHANNELS", "MAX_CLASSES", "MAX_EXPAND_RATIO", "MAX_KERNEL",
+    "MAX_PATCH", "MAX_REPEATS", "MAX_RESOLUTION",
     # attention families
     "MobileMQASpec", "MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec",
     "SwinSpec", "ViTEmbedSpec", "ViTSpec",

@@ -26,6 +26,7 @@ from nasscale.errors import SpecError, field_error
 from nasscale.specs.common import (
     ACTIVATIONS,
     SE_GATES,
+    MAX_EXPAND_RATIO,
     check_bool,
     check_choice,
     check_int,
@@ -169,7 +170,7 @@ def _check_expansion(spec: BlockSpec) -> None:
             f"give exactly one of expand_ratio (e) or mid_channels (m), got e={e!r}, m={m!r}",
             ("expand_ratio",))
     if e is not None:
-        check_number("expand_ratio", e)
+        check_number("expand_ratio", e, maximum=MAX_EXPAND_RATIO)
     else:
         check_int("mid_channels", m)
 

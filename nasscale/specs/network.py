@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from nasscale.errors import SpecError, field_error
 from nasscale.specs.blocks import BlockSpec
-from nasscale.specs.common import ACTIVATIONS, check_choice, check_int, check_number
+from nasscale.specs.common import (ACTIVATIONS, MAX_BLOCKS, check_choice, check_int,
+                                   check_number)
 
 #: ``avg``: global average pooling (of the patch tokens, for a ViT); ``token``: the class token.
 POOLS = ("avg", "token")
@@ -238,6 +239,10 @@ class NetworkSpec:
         check_number("drop_path_rate", self.drop_path_rate, strict=False)
         if self.drop_path_rate >= 1:
             raise field_error("drop_path_rate", "a number in [0, 1)", self.drop_path_rate)
+        blocks = len(self.stem) + self.depth + len(getattr(self.head, "blocks", ()))
+        if blocks > MAX_BLOCKS:
+            raise SpecError(f"must add up to at most {MAX_BLOCKS:,} blocks with the stem and "
+                            f"the head, got {blocks:,}", ("stages",))
 
     def replace(self, **changes: object) -> "NetworkSpec":
         return dataclasses.replace(self, **changes)

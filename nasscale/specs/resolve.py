@@ -13,6 +13,7 @@ from typing import Mapping
 
 from nasscale.errors import SpecError
 from nasscale.specs.blocks import LAYOUTS, BlockSpec
+from nasscale.specs.common import check_int, check_width
 from nasscale.specs.network import NetworkSpec, NormPolicy
 
 SECTIONS = ("stem", "stage", "head")
@@ -128,6 +129,8 @@ def _resolve_block(index, section, stage, repeat, spec, in_channels, hw, drop_pa
         spec.check_input(in_channels)
         out_hw = spec.out_hw(hw)
         widths = spec.widths(in_channels)
+        for name, width in widths.items():
+            check_width(name, width)
     except SpecError as err:
         raise SpecError(f"{spec.kind} block: {err}", (where,)) from None
     if out_hw[0] < 1 or out_hw[1] < 1:
@@ -151,8 +154,7 @@ def resolve_block(spec: BlockSpec, in_channels: int, hw: tuple[int, int], sectio
 def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork:
     """Fix every block's shapes for a square input of ``resolution`` (default: the spec's)."""
     res = spec.resolution if resolution is None else resolution
-    if isinstance(res, bool) or not isinstance(res, int) or res < 1:
-        raise SpecError(f"must be a positive integer, got {res!r}", ("resolution",))
+    check_int("resolution", res)
     channels, hw, layout = spec.in_channels, (res, res), "nchw"
     blocks: list[ResolvedBlock] = []
     total = spec.depth

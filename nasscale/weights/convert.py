@@ -83,14 +83,28 @@ def _read(weights, where: str) -> tuple[Mapping[str, Any], str]:
     """A state dict from a mapping or a file (``state_dict``/``model``/``state_dict_ema``
     wrappers unwrapped); ``label`` names it in errors."""
     if isinstance(weights, Mapping):
-        return weights, where or "the state dict"
-    if isinstance(weights, (str, os.PathLike)):
+        state, label = weights, where or "the state dict"
+    elif isinstance(weights, (str, os.PathLike)):
         from nasscale.modules.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(str(weights), where or "weights")
-        return ckpt.state_dict, f"{where + ' ' if where else ''}{weights}"
-    raise WeightsError(f"weights must be a state dict or a file path, got "
-                       f"{type(weights).__name__}")
+        state, label = ckpt.state_dict, f"{where + ' ' if where else ''}{weights}"
+    else:
+        raise WeightsError(f"weights must be a state dict or a file path, got "
+                           f"{type(weights).__name__}")
+    _check_names(state, label)
+    return state, label
+
+
+def _check_names(state: Mapping[str, Any], label: str) -> None:
+    """Every key of a state dict is a tensor name (a string); a ``WeightsError`` naming the
+    first other one and the file."""
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        shown = repr(odd)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise WeightsError(f"{label}: a state dict maps tensor names (strings) to tensors; "
+                           f"this one has the key {shown} ({type(odd).__name__})")
 
 
 def _some(names, n: int = 3) -> str:
@@ -243,6 +257,31 @@ def save_weights(state: Mapping[str, Any], network, path, target: str = "nasscal
     payload: Any = state  # a reference's state dict keeps its _metadata (module versions)
     if target == "nasscale":
         payload = {"state_dict": dict(state), "network": network_to_data(_spec(network))}
-    tmp = f"{os.fspath(path)}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    _save_atomic(torch, payload, path)
+
+
+def _save_atomic(torch, payload: Any, path) -> None:
+    """``torch.save`` to a fresh temporary file beside ``path``, then rename it to ``path``:
+    no other file is touched, and a failure leaves no partial file."""
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise WeightsError(f"{path}: cannot write: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise WeightsError(f"{path}: cannot write: {err.strerror or err}") from None
+        raise
