@@ -82,47 +82,35 @@ def test_the_base_files_load(tmp_path):
     assert nasscale.count(nasscale.load(str(tmp_path / "net.yaml"))).params == 2_542_856
 
 
-@pytest.mark.parametrize("path", FIELDS, ids=lambda p: ".".join(map(str, p)))
-def test_study_keys_load_or_name_the_key(path, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("study")
-
+def _load_or_one_line(folder, base: dict, path: tuple, load) -> None:
+    """Every generated value at ``path`` of ``base``, written as a file and given to
+    ``load``: it loads, or fails with one line naming the key."""
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(value=JUNK)
     def check(value):
-        file = folder / "study.yaml"
+        file = folder / "file.yaml"
         try:
-            file.write_text(_dump(_set(BASE_STUDY, path, value)))
+            file.write_text(_dump(_set(base, path, value)))
         except (yaml.YAMLError, ValueError):
             return  # not writable as YAML: nothing a user could give
         try:
-            load_study(file)
+            load(file)
         except NasscaleError as err:
             _one_line_naming(err, path)
 
     check()
+
+
+@pytest.mark.parametrize("path", FIELDS, ids=lambda p: ".".join(map(str, p)))
+def test_study_keys_load_or_name_the_key(path, tmp_path_factory):
+    _load_or_one_line(tmp_path_factory.mktemp("study"), BASE_STUDY, path, load_study)
 
 
 @pytest.mark.parametrize("path", NETWORK_FIELDS, ids=lambda p: ".".join(map(str, p)))
 def test_network_keys_load_or_name_the_key(path, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("net")
+    def load(file):
+        nasscale.count(nasscale.load(str(file)))  # resolving checks what loading leaves to it
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])
-    @given(value=JUNK)
-    def check(value):
-        file = folder / "net.yaml"
-        try:
-            file.write_text(_dump(_set(NETWORK, path, value)))
-        except (yaml.YAMLError, ValueError):
-            return
-        try:
-            spec = nasscale.load(str(file))
-            nasscale.count(spec)  # resolving checks what loading leaves to it
-        except NasscaleError as err:
-            _one_line_naming(err, path)
-
-    check()
-
+    _load_or_one_line(tmp_path_factory.mktemp("net"), NETWORK, path, load)
