@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,34 +15,12 @@ from nasscale.cli import main
 
 onnx = pytest.importorskip("onnx")
 
-SPACE = {
-    "name": "tiny", "num_classes": 3, "resolution": [64],
-    "stem": {"width": 8, "activation": ["relu"]},
-    "stages": [
-        {"stride": 2, "depth": [1], "width": {"min": 8, "max": 16}, "kinds": ["ds"],
-         "kernel_size": [3], "activation": ["relu"]},
-        {"stride": 2, "depth": [1, 2], "width": {"min": 16, "max": 24}, "kinds": ["mbconv"],
-         "kernel_size": [3], "expand_ratio": [2], "se": [False], "activation": ["relu"]},
-    ],
-    "head": {"hidden": [[]], "dropout": 0.0},
-}
-
-
-def photos(root, size=40, per_class=12):
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    for c, name in enumerate(("bolt", "nut", "washer")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 80, (size, size, 3))
-            img[..., c] += 150
-            Image.fromarray(img.astype(np.uint8)).save(root / name / f"{i:02d}.jpg")
+from test_study_data import SPACE, photos  # noqa: E402 - the tiny space and image folder
 
 
 def test_search_train_export_prune_export(tmp_path, monkeypatch, capsys):
     work = tmp_path / "project"
-    photos(work / "photos")
+    photos(work / "photos", size=40, per_class=12, classes=("bolt", "nut", "washer"), seed=1)
     (work / "tiny.yaml").write_text(yaml.safe_dump(SPACE))
     (work / "study.yaml").write_text(yaml.safe_dump({
         "name": "mine", "space": "tiny.yaml", "objectives": {"score": "maximize"},

@@ -39,17 +39,18 @@ TRAIN = {"kind": "train", "data": "my_photos", "epochs": 1, "batch_size": 8, "de
          "threads": 1, "augment": False}
 
 
-def photos(root: Path, size: int = 48, per_class: int = 8) -> Path:
+def photos(root: Path, size: int = 48, per_class: int = 8,
+           classes=("class0", "class1", "class2"), seed: int = 0) -> Path:
     """Three classes of ``size`` px images, one colour channel brighter per class."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        (root / f"class{c}").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
         for i in range(per_class):
             img = rng.integers(0, 80, (size, size, 3))
             img[..., c] += 150
-            Image.fromarray(img.astype(np.uint8)).save(root / f"class{c}" / f"{i}.png")
+            Image.fromarray(img.astype(np.uint8)).save(root / name / f"{i}.png")
     return root
 
 

@@ -69,17 +69,12 @@ class TrainCommand(Command):
         add_format(parser, ("table", "json"))
 
     def run(self, args):
-        from nasscale.scoring import TrainJob, record_text, run_train_job
+        from nasscale.cli.base import _integer
+        from nasscale.scoring import MAX_TRAIN_RESOLUTION, TrainJob, record_text, run_train_job
 
-        from nasscale.scoring import MAX_TRAIN_RESOLUTION
-
-        for option, value, low, high in (
-                ("--resolution", args.resolution, 8, MAX_TRAIN_RESOLUTION),
-                ("--image-size", args.image_size, 8, MAX_TRAIN_RESOLUTION),
-                ("--subset", args.subset, 1, 10 ** 9)):
-            if value is not None and not low <= value <= high:
-                raise NasscaleError(f"{option}: must be an integer from {low} to {high:,}, got "
-                                    f"{value}")
+        _integer("--resolution", args.resolution, 8, MAX_TRAIN_RESOLUTION)
+        _integer("--image-size", args.image_size, 8, MAX_TRAIN_RESOLUTION)
+        _integer("--subset", args.subset, 1, 10 ** 9)
         from pathlib import Path
 
         if args.image_size is not None and not Path(args.data).is_dir():

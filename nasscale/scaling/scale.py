@@ -221,7 +221,7 @@ def compound(spec: NetworkSpec, phi: float, alpha: float = ALPHA, beta: float = 
     """EfficientNet compound scaling: depth × α^φ, width × β^φ, resolution × γ^φ.
 
     ``phi`` may be fractional; φ = 0 returns the base network (renamed).  α, β, γ must be >= 1
-    (issue 6's coefficient search calls this with each candidate α, β, γ).  The resolution is
+    (the coefficient search calls this with each candidate α, β, γ).  The resolution is
     rounded to the family's grid (``rounding.resolution_divisor``, ``max_resolution``).
     """
     c = Compound(phi, alpha, beta, gamma)
