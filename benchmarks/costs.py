@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         spec = nasscale.load(name)
-        analytic_s, cost = timed(lambda: nasscale.count(spec), args.repeats)
+        analytic_s, cost = timed(lambda spec=spec: nasscale.count(spec), args.repeats)
 
-        def slow():
+        def slow(spec=spec):
             model = nasscale.build(spec)
             counted = fvcore_count(model, torch.zeros(1, 3, spec.resolution, spec.resolution))
             return sum(p.numel() for p in model.parameters()), counted.flops

@@ -57,12 +57,19 @@ SHORT = (("short 1/10", 0.1, False), ("short 3/10", 0.3, False),
          ("progressive 3/10", 0.3, True))
 
 
+def _tag(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
 class Runs:
     """The finished units of one configuration: ``OUT.runs.jsonl``, one JSON line a unit."""
 
     def __init__(self, path: Path, config: dict):
         self.path, self.config = path, config
-        self.tag = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        # the networks are a seeded sequence, so the first n of a larger draw are the same n:
+        # the tag leaves n out, and lines tagged with the n they were made for stay valid
+        self.tag = _tag({k: v for k, v in config.items() if k != "n"})
+        self.tags = {self.tag} | {_tag({**config, "n": m}) for m in range(1, 501)}
 
     def load(self) -> dict[str, dict]:
         done = {}
@@ -72,7 +79,7 @@ class Runs:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill
                     continue
-                if rec.get("config") == self.tag:
+                if rec.get("config") in self.tags:
                     done[rec["key"]] = rec
         return done
 
@@ -145,7 +152,8 @@ def reference_steps(base: TrainSettings, data) -> int:
 
 def inherit_scores(args, space, specs, base, data, runs, done, out: Path, log) -> None:
     """Train the space's largest member once with the recipe, then carry and fine-tune."""
-    from nasscale.search.inherit import InheritEvaluator, check_space
+    from nasscale.scoring.inherit import InheritEvaluator
+    from nasscale.transfer.containment import check_space
 
     parent_spec = space.largest(name=f"{space.name}_largest").replace(
         num_classes=data.num_classes, resolution=base.resolution)

@@ -7,7 +7,6 @@ import numpy as np
 import optuna
 
 import nasscale
-
 from nasscale.reports.stats import bootstrap_tau, kendall_tau, reliability, spearman
 from nasscale.reports.text import table
 

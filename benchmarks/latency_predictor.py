@@ -53,14 +53,14 @@ import numpy as np
 from nasscale.costs.analytic import network_cost
 from nasscale.latency import measure
 from nasscale.latency.build import build_table
-from nasscale.search.sources import parse_source
 from nasscale.latency.key import MeasurementKey
 from nasscale.latency.measure import PreparedCache, Settings, measure_ratio
-from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.latency.table import LatencyTable
 from nasscale.latency.timing import TimingPolicy
 from nasscale.reports.progress import Progress
+from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
+from nasscale.search.sources import parse_source
 from nasscale.specs import resolve
 
 

@@ -34,9 +34,9 @@ import torch
 import nasscale
 from nasscale.latency import Settings, TimingPolicy, measure
 from nasscale.latency.measure import PreparedCache, measure_ratio
+from nasscale.latency.source import quick_policy
 from nasscale.reports.text import table
 from nasscale.search import load_space
-from nasscale.latency.source import quick_policy
 
 SEARCH_POLICY = quick_policy()  # a candidate's timing in a study
 

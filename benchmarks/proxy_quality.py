@@ -21,12 +21,11 @@ from pathlib import Path
 import optuna
 import torch
 
-import nasscale
 from nasscale.reports.stats import kendall_tau, spearman
 from nasscale.reports.text import table
-from nasscale.search import load_space
 from nasscale.scoring.evaluators import CostEvaluator, ProxyEvaluator, TrainEvaluator, arch_seed
 from nasscale.scoring.train import TrainSettings
+from nasscale.search import load_space
 
 
 def main(argv=None) -> int:

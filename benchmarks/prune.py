@@ -26,6 +26,7 @@ from nasscale.latency import TimingPolicy, measure
 from nasscale.pruning.run import PruneRequest, run_prune
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
 
+
 def alternate(a, b, rounds: int = 3) -> dict:
     """Medians of ``rounds`` alternating measurements of a and b, and of their ratios."""
     import statistics

@@ -62,8 +62,8 @@ def main(argv=None) -> int:
                                      constraints=["flops <= 1.0x mobilenet_v3_large"])
         t0 = time.perf_counter()
         from nasscale.latency import build_table
-        from nasscale.search.sources import parse_source
         from nasscale.latency.measure import Settings
+        from nasscale.search.sources import parse_source
 
         report = build_table([parse_source("mobilenet_v3_large"),
                               parse_source(f"space:mobilenet_v3_like:{args.lut_samples}")],

@@ -1,8 +1,9 @@
 """Weights equivalence: every covered network, reference -> nasscale -> reference.
 
-Run in the reference venv (torchvision and timm do not import next to the project's CPU torch):
+Run in a separate virtual environment with torchvision, timm and fvcore installed ($REF_ENV:
+torchvision and timm do not import next to the project's CPU torch):
 
-    ../ref-venv/bin/python benchmarks/weights_equivalence.py [--repeats 3] [--only NAME ...]
+    $REF_ENV/bin/python benchmarks/weights_equivalence.py [--repeats 3] [--only NAME ...]
         [--resume]   # keep the rows OUT has (same versions and repeats), measure the rest
 
 For each zoo network that torchvision or timm implements (benchmarks/reference/models.py):
@@ -14,8 +15,9 @@ random batch of 2 in eval mode.  The error is max |a - b| / max |b| over the log
 gives the worst over the repeats.  Target: < 1e-5 both ways.  A network above it in float32 is
 checked again in float64 (the same weights and input): below 1e-9 there means the mapping and
 the function are exact and float32 rounding is amplified by the seeded weights (attention over
-large random logits does that), which the row says; above it, the row fails.  Input sizes: the network's own
-for ViT and Swin (fixed patch grids), else min(own, 160) to keep the run short on a CPU.
+large random logits does that), which the row says; above it, the row fails.  Input sizes: the
+network's own for ViT and Swin (fixed patch grids), else min(own, 160) to keep the run short on
+a CPU.
 """
 from __future__ import annotations
 

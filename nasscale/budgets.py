@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable
 
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.units import (  # noqa: F401  (the budget grammar's amounts live there)
+    _NUMBER,
     ALIASES,
     BASE_UNIT,
     METRICS,
@@ -40,7 +41,6 @@ from nasscale.units import (  # noqa: F401  (the budget grammar's amounts live t
     parse_amount,
     parse_quantity,
 )
-from nasscale.units import _NUMBER
 
 if TYPE_CHECKING:
     from nasscale.latency.key import MeasurementKey

@@ -1,11 +1,16 @@
 """Named architectures: the family files under ``spaces/archs/``.
 
-A family file holds what its networks share (``family``, ``paper``, ``reference``, ``rounding``,
-``norm``)
+A family file holds what its networks share (``family``, ``paper``, ``reference``, ``weights``,
+``rounding``, ``norm``)
 and a ``networks`` mapping of name → network (the schema of ``nasscale.grammar.yaml_io``, without
 ``name``).  A network's own keys override the family's.  An optional ``variants`` mapping lists
 published scaled networks as a base network plus coefficients (``nasscale.scaling.variants``);
 they are named architectures like the others.
+
+``weights`` (``nasscale.weights.layouts``) names, per source, the layout of the reference's
+tensor names.  A network's own replaces the family's, a variant takes its base network's unless
+it gives its own, and the family-level one is also what a network of the family that states
+none takes (``family_weights``): a search-space member, whose ``family`` is its space's.
 """
 from __future__ import annotations
 
@@ -16,12 +21,21 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
-from nasscale.grammar.yaml_io import check_keys, in_file, network_from_data, read_yaml
+from nasscale.grammar.yaml_io import (
+    check_keys,
+    in_file,
+    network_from_data,
+    read_yaml,
+    weights_from_data,
+)
 from nasscale.scaling.variants import variant_from_data
-from nasscale.specs import NetworkSpec, resolve
+from nasscale.specs import NetworkSpec, WeightsLayout, resolve
 
-FAMILY_KEYS = ("family", "paper", "reference", "rounding", "norm", "networks", "variants")
-INHERITED = ("family", "paper", "reference", "rounding", "norm")
+FAMILY_KEYS = ("family", "paper", "reference", "weights", "rounding", "norm", "networks",
+               "variants")
+INHERITED = ("family", "paper", "reference", "weights", "rounding", "norm")
+#: what a variant takes from its base network, not from the family file, unless it gives it
+FROM_BASE = ("weights", "rounding", "norm")
 
 
 def spaces_dir() -> Path:
@@ -47,9 +61,20 @@ class Entry:
     section: str = "networks"  # or "variants": a base network scaled by coefficients
 
 
-@functools.lru_cache(maxsize=None)
 def _entries(root: str) -> dict[str, Entry]:
+    return _catalog(root)[0]
+
+
+def _families(root: str) -> dict[str, tuple[WeightsLayout, ...]]:
+    """Each family file's ``family`` → its family-level ``weights`` (``()`` where it has none)."""
+    return _catalog(root)[1]
+
+
+@functools.cache
+def _catalog(root: str) -> tuple[dict[str, Entry], dict[str, tuple[WeightsLayout, ...]]]:
+    """Every network and variant of the family files, and each family's ``weights``."""
     entries: dict[str, Entry] = {}
+    families: dict[str, tuple[WeightsLayout, ...]] = {}
     for path in sorted(Path(root, "archs").glob("*.yaml")):
         data, text = read_yaml(path)
         try:
@@ -57,6 +82,7 @@ def _entries(root: str) -> dict[str, Entry]:
             networks = data["networks"]
             if not isinstance(networks, Mapping) or not networks:
                 raise SpecError("must be a non-empty mapping of name -> network", ("networks",))
+            families[str(data["family"])] = weights_from_data(data.get("weights"), "weights")
         except SpecError as err:
             raise in_file(err, path, text) from None
         shared = {k: data[k] for k in INHERITED if k in data}
@@ -64,10 +90,9 @@ def _entries(root: str) -> dict[str, Entry]:
         if not isinstance(variants, Mapping):
             raise in_file(SpecError("must be a mapping of name -> variant", ("variants",)), path,
                           text)
-        # a variant's rounding and norm are its base network's unless the variant gives them
+        # a variant's weights, rounding and norm are its base network's unless it gives them
         inherited = {"networks": shared,
-                     "variants": {k: v for k, v in shared.items()
-                                  if k not in ("rounding", "norm")}}
+                     "variants": {k: v for k, v in shared.items() if k not in FROM_BASE}}
         for section, members in (("networks", networks), ("variants", variants)):
             for name, body in members.items():
                 if name in entries:
@@ -78,11 +103,18 @@ def _entries(root: str) -> dict[str, Entry]:
                                   text)
                 entries[name] = Entry(name, data["family"], path,
                                       {**inherited[section], **body, "name": name}, text, section)
-    return entries
+    return entries, families
 
 
 def entries() -> dict[str, Entry]:
     return _entries(str(spaces_dir()))
+
+
+def family_weights(family: str) -> tuple[WeightsLayout, ...]:
+    """The family-level ``weights`` of the family file whose ``family`` is ``family``: the
+    layouts a network of that family takes when it states none (``()``: no such file, or a
+    file without family-level ``weights``)."""
+    return _families(str(spaces_dir())).get(family, ())
 
 
 def names() -> list[str]:
@@ -90,7 +122,7 @@ def names() -> list[str]:
     return list(entries())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_named(root: str, name: str) -> NetworkSpec:
     entry = _entries(root)[name]
     base = _variant_base(root, entry) if entry.section == "variants" else None

@@ -70,7 +70,8 @@ def support_on_path(monkeypatch):
 
 
 #: A tiny test architecture per block kind (stages after a conv stem): adding a kind means
-#: adding a row here; tests/test_modules.py checks every registry on it, test_grammar round-trips it.
+#: adding a row here; tests/test_modules.py checks every registry on it, test_grammar
+#: round-trips it.
 TINY = {
     "conv": ["conv_k3_s2_c16_relu"], "ds": ["ds_k3_s2_c16_relu"],
     "mbconv": ["mbconv_r2_k3_s2_e4_c16_silu_se0.25-in-sigmoid-silu-d1"],

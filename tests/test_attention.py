@@ -23,7 +23,7 @@ from nasscale.specs import (
 )
 from nasscale.specs.random import random_attention_network
 
-# shared/reference/published.md (timm 1.0 / torchvision 0.29): resolution, params, FLOPs (MACs)
+# fixtures/reference_counts.md (timm 1.0 / torchvision 0.29): resolution, params, FLOPs (MACs)
 PUBLISHED = {
     "mobilevit_xxs": (256, 1_272_024, 407_364_096),
     "mobilevit_xs": (256, 2_317_848, 1_025_911_808),

@@ -1,4 +1,5 @@
-"""EfficientNet's step 1 as a study: the (alpha, beta, gamma) grid under alpha*beta^2*gamma^2 ~ 2."""
+"""EfficientNet's step 1 as a study: the (alpha, beta, gamma) grid under
+alpha*beta^2*gamma^2 ~ 2."""
 import optuna
 import pytest
 import yaml
@@ -7,8 +8,8 @@ import nasscale
 from nasscale.cli import main
 from nasscale.errors import SpecError
 from nasscale.scaling import compound
-from nasscale.search.coefficients import coefficient_space_from_data
 from nasscale.scoring.evaluators import eval_resolution, parse_eval_resolution
+from nasscale.search.coefficients import coefficient_space_from_data
 from nasscale.search.study import load_study
 
 

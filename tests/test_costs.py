@@ -1,7 +1,6 @@
 """Analytic costs against the built module: params == numel(), FLOPs == fvcore, exactly."""
 import pytest
 import torch
-from conftest import affordable
 
 import nasscale
 from nasscale import zoo
@@ -10,6 +9,8 @@ from nasscale.costs.analytic import COSTS
 from nasscale.costs.fvcore_count import fvcore_count
 from nasscale.specs import BLOCK_KINDS, resolve
 from nasscale.specs.random import random_network
+
+from conftest import affordable
 
 # the networks of the family files; their scaled variants (B1-B7, L2, width multipliers) are
 # built and checked on the meta device in tests/test_variants.py

@@ -49,7 +49,8 @@ def test_bad_npz(tmp_path, make, message):
 
 
 def test_unknown_source():
-    with pytest.raises(nasscale.NasscaleError, match="not testbed, testbed-v2, testbed-v3, digits, an existing .npz"):
+    with pytest.raises(nasscale.NasscaleError,
+                       match="not testbed, testbed-v2, testbed-v3, digits, an existing .npz"):
         load_dataset("nowhere/at/all")
 
 

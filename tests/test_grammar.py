@@ -3,7 +3,6 @@ import pytest
 import yaml
 
 import nasscale
-from conftest import TINY
 from nasscale.errors import SpecError
 from nasscale.grammar import (
     FORMS,
@@ -20,6 +19,8 @@ from nasscale.grammar import (
 )
 from nasscale.specs import BLOCK_KINDS
 from nasscale.specs.random import random_network
+
+from conftest import TINY
 
 SEEDS = range(60)
 
@@ -130,7 +131,8 @@ def test_mapping_form_of_blocks_and_stages():
                        {"block": "ds_k3_s2_c32_relu", "repeats": 1}]}
     spec = network_from_data(data)
     assert spec.stages[0].repeats == 2 and spec.stages[0].block.se.base == "mid"
-    with pytest.raises(SpecError, match=r"stages\[0\].expand: unknown field .*did you mean 'expand_ratio'"):
+    with pytest.raises(SpecError,
+                       match=r"stages\[0\].expand: unknown field .*did you mean 'expand_ratio'"):
         network_from_data({"name": "m", "stages": [{"kind": "mbconv", "out_channels": 8,
                                                     "expand": 6}]})
 
@@ -145,7 +147,8 @@ def test_yaml_errors_name_file_line_and_field(tmp_path):
     assert "stride: must be one of 1, 2, got 5" in str(err.value)
 
     path.write_text("name: x\nresolutoin: 224\nstages: [mbconv_r1_k3_s1_e6_c16_relu6]\n")
-    with pytest.raises(SpecError, match=r":2: resolutoin: unknown field \(did you mean 'resolution'\?\)"):
+    with pytest.raises(SpecError,
+                       match=r":2: resolutoin: unknown field \(did you mean 'resolution'\?\)"):
         load_network_file(path)
 
     path.write_text("name: x\nstages: [\n")

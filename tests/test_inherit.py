@@ -15,11 +15,11 @@ import yaml
 import nasscale
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.modules import build_network
-from nasscale.pruning.weights import block_modules
 from nasscale.search import load_space
-from nasscale.search.inherit import NotContained, Parent, carry, check_space
 from nasscale.search.space import RandomSuggester
 from nasscale.search.study import load_study
+from nasscale.transfer.carry import block_modules
+from nasscale.transfer.containment import NotContained, Parent, carry, check_space
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -261,12 +261,10 @@ def test_study_load_names_the_uncontained_slot_and_the_missing_weights(tmp_path)
 
 
 def test_classes_of_the_weights_must_match_the_data(tmp_path):
-    from nasscale.search.evaluation import make_evaluator
-
     make_files(tmp_path, classes=10)
     with pytest.raises(NasscaleError, match="evaluator.weights: .*parent.pt has a classifier "
                                             "for 10 classes .* but data data.npz has 4"):
-        make_evaluator(load_study(write_study(tmp_path)))
+        load_study(write_study(tmp_path)).make_evaluator()
 
 
 def test_an_inherit_study_runs_and_records_scores(tmp_path, monkeypatch):
@@ -287,11 +285,10 @@ def test_an_inherit_study_runs_and_records_scores(tmp_path, monkeypatch):
 
 
 def test_a_candidate_that_slips_through_is_a_failed_trial_naming_why(tmp_path):
-    from nasscale.search.evaluation import make_evaluator
     from nasscale.search.objective import CandidateFailed, Objective
 
     make_files(tmp_path)
-    evaluator = make_evaluator(load_study(write_study(tmp_path)))
+    evaluator = load_study(write_study(tmp_path)).make_evaluator()
     wider = dict(TINY_BNECK, name="wider", stages=[dict(s) for s in TINY_BNECK["stages"]])
     wider["stages"][2]["kernel_size"] = [7]
     objective = Objective(space=space_of(wider, tmp_path), metrics=("score",),

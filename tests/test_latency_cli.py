@@ -24,7 +24,7 @@ def test_cost_table_shows_costs_latency_and_key(capsys):
     assert "timed runs" in out and "cpu clock" in out and "1 thread" in out
 
 
-def test_cost_json_has_the_issue_keys(capsys):
+def test_cost_json_has_the_documented_keys(capsys):
     code, out, _ = run(capsys, "cost", "mobilenet_v3_small", *QUICK, "--batch", "2",
                        "--format", "json")
     data = json.loads(out)

@@ -8,8 +8,7 @@ import pytest
 import nasscale
 from nasscale.errors import NasscaleError
 from nasscale.grammar import parse_block, parse_stage
-from nasscale.latency import LatencyTable, Settings, around
-from nasscale.latency import build as build_mod
+from nasscale.latency import LatencyTable, Settings, around, build as build_mod
 from nasscale.latency.build import build_table, lone_carrier
 from nasscale.latency.table import block_key, head_key, unit_key, units_of
 from nasscale.latency.timing import QUICK
@@ -213,9 +212,8 @@ def test_missing_units_are_extrapolated_and_reported():
 def test_a_missing_unit_follows_the_law_its_neighbours_follow():
     """Entries whose latency is an exact linear law of MACs, activations and params: every one
     left out is extrapolated back from the others to within 1 %."""
-    from nasscale.latency.table import unit_features
-
     from nasscale.latency.key import current_key
+    from nasscale.latency.table import unit_features
 
     table = LatencyTable(key=current_key(clock="cpu"))
 

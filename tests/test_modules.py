@@ -3,12 +3,12 @@ import pytest
 import torch
 
 import nasscale
-from conftest import TINY, affordable
-
 from nasscale import zoo
 from nasscale.grammar import FORMS, parse_block, parse_stage
 from nasscale.modules import BUILDERS
 from nasscale.specs import BLOCK_KINDS, HeadSpec, NetworkSpec
+
+from conftest import TINY, affordable
 
 # the networks of the family files; their scaled variants (B1-B7, L2, width multipliers) are
 # built and checked on the meta device in tests/test_variants.py
@@ -32,8 +32,8 @@ def test_every_kind_has_a_tiny_architecture():
 def test_every_registry_knows_every_kind(kind):
     """One kind, every registry that reads it: a missing entry fails naming kind and registry."""
     from nasscale.costs.analytic import COSTS
-    from nasscale.pruning.weights import check_covered
     from nasscale.scaling.rules import KIND_RULES
+    from nasscale.transfer.carry import check_covered
 
     cls = BLOCK_KINDS[kind]
     assert cls.rule is not None, f"{kind}: no KindRule (the spec class's `rule`, specs.kind)"

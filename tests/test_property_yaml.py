@@ -1,7 +1,7 @@
 """Property-based: generated values (None, bools, huge and negative integers, NaN, infinities,
 text, lists, nested mappings) in every key of a study file's sections and of a network file
 either load or give ONE line naming the key — never a traceback.  The keys come from the
-loaders' own registries (``STUDY_KEYS``, ``EVALUATOR_KEYS``, ...), so a new key is covered
+loaders' own registries (``STUDY_KEYS``, the evaluator kinds' specs, ...), so a new key is covered
 without a new test."""
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import pytest
 import yaml
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 import nasscale  # noqa: E402
 from nasscale.errors import NasscaleError  # noqa: E402
+from nasscale.scoring.kinds import EVALUATORS  # noqa: E402
 from nasscale.search import load_study  # noqa: E402
-from nasscale.search.study import (  # noqa: E402
-    EVALUATOR_KEYS,
-    LATENCY_KEYS,
-    PRUNERS,
-    SAMPLER_KEYS,
-    STUDY_KEYS,
-)
+from nasscale.search.sections import PRUNERS, LatencySection, SamplerSection  # noqa: E402
+from nasscale.search.study import STUDY_KEYS  # noqa: E402
 
 EXAMPLES = 15
 LEAF = st.one_of(
@@ -44,9 +44,9 @@ BASE_STUDY = {
     "trials": 2, "seed": 0,
 }
 FIELDS = ([(k,) for k in STUDY_KEYS]
-          + [("evaluator", k) for k in EVALUATOR_KEYS["train"] if k != "kind"]
-          + [("latency", k) for k in LATENCY_KEYS]
-          + [("sampler", k) for k in SAMPLER_KEYS if k != "name"]
+          + [("evaluator", k) for k in EVALUATORS["train"].keys("study") if k != "kind"]
+          + [("latency", k) for k in LatencySection.keys()]
+          + [("sampler", k) for k in SamplerSection.keys() if k != "name"]
           + [("pruner", k) for k in PRUNERS["successive_halving"]])
 NETWORK = yaml.safe_load(nasscale.dump_network(nasscale.load("mobilenet_v3_small")))
 NETWORK_FIELDS = [(k,) for k in NETWORK] + [("stages", 0), ("stem", 0), ("head", "hidden")]

@@ -76,7 +76,7 @@ def test_train_options_and_defaults(data):
             s.progressive) == (7, 0.03, 8, 16, "cpu", "bf16", True, True)
     final = ev.final_settings(weighted=True)
     assert (final.epochs, final.steps, final.lr) == (2, None, 0.02)
-    assert "7 steps of short-term fine-tuning" in ev.describe()
+    assert "after 7 steps" in ev.describe() and "short-term fine-tuning" in ev.describe()
     ev = make_evaluator(f"train:{data}")
     assert ev.train.steps == DEFAULT_STEPS and ev.train.device == "auto"
     assert ev.final_settings(weighted=True).epochs == DEFAULT_FINAL_EPOCHS
@@ -89,15 +89,16 @@ def test_train_options_and_defaults(data):
 
 
 @pytest.mark.parametrize("options,message", [
-    ("steps=3,epochs=1", "give steps=N or epochs=E for the short-term fine-tuning, not both"),
-    ("steps=0", "steps: must be an integer >= 1, got 0"),
+    ("steps=3,epochs=1", "give steps=N or epochs=E, not both"),
+    ("steps=0", "steps: must be an integer >= 1 and <= 10,000,000, got 0"),
     ("device=tpu", "device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("device=cpu,amp=fp16", "amp: fp16 needs CUDA"),
     ("amp=fp8", "amp: must be one of none, bf16, fp16"),
     ("final_epochs=-1", "final_epochs: must be an integer >= 0"),
+    ("bogus=1", "unknown option 'bogus=1'; kind train takes epochs, steps, batch_size"),
     ("final_lr=0", "final_lr: must be a number > 0"),
-    ("channels_last=maybe", "channels_last='maybe' is not valid; give 1 or 0"),
-    ("warmup=3", "unknown option 'warmup=3'"),
+    ("channels_last=maybe", "channels_last: must be 1 or 0 (true or false), got 'maybe'"),
+    ("warmup=3", "warmup: must be a number in [0, 1), got 3"),
 ])
 def test_bad_train_options_are_one_line_errors_before_anything_runs(
         data, weights, tmp_path, capsys, options, message):

@@ -8,12 +8,11 @@ import torch
 
 import nasscale
 from nasscale.cli import main
-from nasscale.errors import NasscaleError, SpecError
+from nasscale.latency.timing import QUICK
 from nasscale.pruning import prunable, width_groups
 from nasscale.pruning.evaluate import make_evaluator
 from nasscale.pruning.netadapt import Options, netadapt
 from nasscale.pruning.resource import CountResource, parse_target
-from nasscale.latency.timing import QUICK
 from nasscale.specs import resolve
 
 TINY = """\
@@ -208,7 +207,8 @@ def test_bad_targets_are_clear_errors(tiny, tmp_path, capsys, target, message):
 
 
 def test_bad_evaluator_and_options(tiny, tmp_path, capsys):
-    for extra, message in ((["--evaluator", "proxy:magic"], "unknown proxy 'magic'"),
+    for extra, message in ((["--evaluator", "proxy:magic"],
+                            "proxy: must be one of naswot, synflow, flops, params, got 'magic'"),
                            (["--evaluator", "train:/no/such/data.npz"], "data.npz"),
                            (["--step", "1.5"], "--step"),
                            (["--lut", "x.json"], "--lut is for latency")):

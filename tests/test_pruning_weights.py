@@ -10,7 +10,8 @@ import torch
 import nasscale
 from nasscale.modules import build_network
 from nasscale.pruning import prunable, prune, width_groups
-from nasscale.pruning.weights import (
+from nasscale.specs import resolve
+from nasscale.transfer.carry import (
     _segments,
     bindings,
     block_axes,
@@ -19,7 +20,6 @@ from nasscale.pruning.weights import (
     check_covered,
     head_axes,
 )
-from nasscale.specs import resolve
 
 
 def _zero_rows(tensor, axis0, sizes, names, group, rows):
@@ -35,7 +35,7 @@ def zero_channels(model, rn, groups, widths, rng):
     """Make the channels pruning will remove exactly zero: their producing filters, biases and
     BatchNorm affine parameters (so the BN output is 0), and the SE squeeze channels a smaller
     expanded width drops.  Returns the removed channel indices of each group."""
-    from nasscale.pruning.weights import _sizes
+    from nasscale.transfer.carry import _sizes
 
     removed = {g.name: torch.tensor(sorted(rng.sample(range(g.width), g.width - widths[g.name])))
                for g in groups if g.name in widths}

@@ -7,6 +7,7 @@ import pytest
 import nasscale
 from nasscale import zoo
 from nasscale.errors import NasscaleError, SpecError
+from nasscale.grammar import parse_block, parse_stage
 from nasscale.scaling import Compound, compound, round_resolution, round_width, scale
 from nasscale.scaling.budget import largest_phi, parse_amount
 from nasscale.scaling.rules import KIND_RULES, KindRule, missing_rules
@@ -20,7 +21,6 @@ from nasscale.specs import (
     make_divisible,
     resolve,
 )
-from nasscale.grammar import parse_block, parse_stage
 
 NETWORKS = [n for n, e in zoo.entries().items() if e.section == "networks"]
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
@@ -243,7 +243,7 @@ def test_stem_fixed_policy_keeps_the_stem():
     assert scale(base, 0.5).stem[0].out_channels == 16
 
 
-# --- attention kinds (added with issue 3): the generic rule, on a stand-in kind ----------------
+# --- attention kinds: the generic rule, on a stand-in kind ----------------
 
 @dataclasses.dataclass(frozen=True)
 class FakeAttention(BlockSpec):

@@ -11,7 +11,6 @@ import nasscale
 from nasscale.cli import main
 from nasscale.search.storage import open_storage
 
-
 pytestmark = pytest.mark.usefixtures("support_on_path")
 
 

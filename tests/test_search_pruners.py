@@ -57,7 +57,7 @@ def study_data(**fields):
 ])
 def test_pruner_sections_parse_to_optuna_pruners(pruner, cls, expected):
     study = study_from_data(study_data(**({} if pruner is None else {"pruner": pruner})))
-    assert study.pruner == expected
+    assert study.pruner.as_written() == expected
     assert isinstance(make_pruner(study), cls)
 
 
@@ -112,7 +112,7 @@ def test_reward_objective_may_be_pruned():
     ({"pruner": {"name": "none", "n_startup_trials": 1}},
      "pruner.n_startup_trials: not a setting of pruner none; it takes no settings"),
     ({"evaluator": {"kind": "train", "device": "gpu"}},
-     "evaluator.device: must be one of auto, cpu, cuda (or cuda:N), got 'gpu'"),
+     "evaluator.device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ({"evaluator": {"kind": "train", "amp": "fp32"}},
      "evaluator.amp: must be one of none, bf16, fp16, got 'fp32'"),
     ({"evaluator": {"kind": "train", "channels_last": "yes"}},

@@ -43,7 +43,8 @@ def test_search_writes_every_output(tmp_path, capsys):
     assert "6 complete" in stdout and "mobilenet_v3_small (reference)" in stdout
     frame = pd.read_csv(out / "trials.csv")
     assert len(frame) == 6 and set(frame["state"]) == {"COMPLETE"}
-    assert {"number", "state", "feasible", "reason", "flops", "params", "architecture"} <= set(frame)
+    assert {"number", "state", "feasible", "reason", "flops", "params",
+            "architecture"} <= set(frame)
     assert any(c.startswith("param: s1.") for c in frame.columns)
     best = nasscale.load(str(out / "best.yaml"))  # loadable by `nasscale show`
     assert main(["show", str(out / "best.yaml")]) == 0

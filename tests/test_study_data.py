@@ -346,15 +346,16 @@ def test_an_interrupted_search_prints_the_command_that_resumes_it(tmp_path, caps
 
 
 def test_a_missing_parent_s_weights_suggest_the_study_s_own_training_command(tmp_path):
-    from nasscale.search.inherit_config import parent_command
+    from nasscale.scoring.inherit import parent_command
+    from nasscale.scoring.kinds import InheritSpec
 
     photos(tmp_path / "my_photos", size=40, per_class=1)
     data = str(tmp_path / "my_photos")
-    command = parent_command({"val_fraction": 0.3, "device": "cpu", "threads": 1,
-                              "channels_last": False}, "parent.yaml", data, "w.pt")
+    command = parent_command(InheritSpec(val_fraction=0.3, device="cpu", threads=1,
+                                         channels_last=False), "parent.yaml", data, "w.pt")
     assert command == (f"nasscale train parent.yaml --data {data} --resolution 40 "
                        "--val-fraction 0.3 --device cpu --threads 1 --no-channels-last -o w.pt")
-    assert "--resolution 24 " in parent_command({"resolution": 24}, "p.yaml", data, "w.pt")
+    assert "--resolution 24 " in parent_command(InheritSpec(resolution=24), "p.yaml", data, "w.pt")
 
 
 def test_an_unknown_field_is_still_refused(tmp_path):

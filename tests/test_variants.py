@@ -24,7 +24,7 @@ PAPER = {"efficientnet_b1": (7.8e6, 0.70e9), "efficientnet_b2": (9.2e6, 1.0e9),
          "efficientnet_b3": (12e6, 1.8e9), "efficientnet_b4": (19e6, 4.2e9),
          "efficientnet_b5": (30e6, 9.9e9), "efficientnet_b6": (43e6, 19e9),
          "efficientnet_b7": (66e6, 37e9)}
-TABLE = {  # (width, depth, resolution, dropout): shared/reference/published.md
+TABLE = {  # (width, depth, resolution, dropout): torchvision 0.29 EfficientNet configurations
     "efficientnet_b1": (1.0, 1.1, 240, 0.2), "efficientnet_b2": (1.1, 1.2, 260, 0.3),
     "efficientnet_b3": (1.2, 1.4, 300, 0.3), "efficientnet_b4": (1.4, 1.8, 380, 0.4),
     "efficientnet_b5": (1.6, 2.2, 456, 0.4), "efficientnet_b6": (1.8, 2.6, 528, 0.5),

@@ -8,14 +8,14 @@ import pytest
 import nasscale
 from nasscale import zoo
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published.md"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference_counts.md"
 
 CONV_FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
                  "efficientnet_b0", "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
                  "efficientnet_v2_xl", "convnext_tiny", "convnext_small", "convnext_base",
                  "convnext_large", "convnext_xlarge"]
 
-# The published integers (torchvision 0.29 / timm 1.0), as in shared/reference/published.md.
+# The published integers (torchvision 0.29 / timm 1.0), as in fixtures/reference_counts.md.
 PUBLISHED = {
     "mobilenet_v2": (224, 3_504_872, 300_774_272),
     "mobilenet_v3_large": (224, 5_483_032, 216_589_760),
@@ -45,7 +45,6 @@ def test_exact_published_params_and_flops(name):
     assert (spec.expected.params, spec.expected.flops) == (params, flops)
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/reference/published.md not beside the checkout")
 def test_reference_table_agrees_with_the_yaml_files():
     rows = re.findall(r"^\| (\w+) \| (\d+) \| ([\d,]+) \| ([\d,]+) \|", REFERENCE.read_text(), re.M)
     checked = 0

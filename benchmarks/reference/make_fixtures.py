@@ -1,6 +1,6 @@
 """Write the reference fixtures the weights tests read (run in the reference venv).
 
-    ../ref-venv/bin/python benchmarks/reference/make_fixtures.py
+    $REF_ENV/bin/python benchmarks/reference/make_fixtures.py
 
 For every zoo network that torchvision or timm implements (benchmarks/reference/models.py):
 the reference state dict's tensor names and shapes, its parameter count and its BatchNorm and

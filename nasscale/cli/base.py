@@ -9,7 +9,6 @@ from typing import Sequence
 from nasscale.errors import NasscaleError
 from nasscale.reports import si
 
-
 EXIT_BAD_INPUT = 2
 
 
@@ -47,7 +46,8 @@ def _expected_check(spec, cost) -> list[str]:
     for label, ours, ref in (("params", cost.params, exp.paper_params),
                              ("FLOPs", cost.flops, exp.paper_flops)):
         if ref is not None:
-            lines.append(f"paper {label}: {si(ref)} (ours {si(ours)}, {100 * (ours / ref - 1):+.1f}%)")
+            lines.append(f"paper {label}: {si(ref)} (ours {si(ours)}, "
+                         f"{100 * (ours / ref - 1):+.1f}%)")
     return lines
 
 

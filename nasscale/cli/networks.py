@@ -37,7 +37,8 @@ class ShowCommand(Command):
     help = "show a network's stages, params and FLOPs (or its full spec as YAML)"
 
     def add_arguments(self, parser):
-        parser.add_argument("network", help="architecture name (see `nasscale list`) or a .yaml file")
+        parser.add_argument("network",
+                            help="architecture name (see `nasscale list`) or a .yaml file")
         parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
         add_format(parser, ("table", "json", "yaml"))
 

@@ -5,7 +5,6 @@ import sys
 
 import nasscale
 from nasscale.cli.base import Command, add_format, print_json
-from nasscale.errors import NasscaleError
 
 
 class PruneCommand(Command):
@@ -54,10 +53,9 @@ class PruneCommand(Command):
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
-        from nasscale.pruning import Options, PruneRequest, result_record, result_text, run_prune
-
         from nasscale.cli.base import _integer
         from nasscale.latency import available_cores
+        from nasscale.pruning import Options, PruneRequest, result_record, result_text, run_prune
 
         _integer("--threads", args.threads, 1, available_cores(), "this machine's cores")
         _integer("--max-iterations", args.max_iterations, 1, 100_000)

@@ -37,8 +37,15 @@ class SearchCommand(Command):
     def run(self, args):
         from pathlib import Path
 
-        from nasscale.search import RunOptions, load_study, run_search, summary_text
-        from nasscale.search import chance_warning, check_study_name, redact
+        from nasscale.search import (
+            RunOptions,
+            chance_warning,
+            check_study_name,
+            load_study,
+            redact,
+            run_search,
+            summary_text,
+        )
 
         study = load_study(args.study)
         if not (math.isfinite(args.storage_retry) and args.storage_retry >= 0):

@@ -150,7 +150,8 @@ D, L = int_token("d", "transformer_dim"), int_token("l", "transformer_depth")
 
 #: Every text token by the name a kind's rule uses (``KindRule.text``).
 TOKENS: dict[str, Token] = {
-    "k": K, "s": S, "c": C, "e": E, "m": M, "fc": int_token("fc", "expand_in"), "p": P, "h": H, "w": W, "d": D, "l": L,
+    "k": K, "s": S, "c": C, "e": E, "m": M, "fc": int_token("fc", "expand_in"), "p": P, "h": H,
+    "w": W, "d": D, "l": L,
     "act": ACT, "se": SE_TOKEN, "se_flag": flag_token("se", "se", True), "noskip": NOSKIP,
     "skip": flag_token("skip", "skip", True), "nonorm": flag_token("nonorm", "norm", "none"),
     "bias": flag_token("bias", "bias", True), "ls": float_token("ls", "layer_scale"),

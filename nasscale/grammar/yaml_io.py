@@ -18,6 +18,7 @@ from nasscale.errors import NasscaleError, SpecError, suggest
 from nasscale.grammar.text import format_block, format_stage, parse_block, parse_stage
 from nasscale.specs import (
     BLOCK_KINDS,
+    WEIGHT_SOURCES,
     BlockSpec,
     Expected,
     HeadSpec,
@@ -26,10 +27,11 @@ from nasscale.specs import (
     RoundingPolicy,
     SESpec,
     StageSpec,
+    WeightsLayout,
     resolve,
 )
 
-NETWORK_KEYS = ("name", "family", "paper", "reference", "resolution", "num_classes",
+NETWORK_KEYS = ("name", "family", "paper", "reference", "weights", "resolution", "num_classes",
                 "in_channels", "drop_path_rate", "rounding", "norm", "stem", "stages", "head",
                 "expected")
 HEAD_KEYS = ("blocks", "pool", "norm", "hidden", "hidden_activation", "hidden_norm",
@@ -49,7 +51,8 @@ def check_keys(data: object, allowed: tuple[str, ...], where: str,
     for key in data:
         if key not in allowed:
             raise SpecError(f"unknown field{suggest(str(key), allowed)}; "
-                            f"allowed: {', '.join(allowed)}", (f"{where}.{key}" if where else str(key),))
+                            f"allowed: {', '.join(allowed)}",
+                            (f"{where}.{key}" if where else str(key),))
     for key in required:
         if key not in data:
             raise SpecError(f"missing field {key!r}", (where,) if where else ())
@@ -132,6 +135,43 @@ def norm_to_data(norm: NormPolicy) -> dict[str, float]:
     return {k: v for k, v in dataclasses.asdict(norm).items() if v is not None}
 
 
+def weights_from_data(data: object, where: str) -> tuple[WeightsLayout, ...]:
+    """A ``weights:`` mapping, source → layout name, or source → ``{layout: name, <option>:
+    value, ...}`` (``nasscale.weights.layouts``); ``()`` when absent.  The form is checked
+    here; the names and options against the layouts when weights are loaded or exported
+    (``nasscale.weights.layouts.check_layout``: the weights layer sits above the grammar)."""
+    if data is None:
+        return ()
+    check_keys(data, WEIGHT_SOURCES, where)
+    out = []
+    for source, value in data.items():
+        at = f"{where}.{source}"
+        if isinstance(value, Mapping):
+            if "layout" not in value:
+                raise SpecError("missing field 'layout' (the layout's name)", (at,))
+            options = {k: v for k, v in value.items() if k != "layout"}
+            if not all(isinstance(k, str) for k in options):
+                raise SpecError("option names must be strings", (at,))
+            name = value["layout"]
+            if not isinstance(name, str):
+                raise SpecError(f"must be a layout name, got {name!r}", (f"{at}.layout",))
+        elif isinstance(value, str):
+            name, options = value, {}
+        else:
+            raise SpecError(f"must be a layout name or a mapping with 'layout' and the layout's "
+                            f"options, got {value!r}", (at,))
+        out.append(WeightsLayout(source=source, layout=name,
+                                 options=tuple(sorted(options.items()))))
+    return tuple(out)
+
+
+def weights_to_data(weights: tuple[WeightsLayout, ...]) -> dict[str, Any]:
+    """The ``weights:`` mapping of ``weights_from_data`` (a bare name where there are no
+    options)."""
+    return {w.source: ({"layout": w.layout, **dict(w.options)} if w.options else w.layout)
+            for w in weights}
+
+
 def _list(data: object, where: str) -> list:
     if data is None:
         return []
@@ -163,6 +203,7 @@ def network_from_data(data: object, where: str = "") -> NetworkSpec:
     rounding = _build(RoundingPolicy, at("rounding"),
                       **check_keys(data.get("rounding") or {}, ROUNDING_KEYS, at("rounding")))
     norm = norm_from_data(data.get("norm"), at("norm")) or NormPolicy()
+    weights = weights_from_data(data.get("weights"), at("weights"))
     expected = None
     if data.get("expected") is not None:
         expected = _build(Expected, at("expected"),
@@ -174,7 +215,7 @@ def network_from_data(data: object, where: str = "") -> NetworkSpec:
             raise SpecError(f"must be a string, got {scalars[key]!r}", (at(key),))
     try:
         return NetworkSpec(stem=stem, stages=stages, head=head, rounding=rounding,
-                           norm=norm, expected=expected, **scalars)
+                           norm=norm, expected=expected, weights=weights, **scalars)
     except SpecError as err:
         raise err.with_context(where) if where else err from None
 
@@ -194,6 +235,8 @@ def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
     for key in ("family", "paper", "reference"):
         if getattr(spec, key):
             out[key] = getattr(spec, key)
+    if spec.weights:
+        out["weights"] = weights_to_data(spec.weights)
     out.update(resolution=spec.resolution, num_classes=spec.num_classes,
                in_channels=spec.in_channels, drop_path_rate=spec.drop_path_rate,
                rounding=_rounding_data(spec.rounding))

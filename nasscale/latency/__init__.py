@@ -33,7 +33,8 @@ from nasscale.latency.timing import MAX_ROUND_S, LatencyStats, TimingPolicy
 
 def build_table(sources, out, settings=None, **options):
     """Measure every unit of ``sources`` (``around:NAME`` strings, names, YAML paths, specs or
-    spaces; ``nasscale.search.sources.parse_source`` reads search spaces) missing from the table at ``out``; see :func:`nasscale.latency.build.build_table`."""
+    spaces; ``nasscale.search.sources.parse_source`` reads search spaces) missing from the table
+    at ``out``; see :func:`nasscale.latency.build.build_table`."""
     from nasscale.latency.build import build_table as _build, parse_source
 
     parsed = [parse_source(s) if isinstance(s, str) else s for s in sources]

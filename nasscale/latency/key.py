@@ -85,7 +85,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -97,7 +97,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _steady_glibc() -> bool:
     """Stop glibc from returning freed memory to the OS between forward passes.
 

@@ -15,6 +15,7 @@ module (``builds_module()``) and how a reference figure was obtained (``referenc
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,26 +33,35 @@ def quick_policy() -> TimingPolicy:
     return TimingPolicy().scaled(0.35)
 
 
-class LatencySource:
-    """Measured or predicted latency of a network, in ms (p50 when measured)."""
+class LatencySource(ABC):
+    """Measured or predicted latency of a network, in ms (p50 when measured): the one
+    abstraction the search, budgets and pruning use.
+
+    Protocol: ``key`` is the measurement key as a dict (what a study stores; latencies under
+    different keys never compare); ``latency_ms(spec, thorough)`` is a candidate's latency
+    (``thorough``: the full timing policy, for references and budgets), a finite number > 0;
+    ``reference(spec)`` is ``(ms, how it was obtained, MeasurementKey)`` for a budget's
+    reference network; ``measurement_key()`` is ``key`` as a :class:`MeasurementKey`;
+    ``builds_module()`` says whether a torch module is built (a prediction builds none, so a
+    study can reject a candidate before building it); ``describe()`` is one line for outputs.
+    The contract suite (``tests/test_latency_source_contract.py``) checks every source."""
 
     key: dict
 
-    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def latency_ms(self, spec: NetworkSpec, thorough: bool = False) -> float: ...
 
-    def reference(self, spec: NetworkSpec) -> tuple[float, str, MeasurementKey]:
-        """(ms, how it was obtained, key) for a budget's reference network (thorough)."""
-        raise NotImplementedError
+    @abstractmethod
+    def reference(self, spec: NetworkSpec) -> tuple[float, str, MeasurementKey]: ...
 
-    def measurement_key(self) -> MeasurementKey:
-        raise NotImplementedError
+    @abstractmethod
+    def measurement_key(self) -> MeasurementKey: ...
 
-    def builds_module(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def builds_module(self) -> bool: ...
 
-    def describe(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self) -> str: ...
 
 
 @dataclass

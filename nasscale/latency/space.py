@@ -1,6 +1,6 @@
-"""A seeded neighbourhood of a named network: the interim search space of the latency table.
+"""A seeded neighbourhood of a named network: the latency table's own space of carriers.
 
-Until the search issue defines search spaces, ``lut build`` and the predictor benchmark need a
+Besides the search spaces (``space:NAME[:N]``), ``lut build`` and the predictor benchmark use a
 space whose networks look like real MobileNetV3 / EfficientNet variants and whose *blocks* can be
 enumerated.  ``Neighbourhood(base)`` is that space.  Each stage row of the base may independently
 change

@@ -1,9 +1,11 @@
-"""Torch modules of the attention block kinds (MobileViT v1 and v2, ViT, Swin), built from resolved blocks.
+"""Torch modules of the attention block kinds (MobileViT v1 and v2, ViT, Swin), built from
+resolved blocks.
 
 Self-attention is one small module, ``SelfAttention``: a qkv linear,
-``F.scaled_dot_product_attention`` and an output linear, all visible to tracers.  ``nn.MultiheadAttention`` is not used: in eval mode
-without gradients it takes a fused fast path (``aten::_native_multi_head_attention``) that hides
-its projections and matmuls from FLOP counters, and it cannot take Swin's per-window bias.
+``F.scaled_dot_product_attention`` and an output linear, all visible to tracers.
+``nn.MultiheadAttention`` is not used: in eval mode without gradients it takes a fused fast
+path (``aten::_native_multi_head_attention``) that hides its projections and matmuls from FLOP
+counters, and it cannot take Swin's per-window bias.
 
 Layouts (see ``nasscale.specs.attention``): the ViT modules take and give (N, 1 + h·w, C) token
 sequences, the Swin modules (N, H, W, C) grids, the MobileViT block (N, C, H, W) maps.

@@ -1,13 +1,12 @@
 """Build a ``torch.nn.Module`` from a resolved network."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
-from nasscale.errors import SpecError
 import nasscale.modules.attention  # noqa: F401 (the block modules register their builders)
 import nasscale.modules.blocks  # noqa: F401
+from nasscale.errors import SpecError
 from nasscale.modules.layers import activation
 from nasscale.modules.registry import BUILDERS
 from nasscale.specs import (
@@ -17,6 +16,7 @@ from nasscale.specs import (
     ResolvedNetwork,
     resolve,
 )
+
 
 def build_block(rb: ResolvedBlock) -> nn.Module:
     try:

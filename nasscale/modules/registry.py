@@ -2,7 +2,7 @@
 
 A module file registers, next to each module class, its builder (``@builds(SpecClass)``) and the
 channel axes of its tensors (``@weight_axes(ModuleClass)``: tensor name → one axis name per
-dimension, which ``nasscale.pruning.weights`` slices when it carries weights).  Both live with
+dimension, which ``nasscale.transfer.carry`` slices when it carries weights).  Both live with
 the module, so a new block kind is one module file edit; the registry tests fail, naming the
 kind, when a kind has no builder or a built module has tensors no axes function describes.
 

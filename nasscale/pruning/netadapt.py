@@ -5,9 +5,9 @@ Each iteration ``i`` tightens the resource limit by a step that decays geometric
 
     limit_i = max(target, resource(current) - initial_step · resource(start) · decay^i)
 
-and makes one *proposal per width group* (``nasscale.pruning.groups``): the group at the largest
+and makes one *proposal per width group* (``nasscale.transfer.groups``): the group at the largest
 width, a multiple of its unit, whose network meets ``limit_i`` (the other groups unchanged).
-With weights, each proposal keeps the largest-norm filters (``nasscale.pruning.weights``).
+With weights, each proposal keeps the largest-norm filters (``nasscale.transfer.carry``).
 Every proposal is scored (``nasscale.pruning.evaluate``), and the one with the best score change
 per unit of resource saved, ``(score - score(current)) / (resource(current) - resource)``,
 becomes the current network.  This repeats until the target is met.  With the ``train``
@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nasscale.errors import NasscaleError, SpecError
-from nasscale.pruning.groups import (
+from nasscale.pruning.resource import Resource, Target, format_amount
+from nasscale.specs import NetworkSpec, resolve
+from nasscale.transfer.groups import (
     Group,
     block_names,
     compact,
@@ -39,8 +41,6 @@ from nasscale.pruning.groups import (
     prune,
     width_groups,
 )
-from nasscale.pruning.resource import Resource, Target, format_amount
-from nasscale.specs import NetworkSpec, resolve
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def _proposals_within(current, groups, value: float, it_limit: float, limit: flo
     """This iteration's proposals, halving the step (at most 6 times) while no single group
     alone reaches the iteration's limit.  Returns (proposals, the limit they reach)."""
     proposals = []
-    for attempt in range(6):
+    for _ in range(6):
         proposals = _proposals(current, groups, it_limit, resource, options)
         if proposals:
             return proposals, it_limit
@@ -336,7 +336,7 @@ def regroup_model(model, spec: NetworkSpec):
     import torch
 
     from nasscale.modules import build_network
-    from nasscale.pruning.weights import block_modules
+    from nasscale.transfer.carry import block_modules
 
     out = build_network(spec)
     src, dst = block_modules(model), block_modules(out)
@@ -352,7 +352,7 @@ def regroup_model(model, spec: NetworkSpec):
 
 def _carried(model, current: NetworkSpec, p: Proposal, groups: list[Group]):
     from nasscale.modules import build_network
-    from nasscale.pruning.weights import carry_weights
+    from nasscale.transfer.carry import carry_weights
 
     new_model = build_network(p.spec)
     carry_weights(model, resolve(current), new_model, resolve(p.spec), groups,

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nasscale.units import ALIASES, BASE_UNIT, METRICS, UNITS_HELP, parse_quantity
 from nasscale.errors import NasscaleError, SpecError
 from nasscale.specs import NetworkSpec, resolve
+from nasscale.units import ALIASES, BASE_UNIT, METRICS, UNITS_HELP, parse_quantity
 
 _TARGET = re.compile(r"^\s*([A-Za-z]+)\s*(?:=|<=|<)\s*(.+?)\s*$")
 _FACTOR = re.compile(r"^(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(x|×|%)$")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from nasscale.errors import NasscaleError
 from nasscale.pruning.evaluate import make_evaluator
-from nasscale.pruning.groups import prunable, width_groups
 from nasscale.pruning.netadapt import Continuation, Options, Result, netadapt
 from nasscale.pruning.resource import LatencyResource, make_resource, parse_target
 from nasscale.specs import NetworkSpec
+from nasscale.transfer.groups import prunable, width_groups
 
 
 @dataclass
@@ -109,7 +109,7 @@ def run_prune(req: PruneRequest) -> tuple[Result, Path]:
         result = netadapt(spec, target, resource, evaluator, req.options, model, log,
                           on_iteration, progress=training)
     else:
-        from nasscale.pruning.groups import block_names
+        from nasscale.transfer.groups import block_names
 
         log(f"resuming after iteration {len(done)} ({out / progress_file.FILE})")
         result = netadapt(
@@ -214,8 +214,8 @@ def _verify_latency(result: Result, spec: NetworkSpec, target, resource: Latency
     by the miss and prune on, at most ``extra_runs`` times."""
     import statistics
 
-    from nasscale.pruning.groups import block_names
     from nasscale.pruning.resource import Target
+    from nasscale.transfer.groups import block_names
 
     names = block_names(spec)
     for attempt in range(extra_runs + 1):

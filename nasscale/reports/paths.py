@@ -88,3 +88,14 @@ def output_dir(path: str | os.PathLike, option: str = "") -> Path:
     _make_folder(p, option, path)
     _probe(p, option, path)
     return p
+
+
+def resolve_path(value: str, file: str) -> str:
+    """A path written in a file (a study's space, parent or table) is relative to that file
+    when it exists there; a bare name (no separator, no .yaml/.yml/.json) is a name."""
+    if (value.endswith((".yaml", ".yml", ".json")) or os.sep in value) and file \
+            and not os.path.isabs(value):
+        candidate = Path(file).parent / value
+        if candidate.exists():
+            return str(candidate)
+    return value

@@ -1,4 +1,5 @@
-"""Rank correlations for benchmarks: predicted vs measured latency, proxies vs accuracy (numpy only)."""
+"""Rank correlations for benchmarks: predicted vs measured latency, proxies vs accuracy
+(numpy only)."""
 from __future__ import annotations
 
 from typing import Sequence

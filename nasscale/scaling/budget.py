@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from nasscale.costs.analytic import NetworkCost, network_cost
 from nasscale.errors import NasscaleError, field_error
-from nasscale.specs import NetworkSpec, resolve
 from nasscale.scaling.scale import ALPHA, BETA, GAMMA, compound
+from nasscale.specs import NetworkSpec, resolve
 
 METRICS = ("flops", "params")
 LABELS = {"flops": "FLOPs", "params": "params"}

@@ -17,16 +17,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from nasscale.errors import SpecError, field_error
-from nasscale.specs import (
-    BlockSpec,
-    NetworkSpec,
-    RoundingPolicy,
-    StageSpec,
-    make_divisible,
-    resolve,
-    round_repeats,
-)
-from nasscale.specs.common import check_number
 from nasscale.scaling.rules import (
     KIND_RULES,
     KindRule,
@@ -37,6 +27,16 @@ from nasscale.scaling.rules import (
     round_resolution,
     round_width,
 )
+from nasscale.specs import (
+    BlockSpec,
+    NetworkSpec,
+    RoundingPolicy,
+    StageSpec,
+    make_divisible,
+    resolve,
+    round_repeats,
+)
+from nasscale.specs.common import check_number
 
 #: EfficientNet's coefficients (Tan & Le 2019, Sec. 3.3): a grid search on B0 under
 #: α·β²·γ² ≈ 2, so each unit of φ roughly doubles the FLOPs.

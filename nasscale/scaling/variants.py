@@ -13,7 +13,8 @@ scaling table prints them, and regenerates the network with :func:`nasscale.scal
         expected: {params: 66347960, flops: 37745884192, source: "..."}
 
 ``family``, ``paper`` and ``reference`` are inherited from the family file like a network's and
-may be overridden per variant; ``rounding`` and ``norm`` are the base's unless the variant gives them.
+may be overridden per variant; ``weights`` (the layouts of its reference tensor names),
+``rounding`` and ``norm`` are the base's unless the variant gives them.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ import dataclasses
 from typing import Any, Mapping
 
 from nasscale.errors import SpecError
-from nasscale.grammar.yaml_io import check_keys
-from nasscale.specs import Expected, NetworkSpec, NormPolicy, RoundingPolicy
+from nasscale.grammar.yaml_io import check_keys, weights_from_data
 from nasscale.scaling.scale import scale
+from nasscale.specs import Expected, NetworkSpec, NormPolicy, RoundingPolicy
 
-VARIANT_KEYS = ("name", "family", "paper", "reference", "rounding", "norm", "base", "width", "depth",
-                "resolution", "dropout", "expected")
+VARIANT_KEYS = ("name", "family", "paper", "reference", "weights", "rounding", "norm", "base",
+                "width", "depth", "resolution", "dropout", "expected")
 
 
 def _build(cls, where: str, data: object):
@@ -44,6 +45,8 @@ def variant_from_data(data: Mapping[str, Any], base: NetworkSpec) -> NetworkSpec
         base = base.replace(rounding=_build(RoundingPolicy, "rounding", data["rounding"]))
     if "norm" in data:
         base = base.replace(norm=_build(NormPolicy, "norm", data["norm"]).over(base.norm))
+    if data.get("weights") is not None:
+        base = base.replace(weights=weights_from_data(data["weights"], "weights"))
     spec = scale(base, width=data.get("width", 1.0), depth=data.get("depth", 1.0),
                  resolution=data.get("resolution"), dropout=data.get("dropout"),
                  name=data["name"])

@@ -23,7 +23,6 @@ channels.  ``Dataset.at(resolution)`` resizes (bilinear) to the training resolut
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from nasscale.errors import NasscaleError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from nasscale.scoring.data_source import (  # noqa: F401  (part of this module's API)
+    IMAGE_SUFFIXES,
+    MIN_DEFAULT_RESOLUTION,
+    TESTBED,
+    default_resolution,
+)
 
 
 @dataclass(frozen=True)
@@ -79,17 +82,6 @@ class Dataset:
             keep = torch.randperm(len(ty), generator=g)[:subset]
             tx, ty = tx[keep], ty[keep]
         return tx, ty, vx, vy
-
-
-#: the smallest resolution trained at by default: the spaces' networks downsample 32 times, so
-#: below 32 px their last stages see a single padded pixel (digits' 8 px images train at 32)
-MIN_DEFAULT_RESOLUTION = 32
-
-
-def default_resolution(image_size: int | None) -> int:
-    """What a trained evaluator trains at when not told: the data's own image size, at least
-    ``MIN_DEFAULT_RESOLUTION``."""
-    return max(MIN_DEFAULT_RESOLUTION, int(image_size or 0))
 
 
 def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -146,7 +138,8 @@ def digits() -> Dataset:
     x = _to_nchw(d.images / 16.0, "digits")
     (x,), stats = _normalise(x)
     return Dataset(x=x, y=torch.as_tensor(d.target, dtype=torch.int64),
-                   classes=tuple(str(c) for c in range(10)), name="digits", scale="pixels / 16", **stats)
+                   classes=tuple(str(c) for c in range(10)), name="digits", scale="pixels / 16",
+                   **stats)
 
 
 #: at most this many classes (a label of 10**9 would size a classifier of 10**9 rows)
@@ -259,7 +252,6 @@ def from_folder(root: Path, size: int | None = None) -> Dataset:
                    name=root.name, **stats)
 
 
-TESTBED = re.compile(r"testbed(?:-v(?P<version>[^:]*))?(?::(?P<options>.*))?")
 
 
 def testbed_version(source: str):

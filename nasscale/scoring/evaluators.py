@@ -10,7 +10,7 @@ the study's seed:
 - ``TrainEvaluator``: short training on a dataset, top-1 on its held-out split;
 - ``PythonEvaluator``: a user function ``package.module:function`` called with the built
   module and the spec, returning a number (or a mapping with a ``score``);
-- ``InheritEvaluator`` (``nasscale.search.inherit``): weights carried from a trained parent
+- ``InheritEvaluator`` (``nasscale.scoring.inherit``): weights carried from a trained parent
   that contains the candidate, fine-tuned a few steps, top-1 on the held-out split.
 """
 from __future__ import annotations
@@ -65,6 +65,12 @@ class Evaluator(ABC):
     def score(self, spec: NetworkSpec, seed: int,
               report: Callable[[int, float], None] | None = None) -> float:
         ...
+
+    def score_model(self, model, spec: NetworkSpec, seed: int) -> float:
+        """Score a module that already exists (a pruned network carrying weights); a training
+        evaluator trains it in place.  ``seed``: the run's (a proxy's batch, the batch
+        order), kept fixed so that modules compare on the same inputs."""
+        raise NasscaleError(f"the {self.name} evaluator scores architectures, not modules")
 
     def describe(self) -> str:
         return self.name
@@ -123,9 +129,23 @@ class ProxyEvaluator(Evaluator):
         return resize(self._dataset.x[idx], res)
 
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        
+
         spec = spec.replace(resolution=eval_resolution(self.resolution, spec.resolution))
         return self.score_module(build_seeded(spec, seed), spec, seed, spec.resolution)
+
+    def score_model(self, model, spec: NetworkSpec, seed: int) -> float:
+        res = eval_resolution(self.resolution, spec.resolution)
+        was_training = model.training
+        try:
+            return self.score_module(model, spec, seed, res)
+        finally:
+            model.train(was_training)
+
+    def describe(self) -> str:
+        res = self.resolution
+        at = (f"{res:g}x" if isinstance(res, float) else f"{res}px") if res else "its own size"
+        return (f"{self.proxy} proxy on a batch of {self.batch_size} "
+                f"({self.data or 'random inputs'}) at {at}")
 
     def score_module(self, model, spec: NetworkSpec, batch_seed: int, res: int) -> float:
         """The proxy of a module that already exists (a pruned network carrying weights), on
@@ -150,6 +170,11 @@ class TrainEvaluator(Evaluator):
     signal: str = "accuracy"
     _dataset: Any = field(default=None, init=False, repr=False)
 
+    def use_dataset(self, dataset) -> "TrainEvaluator":
+        """Train on this loaded ``Dataset`` instead of loading ``data``."""
+        self._dataset = dataset
+        return self
+
     @property
     def epochs(self) -> int | None:
         """Epochs a full evaluation trains (``None``: a step budget, no per-epoch reports)."""
@@ -164,7 +189,7 @@ class TrainEvaluator(Evaluator):
         from nasscale.scoring.data import load_dataset
         from nasscale.scoring.train import TrainSettings, train_and_evaluate
 
-        
+
         if self._dataset is None:
             self._dataset = load_dataset(self.data)
         settings = self.settings or TrainSettings()
@@ -184,10 +209,22 @@ class TrainEvaluator(Evaluator):
             return -result.history[-1]["loss"]
         return train_and_evaluate(model, self._dataset, settings, on_epoch=report)
 
+    def score_model(self, model, spec: NetworkSpec, seed: int) -> float:
+        from dataclasses import replace
+
+        from nasscale.scoring.train import train
+
+        if self._dataset is None:
+            from nasscale.scoring.data import load_dataset
+
+            self._dataset = load_dataset(self.data)
+        return float(train(model, self._dataset, replace(self.settings, seed=seed)).accuracy)
+
     def describe(self) -> str:
         s = self.settings
         what = "minus the training loss (SoTL)" if self.signal == "sotl" else "top-1"
-        return (f"{what} after {s.epochs} epochs on {self.data} at {s.resolution}px"
+        amount = f"{s.steps} steps" if s.steps is not None else f"{s.epochs} epochs"
+        return (f"{what} after {amount} on {self.data} at {s.resolution}px"
                 if s else f"{what} on {self.data}")
 
 
@@ -201,7 +238,9 @@ class PythonEvaluator(Evaluator):
         self._fn = load_callable(self.target)
 
     def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        model = build_seeded(spec, seed)
+        return self.score_model(build_seeded(spec, seed), spec, seed)
+
+    def score_model(self, model, spec: NetworkSpec, seed: int) -> float:
         result = self._fn(model, spec)
         if isinstance(result, dict):
             if "score" not in result:

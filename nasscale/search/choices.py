@@ -6,7 +6,6 @@ them together).  ``sample`` asks any object with Optuna's ``suggest_categorical`
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -16,6 +15,9 @@ from nasscale.specs import (
     BlockSpec,
     ConvSpec,
     HeadSpec,
+    MobileMQASpec,
+    MobileViTSpec,
+    MobileViTv2Spec,
     SESpec,
     make_divisible,
 )
@@ -237,8 +239,6 @@ class AttentionTail:
             mid_channels=make_divisible(dim * ratio, 8), activation=self.activation)
 
     def _spec_class(self) -> type:
-        from nasscale.specs import MobileViTSpec, MobileViTv2Spec
-
         return MobileViTv2Spec if self.kind == "mobilevit2" else MobileViTSpec
 
     def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
@@ -286,8 +286,6 @@ class MQATail:
 
 
     def sample(self, trial: Suggester, i: int, width: int) -> BlockSpec | None:
-        from nasscale.specs import MobileMQASpec
-
         if not _pick(trial, f"s{i}.attn", self.present):
             return None
         return MobileMQASpec(
@@ -298,8 +296,6 @@ class MQATail:
             layer_scale=self.layer_scale)
 
     def params_for(self, block: BlockSpec | None, i: int) -> dict[str, Any]:
-        from nasscale.specs import MobileMQASpec
-
         out: dict[str, Any] = {}
         put = functools.partial(_put, out)
         put(f"s{i}.attn", self.present, block is not None)

@@ -24,8 +24,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from nasscale import zoo
 from nasscale.errors import SpecError
 from nasscale.grammar.yaml_io import check_keys
+from nasscale.scaling import compound
 from nasscale.specs import NetworkSpec
 
 COEFFICIENT_KEYS = ("base", "phi", "alpha", "beta", "gamma", "target", "tolerance")
@@ -66,8 +68,6 @@ class CoefficientSpace:
         return {"coefficients": [triple_label(*t) for t in self.triples()]}
 
     def sample(self, trial, name: str = "candidate") -> NetworkSpec:
-        from nasscale.scaling import compound
-
         labels = self.grid()["coefficients"]
         label = trial.suggest_categorical("coefficients", labels)
         alpha, beta, gamma = (float(x) for x in label.split(","))
@@ -88,8 +88,6 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
 
 def coefficient_space_from_data(data: Any, base: str | None = None) -> CoefficientSpace:
     """The ``coefficients`` section of a study (``base`` overrides the file's base)."""
-    from nasscale import zoo
-
     data = check_keys(data, COEFFICIENT_KEYS, "coefficients", required=("alpha", "beta",
                                                                          "gamma"))
     name = base or data.get("base")

@@ -13,13 +13,21 @@
 """
 from __future__ import annotations
 
+import sys
+
+from nasscale import zoo
+from nasscale.budgets import BudgetResolver, parse_budget
 from nasscale.errors import NasscaleError
+from nasscale.latency import LatencyTable, Settings, build_table, measure
+from nasscale.latency.source import Measured, Predicted, quick_policy
+from nasscale.reports.paths import resolve_path
+from nasscale.reports.progress import Progress
+from nasscale.scoring.evaluators import arch_seed
 from nasscale.search.objective import Constraint
+from nasscale.search.sources import parse_source
 
 
-def _settings(study):
-    from nasscale.latency import Settings
-
+def latency_settings(study):
     cfg = study.latency
     return Settings.from_options(
         device=cfg.device, threads=cfg.threads, batch=cfg.batch, dtype=cfg.dtype,
@@ -36,11 +44,6 @@ def ensure_table(study) -> None:
     cfg = study.latency
     if cfg.source != "lut" or not cfg.build:
         return
-    import sys
-
-    from nasscale.latency import build_table
-    from nasscale.search.sources import parse_source
-    from nasscale.reports.progress import Progress
 
     path = cfg.lut
     sources = [parse_source(s) for s in cfg.build]
@@ -53,7 +56,7 @@ def ensure_table(study) -> None:
         bar.update(done, note)
 
     try:
-        report = build_table(sources, path, _settings(study), progress=progress)
+        report = build_table(sources, path, latency_settings(study), progress=progress)
     finally:
         bar.close()
     if report.new_entries:
@@ -64,8 +67,6 @@ def ensure_table(study) -> None:
 def budget_references(study) -> list[str]:
     """The networks named by the study's relative latency budgets (and reward target), in
     order, each once; budgets that do not parse are left to ``resolve_budgets`` to report."""
-    from nasscale.budgets import parse_budget
-
     texts = list(study.constraints)
     if study.reward is not None:
         texts.append(f"latency <= {study.reward.target}")
@@ -84,15 +85,10 @@ def make_latency_source(study, key: dict | None = None, reference: dict | None =
     """Measured or predicted, as the study's ``latency`` section says.  ``key``: the stored
     measurement key (workers and resumed runs keep the study's); ``reference``
     (``{"name", "ms"}``): time candidates against that network (``Measured.ratio_to``)."""
-    from nasscale.latency.source import Measured, Predicted
-    from nasscale.search.locate import resolve_path
-
     cfg = study.latency
     if cfg.source == "lut":
-        from nasscale.latency import LatencyTable
-
         return Predicted(LatencyTable.load(resolve_path(cfg.lut, study.path)))
-    return Measured(settings=_settings(study), key=key, ratio_to=reference)
+    return Measured(settings=latency_settings(study), key=key, ratio_to=reference)
 
 
 def resolve_budgets(study, at: int | float | None = None
@@ -106,8 +102,6 @@ def resolve_budgets(study, at: int | float | None = None
     (see ``nasscale.latency.source.Measured``).  ``at``: the networks of relative budgets are
     measured at that resolution (pixels, or a fraction of their own), as the candidates are
     (``budget_resolution: train``); ``None``: at their own."""
-    from nasscale.budgets import BudgetResolver, parse_budget
-
     source = make_latency_source(study) if study.needs_latency else None
     key = source.key if source else {}
     resolver = BudgetResolver(source=source, resolution=at)
@@ -140,8 +134,6 @@ def resolve_budgets(study, at: int | float | None = None
     if absolute and source is not None and not source.builds_module():
         line = table_speed_warning(source.table)
         if line:
-            import sys
-
             print(f"nasscale: warning: {line}", file=sys.stderr)
     return tuple(constraints), reward, key, reference
 
@@ -158,9 +150,6 @@ def table_speed_warning(table, measure_fn=None) -> str | None:
     more than ``SPEED_TOLERANCE`` off that speed (relative budgets need none: the reference is
     predicted from the same table).  ``None`` when the table has no probe, was made on other
     hardware or under another key, or the speed agrees."""
-    from nasscale.latency import Settings, measure
-    from nasscale.latency.source import quick_policy
-
     if not table.probe_ms:
         return None
     settings = Settings.of_key(table.key)
@@ -183,11 +172,6 @@ def table_speed_warning(table, measure_fn=None) -> str | None:
 
 def evaluate_references(setup, names, objective) -> dict[str, dict]:
     """FLOPs, params, latency and score of named networks, measured like a candidate."""
-    import sys
-
-    from nasscale import zoo
-    from nasscale.scoring.evaluators import arch_seed
-
     out: dict[str, dict] = {}
     for name in dict.fromkeys(names):  # unique, in order
         spec = zoo.load(name)

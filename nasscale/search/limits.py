@@ -9,21 +9,13 @@ import re
 from typing import Any
 
 from nasscale.errors import SpecError
+from nasscale.scoring.fields import MAX_EPOCHS  # noqa: F401  (a study's bound too)
 
 #: Upper bounds of a study's numbers: a typo (``trials: 100000000000``) is refused, not run
 MAX_TRIALS = 10_000_000
 MAX_TIMEOUT_S = 30 * 24 * 3600  # 30 days
 MAX_SEED = 2 ** 32 - 1  # what numpy's and Optuna's samplers take
 MAX_THREADS = 1024
-MAX_EPOCHS = 100_000  # as ``nasscale train``
-#: the evaluator's integer keys and their ranges
-EVALUATOR_INTS = {"batch_size": (1, 65_536), "epochs": (1, MAX_EPOCHS),
-                  "subset": (1, 100_000_000), "steps": (1, 10_000_000)}
-#: the pruners' integer keys and their ranges
-PRUNER_INTS = {"min_resource": (1, MAX_EPOCHS), "max_resource": (1, MAX_EPOCHS),
-               "reduction_factor": (2, 1000), "min_early_stopping_rate": (0, 100),
-               "n_startup_trials": (0, MAX_TRIALS), "n_warmup_steps": (0, MAX_EPOCHS),
-               "interval_steps": (1, MAX_EPOCHS)}
 #: a study name is a file name (it names the output folder): no path separators, no ``..``
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 STUDY_NAME_RULE = ("a file name of letters, digits, '-', '_' and '.' (not first), at most 100 "

@@ -27,99 +27,35 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
+import optuna
+
+from nasscale.grammar import network_to_data
+from nasscale.latency.source import LatencySource
+from nasscale.reports.text import si
+from nasscale.scoring.evaluators import arch_seed, eval_resolution
+from nasscale.search.optuna_api import reseed_sampler
 from nasscale.search.space import SearchSpace
-from nasscale.search.storage import is_storage_error, worker_tag
+from nasscale.search.storage import is_storage_error, storage_error_text, worker_tag
+from nasscale.search.study_data import trained_resolution
+from nasscale.search.trials import (  # noqa: F401  (trial bookkeeping, re-exported)
+    STATUSES,
+    UNCOUNTED_REASONS,
+    Surplus,
+    counted,
+    counts,
+    requeued,
+    trial_reason,
+    trial_seed,
+    trial_status,
+)
 from nasscale.specs import NetworkSpec
-
-#: What became of a trial, as trials.csv, the plot, the summary and the progress line say it
-STATUSES = ("feasible", "over budget", "stopped early", "failed", "running", "waiting",
-            "interrupted", "surplus")
+from nasscale.zoo import count
 
 
 class CandidateFailed(Exception):
     """A candidate could not be evaluated (build error, out of memory, undefined score)."""
-
-
-class Surplus(Exception):
-    """The study already had its trials when this one started (another worker took the last
-    slot in the same instant): it is failed with reason ``surplus`` and not counted."""
-
-
-#: Reasons of FAIL trials that do not count towards the study's total
-UNCOUNTED_REASONS = ("interrupted", "surplus")
-
-
-def requeued(trials) -> set[int]:
-    """Numbers of trials that were queued again: by nasscale (``retry_of``) or by Optuna's
-    heartbeat callback for a worker that stopped answering (``failed_trial``)."""
-    out = set()
-    for t in trials:
-        for n in (t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial")):
-            if isinstance(n, int):
-                out.add(n)
-    return out
-
-
-def counts(trial, retried: set[int] | frozenset = frozenset()) -> bool:
-    """A finished trial that counts towards ``trials``: complete, pruned (over budget or
-    stopped early) or failed — except interrupted, re-queued (``retried``: see ``requeued``)
-    and surplus trials."""
-    state = trial.state.name
-    if state in ("COMPLETE", "PRUNED"):
-        return True
-    return state == "FAIL" and trial.number not in retried and not str(
-        trial.user_attrs.get("reason", "")).startswith(UNCOUNTED_REASONS)
-
-
-def counted(trials) -> list:
-    """The trials of ``trials`` that count (see ``counts``)."""
-    trials = list(trials)
-    retried = requeued(trials)
-    return [t for t in trials if counts(t, retried)]
-
-
-def trial_seed(seed: int, number: int) -> int:
-    """The sampler seed of trial ``number``: a resumed study, a second worker or a second
-    machine draws new points instead of replaying the first trials' random draws."""
-    import hashlib
-
-    digest = hashlib.sha256(f"nasscale-trial:{seed}:{number}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def reseed_sampler(sampler, seed: int) -> None:
-    """Seed every random state of an Optuna sampler (and the samplers inside it)."""
-    import numpy as np
-    from optuna.samplers import BaseSampler
-    from optuna.samplers._lazy_random_state import LazyRandomState
-
-    seen: set[int] = set()
-
-    def visit(obj) -> None:
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        for value in vars(obj).values():
-            if isinstance(value, LazyRandomState):
-                value.rng.seed(seed)
-            elif isinstance(value, np.random.RandomState):
-                value.seed(seed)
-            elif isinstance(value, BaseSampler):
-                visit(value)
-
-    visit(sampler)
-
-
-class LatencySource(Protocol):
-    """Gives a candidate's latency in milliseconds (measured or predicted) under one key."""
-
-    key: dict
-
-    def latency_ms(self, spec: NetworkSpec) -> float: ...
-
-    def builds_module(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -180,8 +116,6 @@ class Objective:
             raise
 
     def _run(self, trial) -> float | list[float]:
-        import optuna
-
         t0 = time.perf_counter()
         self.current = trial.number
         trial.set_user_attr("worker", worker_tag())
@@ -227,12 +161,6 @@ class Objective:
         return out[0] if len(out) == 1 else out
 
     def _evaluate(self, trial) -> dict[str, float]:
-        import optuna
-
-        from nasscale.zoo import count
-        from nasscale.grammar import network_to_data
-        from nasscale.scoring.evaluators import arch_seed
-
         spec = self.space.sample(trial, name=f"{self.study_name}_trial{trial.number}")
         same = self._finished_twin(trial)
         if same is not None:
@@ -294,7 +222,6 @@ class Objective:
         """``spec`` at the resolution its budgets are measured at (``budget_at``)."""
         if self.budget_at is None:
             return spec
-        from nasscale.scoring.evaluators import eval_resolution
 
         return spec.replace(resolution=eval_resolution(self.budget_at, spec.resolution),
                             expected=None)
@@ -303,8 +230,6 @@ class Objective:
         """``resolution``: the one the score is measured at, which best.yaml carries (a
         trained evaluator's; else the candidate's own); ``deploy_resolution``: the
         candidate's own, from the space."""
-        from nasscale.search.study_data import trained_resolution
-
         trained = trained_resolution(self.evaluator, spec)
         trial.set_user_attr("resolution", trained or spec.resolution)
         trial.set_user_attr("deploy_resolution", spec.resolution)
@@ -334,8 +259,6 @@ class Objective:
         return None
 
     def _copy(self, trial, twin) -> dict[str, float]:
-        import optuna
-
         for k, v in twin.user_attrs.items():
             if k not in ("worker", "seconds", "retry_of"):
                 trial.set_user_attr(k, v)
@@ -359,8 +282,6 @@ class Objective:
         the objective's value at this epoch to Optuna (single-objective studies only: Optuna
         has no intermediate values for several objectives) and stops the trial when the pruner
         says so, never after its last epoch (its result is then complete)."""
-        import optuna
-
         last = getattr(self.evaluator, "epochs", None)
         single = len(self.metrics) == 1
 
@@ -391,47 +312,13 @@ def _note_storage_loss(trial, err: BaseException) -> None:
     """Give a trial that a storage error interrupted its reason (``interrupted: storage
     unavailable: ...``) while Optuna can still store it; if the storage is down, the runner
     does it once the storage is back (``runner.requeue_lost``)."""
-    from nasscale.search.storage import storage_error_text
-
     with contextlib.suppress(Exception):
         trial.set_user_attr("reason", f"interrupted: storage unavailable: "
                             f"{storage_error_text(err)}; re-queued")
         trial.set_user_attr("status", "interrupted")
 
 
-def trial_reason(trial, retried: set[int] | frozenset = frozenset()) -> str:
-    """Why a trial was rejected, stopped or failed (trials.csv's ``reason``).  A failed trial
-    without one was failed by Optuna itself: re-queued (``retried``), its worker stopped
-    answering (it died, or lost the storage: the heartbeat of a database storage)."""
-    reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason") or ""
-    if reason or trial.state.name != "FAIL":
-        return str(reason)
-    if trial.number in retried:
-        return ("interrupted: its worker stopped answering (it died or lost the storage); "
-                "re-queued")
-    return "failed by Optuna with no reason stored (its worker may have died or lost the storage)"
-
-
-def trial_status(trial, retried: set[int] | frozenset = frozenset()) -> str:
-    """One of ``STATUSES`` for an Optuna trial: over-budget and early-stopped trials are
-    both PRUNED in Optuna; ``stopped_early`` tells them apart.  A failed trial that was
-    queued again (``retried``) is ``interrupted``."""
-    state = trial.state.name
-    if state == "COMPLETE":
-        return "feasible" if all(v <= 0 for v in trial.constraints.values()) else "over budget"
-    if state == "PRUNED":
-        return "stopped early" if trial.user_attrs.get("stopped_early") else "over budget"
-    if state == "FAIL":
-        reason = str(trial.user_attrs.get("reason", ""))
-        if trial.number in retried:
-            return "interrupted"
-        return next((r for r in UNCOUNTED_REASONS if reason.startswith(r)), "failed")
-    return state.lower()  # running, waiting
-
-
 def _fmt(metric: str, value: float) -> str:
     if metric == "latency":
         return f"{value:.2f}ms"
-    from nasscale.reports.text import si
-
     return si(value)

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nasscale.grammar import dump_network, network_from_data
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
 from nasscale.search.objective import counted as counted_trials
 from nasscale.search.storage import redact
@@ -34,8 +35,6 @@ from nasscale.search.storage import redact
 def _network_yaml(trial, study_name: str, metrics: dict, budgets_at: str = "deploy") -> str:
     """The trial's network at the resolution its score was measured at, its metrics in
     comments (``budgets_at``: deploy or train, where its latency and FLOPs were measured)."""
-    from nasscale.grammar import dump_network, network_from_data
-
     ua = trial.user_attrs
     data = dict(ua["network"])
     data["name"] = f"{study_name}_trial{trial.number}"
@@ -93,7 +92,7 @@ def best_numbers(trials, directions: list[str]) -> list[int]:
 
 def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
     """Write the outputs from ``trials`` (default: read from ``ostudy``)."""
-    from nasscale.search.plots import pareto_plot, trials_frame
+    from nasscale.search.plots import pareto_plot, trials_frame  # heavy: pandas (0.2 s)
 
     study = setup.study
     score_name = setup.score_name

@@ -6,11 +6,14 @@ linear and attention matmuls at batch 1.
 """
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from nasscale.reports.text import si
 from nasscale.search.objective import requeued, trial_reason, trial_status
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -68,8 +71,6 @@ def trials_frame(trials: Sequence[Any], metrics: Sequence[str],
 
 def _natural(name: str) -> list:
     """``s2.l10`` after ``s2.l9``: digits compare as numbers."""
-    import re
-
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
@@ -89,10 +90,10 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
     score among the others; those rejected before scoring in a strip below the plot, at their
     latency (or FLOPs); those without the x value at all (rejected by FLOPs before latency
     was measured) as a count, "not drawn"."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     xcol = {"latency": "latency_ms", "flops": "flops", "params": "params"}[x_metric]
     ycol = score_name if score_name in frame and frame[score_name].notna().any() else None
@@ -107,9 +108,7 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
     _budget(ax, strip, budgets, x_metric)
     for axis in (ax, strip):
         if axis is not None and x_metric in ("flops", "params"):
-            from matplotlib.ticker import FuncFormatter
-
-            from nasscale.reports.text import si
+            from matplotlib.ticker import FuncFormatter  # heavy: matplotlib
 
             axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
     (strip or ax).set_xlabel({"latency": "latency (ms)", "flops": "FLOPs (MACs, batch 1)",
@@ -127,8 +126,6 @@ def pareto_plot(frame: pd.DataFrame, path: Path, score_name: str, x_metric: str,
 def _wrap(title: str, width: int = 90) -> str:
     """A title in lines that fit the figure (a data path or a long evaluator label would be
     clipped on one line)."""
-    import textwrap
-
     return "\n".join(textwrap.wrap(title, width, break_long_words=True)) or title
 
 
@@ -188,8 +185,6 @@ def _budget(ax, strip, budgets, x_metric: str) -> None:
     limit = (budgets or {}).get(x_metric)
     if limit is None:
         return
-    from nasscale.reports.text import si
-
     text = f"{limit:.2f} ms" if x_metric == "latency" else si(limit)
     ax.axvline(limit, ls="--", c="gray", lw=1, label=f"{x_metric} budget {text}")
     if strip is not None:

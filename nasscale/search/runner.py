@@ -2,11 +2,11 @@
 outputs.
 
 Set-up (``search/setup.py``) resolves everything that must be the same for every worker and
-every resumed run — budgets relative to named networks, the latency measurement key, the reference networks'
-scores — and stores it on the Optuna study (user attributes), so workers and later runs read
-it instead of measuring again.  Trials run through Optuna's own storage: several processes
-on one machine share the journal file, many machines share a PostgreSQL database; nasscale
-never schedules trials itself.
+every resumed run — budgets relative to named networks, the latency measurement key, the
+reference networks' scores — and stores it on the Optuna study (user attributes), so workers
+and later runs read it instead of measuring again.  Trials run through Optuna's own storage:
+several processes on one machine share the journal file, many machines share a PostgreSQL
+database; nasscale never schedules trials itself.
 
 ``trials`` is the number of finished trials the study should have, whatever the number of
 processes or machines: each worker runs trials one at a time (Optuna's ``optimize``) until
@@ -32,6 +32,7 @@ one study into one folder, the one that writes last read last.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import multiprocessing as mp
 import os
@@ -41,8 +42,14 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
+from optuna.trial import TrialState
+
 from nasscale.errors import NasscaleError
+from nasscale.search import outputs  # the module: write_outputs is looked up when called
 from nasscale.search.objective import CandidateFailed, Objective, Surplus, counted, requeued
+from nasscale.search.optuna_api import fail_trial
+from nasscale.search.progress import Progress
 from nasscale.search.setup import (  # noqa: F401  (RunOptions, Setup, make_pruner...: API)
     RunOptions,
     Setup,
@@ -84,18 +91,13 @@ def requeue_interrupted(ostudy, number: int | None, why: str) -> None:
     trial Optuna already failed keeps the reason it has (a finished trial cannot be changed)."""
     if number is None:
         return
-    from optuna.trial import TrialState
-
     for t in ostudy.get_trials(deepcopy=False):
         if t.number != number:
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):  # it finished after all
             return
         if t.state == TrialState.RUNNING:  # interrupted before Optuna could tell it
-            ostudy._storage.set_trial_user_attr(t._trial_id, "reason",
-                                                f"interrupted: {why}; re-queued")
-            ostudy._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-            ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            fail_trial(ostudy, t, f"interrupted: {why}; re-queued", status="interrupted")
         if str(t.user_attrs.get("reason", "interrupted")).startswith("interrupted") and \
                 t.number not in requeued(ostudy.get_trials(deepcopy=False)):
             ostudy.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
@@ -210,8 +212,6 @@ def _run_one(ostudy, objective: Objective, one_trial, retry_for: float,
 def _watch_parent() -> None:
     """A worker whose parent ``nasscale search`` died (``kill -9``) stops like on Ctrl-C: its
     running trial is re-queued, and it never lingers as an orphan."""
-    import _thread
-
     parent = os.getppid()
 
     def watch() -> None:
@@ -225,8 +225,6 @@ def _watch_parent() -> None:
 def worker_main(setup: Setup, deadline: float | None, worker: int) -> None:
     """One worker process: open the shared storage and run trials until the study has its
     total, or until ``deadline`` (``time.time()``; shared by all workers of a run)."""
-    import optuna
-
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
     # the progress bar): Optuna's per-trial tracebacks would only bury them
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
@@ -264,8 +262,6 @@ def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> Non
     """Run trials in ``options.workers`` processes (1: in this process) until the study has
     its total, showing progress on stderr.  ``snapshot`` keeps the last trials read, for the
     outputs if the storage goes away."""
-    from nasscale.search.progress import Progress
-
     progress = Progress(ostudy, setup.target, enabled=options.progress,
                         score=setup.study.metrics[0],
                         stopping=setup.study.pruner.name != "none")
@@ -311,8 +307,6 @@ def run_trials(setup: Setup, ostudy, options: RunOptions, snapshot: list) -> Non
 def run_search(study: StudySpec, options: RunOptions) -> dict:
     """Set up, run the missing trials, write the outputs; returns the summary.  A storage
     that stays down past ``storage_retry`` stops the run after the outputs are written."""
-    from nasscale.search.outputs import write_outputs
-
     check_options(options)
     if options.out.exists() and not options.out.is_dir():
         raise NasscaleError(f"--out {options.out}: is a file, not a folder")
@@ -339,7 +333,7 @@ def run_search(study: StudySpec, options: RunOptions) -> dict:
             if not is_storage_error(err):
                 raise
             trials = snapshot  # the storage is gone: what was last read
-        summary = write_outputs(setup, ostudy, options.out, trials=trials)
+        summary = outputs.write_outputs(setup, ostudy, options.out, trials=trials)
     summary["interrupted"] = interrupted
     if down is not None:
         raise down

@@ -6,12 +6,26 @@ options of a run and the Optuna sampler and pruner a study names (``search/runne
 the trials)."""
 from __future__ import annotations
 
-import os
+import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
+
+from nasscale import zoo
 from nasscale.errors import NasscaleError
+from nasscale.latency import available_cores
+from nasscale.latency.key import MeasurementKey
+from nasscale.search.latency_source import (
+    ensure_table,
+    evaluate_references,
+    latency_settings,
+    make_latency_source,
+    resolve_budgets,
+)
+from nasscale.search.limits import MAX_TRIALS, check_int, check_seconds, check_study_name
 from nasscale.search.locate import make_space
 from nasscale.search.objective import Constraint, Objective
 from nasscale.search.storage import (
@@ -23,6 +37,7 @@ from nasscale.search.storage import (
     with_retry,
 )
 from nasscale.search.study import StudySpec
+from nasscale.search.study_data import budget_line, budget_scale, chance_info, evaluator_label
 
 
 @dataclass
@@ -59,8 +74,6 @@ class Setup:
 
 
 def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
-    import optuna
-
     cfg = study.sampler
     seed = (study.seed + worker) % 2 ** 32  # the range numpy's random states take
     name = cfg.name
@@ -82,8 +95,6 @@ def make_sampler(study: StudySpec, worker: int = 0, grid: dict | None = None):
 def make_pruner(study: StudySpec):
     """The study's Optuna pruner (``NopPruner`` for none: Optuna's own default would be a
     median pruner).  Only single-objective train studies have one (see study.py)."""
-    import optuna
-
     cls = {"successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "hyperband": optuna.pruners.HyperbandPruner,
            "median": optuna.pruners.MedianPruner}.get(study.pruner.name)
@@ -95,15 +106,11 @@ def make_objective(setup: Setup) -> Objective:
     sets its own threads (``evaluator.threads``, else the cores other processes leave idle:
     ``nasscale.scoring.threads``); proxies run at ``latency.threads``, and latency is
     measured at them (the measuring code sets them and puts them back)."""
-    import torch
-
-    from nasscale.search.evaluation import make_evaluator
-    from nasscale.search.latency_source import make_latency_source
-    from nasscale.search.study_data import budget_scale
+    import torch  # heavy: torch (only the process that runs trials needs it)
 
     study = setup.study
     torch.set_num_threads(study.latency.threads)
-    evaluator = make_evaluator(study)
+    evaluator = study.make_evaluator()
     return Objective(
         space=make_space(study), metrics=study.metrics,
         evaluator=evaluator, constraints=setup.constraints,
@@ -131,8 +138,6 @@ def run_timeout(study: StudySpec, options: RunOptions) -> float | None:
 def check_options(options: RunOptions) -> None:
     """The run's own limits, in the ranges a study file's take (one-line errors naming the
     command-line option)."""
-    from nasscale.search.limits import MAX_TRIALS, check_int, check_seconds, check_study_name
-
     if options.n_trials is not None:
         check_int(options.n_trials, "--n-trials", 1, MAX_TRIALS)
     if options.timeout is not None:
@@ -152,8 +157,6 @@ WORKERS_PER_CORE = 4
 
 
 def check_workers(workers: int) -> int:
-    from nasscale.latency import available_cores
-
     cores = available_cores()
     most = WORKERS_PER_CORE * cores
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= most:
@@ -168,7 +171,8 @@ def check_workers(workers: int) -> int:
 def _fingerprint(study: StudySpec) -> dict:
     """What must not change between runs of one Optuna study.  The pruner is in it only when
     there is one, so studies stored before pruners existed still resume."""
-    evaluator = {k: v for k, v in study.evaluator.items() if k != "threads"}  # speed only
+    evaluator = {k: v for k, v in study.evaluator.as_written().items()
+                 if k != "threads"}  # speed only
     out = {"space": study.space or study.coefficients,
            "objectives": [list(o) for o in study.objectives],
            "evaluator": evaluator, "constraints": list(study.constraints),
@@ -184,8 +188,6 @@ def _fingerprint(study: StudySpec) -> dict:
 def _in_study(study: StudySpec, section: str, fn):
     """``fn()``; a ``NasscaleError`` it raises names the study file and the field:
     ``study.yaml: latency.threads: ...``."""
-    import re
-
     try:
         return fn()
     except NasscaleError as err:
@@ -205,8 +207,6 @@ def _in_study(study: StudySpec, section: str, fn):
 
 def check_references(study: StudySpec) -> None:
     """Every ``references`` name loads (before anything is measured)."""
-    from nasscale import zoo
-
     for i, name in enumerate(study.references or ()):
         try:
             zoo.load(name)
@@ -219,9 +219,6 @@ def _check_key(study: StudySpec, shared: dict, name: str, options: RunOptions, a
     refused, or with ``--own-budgets`` it resolves the relative budgets on this machine."""
     if not study.needs_latency or study.latency.source == "lut":
         return None
-    from nasscale.latency.key import MeasurementKey
-    from nasscale.search.latency_source import make_latency_source, resolve_budgets
-
     here = make_latency_source(study).key
     stored = shared.get("latency_key") or {}
     if here == stored:
@@ -249,66 +246,24 @@ def prepare(study: StudySpec, options: RunOptions):
     """Open or create the Optuna study and resolve what every worker shares.  Returns
     ``(setup, optuna_study)``.  Done under ``setup_lock``: processes that start together wait
     for the first one's set-up and then read it, so a study has one set of resolved budgets."""
-    import optuna
-
-    from nasscale.search.evaluation import make_evaluator
-    from nasscale.search.latency_source import (
-        ensure_table,
-        evaluate_references,
-        resolve_budgets,
-    )
-    from nasscale.search.study_data import budget_scale, chance_info, evaluator_label
-
     # failed and interrupted trials are recorded with their reason (trials.csv, the summary,
     # the progress bar): Optuna's per-trial tracebacks would only bury them
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     name = options.study_name or study.name
     url = normalise_url(options.storage or study.storage)
-    space = _in_study(study, "space", lambda: make_space(study))  # fail early on a bad space
-    # ... and on a bad dataset or user function, and on bad measurement settings
-    evaluator = _in_study(study, "evaluator", lambda: make_evaluator(study))
-    if study.needs_latency and study.latency.source != "lut":
-        from nasscale.search.latency_source import _settings
-
-        _in_study(study, "latency", lambda: _settings(study).key())
-    check_references(study)
+    space, evaluator = _check_before_opening(study)
     fingerprint = _fingerprint(study)
     at = budget_scale(study, evaluator)  # None: budgets at each candidate's own resolution
     with setup_lock(url, options.out):
-        storage = open_storage(url, options.out)
-        directions = [d for _, d in study.objectives]
-        ostudy = with_retry(lambda: optuna.create_study(
-            study_name=name, storage=storage, directions=directions, sampler=make_sampler(study),
-            pruner=make_pruner(study), load_if_exists=True), "opening the study",
-            options.storage_retry, url)
-        if [d.name.lower() for d in ostudy.directions] != directions:
-            raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
-                                f"directions {[d.name.lower() for d in ostudy.directions]}, "
-                                f"not {directions}; use --study-name or another --out")
-        attrs = ostudy.user_attrs
-        stored = attrs.get("nasscale.fingerprint")
-        if stored is not None and stored != fingerprint:
-            if ostudy.get_trials(deepcopy=False):
-                changed = sorted(k for k in {**stored, **fingerprint}
-                                 if stored.get(k) != fingerprint.get(k))
-                raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} "
-                                    f"was created with other settings ({', '.join(changed)} "
-                                    "differ); use --study-name or another --out")
-            attrs = {}  # no trial ever ran (a set-up that failed): set it up again
+        ostudy = _open_study(study, name, url, options)
+        stored = ostudy.user_attrs.get("nasscale.fingerprint")
+        attrs = _check_fingerprint(ostudy, stored, fingerprint, name, url, options)
         recovered = recover_stale_trials(ostudy)
         if recovered:
             print(f"nasscale: re-queued {len(recovered)} trial(s) of a worker that died: "
                   f"{recovered}", file=sys.stderr)
         ensure_table(study)  # a lookup table the study builds is completed before any trial
-        shared = attrs.get("nasscale.shared")
-        if shared is None:  # first run: resolve relative budgets by measuring, once
-            constraints, reward, key, reference = resolve_budgets(study, at)
-            shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
-                      "reward": list(reward) if reward else None, "latency_key": key,
-                      "latency_reference": reference}
-            ostudy.set_user_attr("nasscale.shared", shared)
-        else:
-            shared = _check_key(study, shared, name, options, at) or shared
+        shared = _shared_budgets(study, ostudy, attrs, name, options, at)
         setup = Setup(study=study, study_name=name, storage=url, out=str(options.out),
                       constraints=tuple(Constraint(*c) for c in shared["constraints"]),
                       reward=tuple(shared["reward"]) if shared["reward"] else None,
@@ -319,24 +274,87 @@ def prepare(study: StudySpec, options: RunOptions):
                       target=target_trials(study, options),
                       storage_retry=options.storage_retry,
                       chance=chance_info(study, evaluator))
-        references = attrs.get("nasscale.references")
-        if references is None:
-            names = study.references or space.contains
-            references = evaluate_references(setup, names, make_objective(setup))
-            ostudy.set_user_attr("nasscale.references", references)
-        setup.references = references
+        setup.references = _references(setup, ostudy, attrs, space)
         if stored != fingerprint:  # only once the set-up has succeeded
             ostudy.set_user_attr("nasscale.fingerprint", fingerprint)
-        if not ostudy.metric_names:  # optuna-dashboard's axis labels
-            import warnings
-
-            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ostudy.set_metric_names([setup.score_name if m == "score" else
-                                         {"latency": "latency_ms"}.get(m, m)
-                                         for m in study.metrics])
+        _name_metrics(ostudy, setup)
     if study.has_budgets:
-        from nasscale.search.study_data import budget_line
-
         print(f"nasscale: {budget_line(study, evaluator, space)}", file=sys.stderr)
     return setup, ostudy
+
+
+def _check_before_opening(study: StudySpec):
+    """The space, the evaluator (data sets, user functions), the measurement settings and
+    the references, each failing with the study file and field before anything is stored.
+    Returns ``(space, evaluator)``."""
+    space = _in_study(study, "space", lambda: make_space(study))
+    evaluator = _in_study(study, "evaluator", study.make_evaluator)
+    if study.needs_latency and study.latency.source != "lut":
+        _in_study(study, "latency", lambda: latency_settings(study).key())
+    check_references(study)
+    return space, evaluator
+
+
+def _open_study(study: StudySpec, name: str, url: str | None, options: RunOptions):
+    """The Optuna study, created or loaded (storage outages retried), with the file's
+    directions."""
+    directions = [d for _, d in study.objectives]
+    ostudy = with_retry(lambda: optuna.create_study(
+        study_name=name, storage=open_storage(url, options.out), directions=directions,
+        sampler=make_sampler(study), pruner=make_pruner(study), load_if_exists=True),
+        "opening the study", options.storage_retry, url)
+    if [d.name.lower() for d in ostudy.directions] != directions:
+        raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} has "
+                            f"directions {[d.name.lower() for d in ostudy.directions]}, "
+                            f"not {directions}; use --study-name or another --out")
+    return ostudy
+
+
+def _check_fingerprint(ostudy, stored, fingerprint: dict, name: str, url, options) -> dict:
+    """The study's stored attributes; a study created with other settings is refused once it
+    has trials (one whose set-up failed before any trial is set up again: ``{}``)."""
+    if stored is None or stored == fingerprint:
+        return ostudy.user_attrs
+    if ostudy.get_trials(deepcopy=False):
+        changed = sorted(k for k in {**stored, **fingerprint}
+                         if stored.get(k) != fingerprint.get(k))
+        raise NasscaleError(f"study {name!r} in {describe_storage(url, options.out)} "
+                            f"was created with other settings ({', '.join(changed)} "
+                            "differ); use --study-name or another --out")
+    return {}
+
+
+def _shared_budgets(study: StudySpec, ostudy, attrs: dict, name: str, options: RunOptions,
+                    at) -> dict:
+    """The resolved budgets every worker shares: measured once by the first run and stored;
+    a later run checks that it measures under the same key (``_check_key``)."""
+    shared = attrs.get("nasscale.shared")
+    if shared is None:  # first run: resolve relative budgets by measuring, once
+        constraints, reward, key, reference = resolve_budgets(study, at)
+        shared = {"constraints": [[c.text, c.metric, c.limit, c.op] for c in constraints],
+                  "reward": list(reward) if reward else None, "latency_key": key,
+                  "latency_reference": reference}
+        ostudy.set_user_attr("nasscale.shared", shared)
+        return shared
+    return _check_key(study, shared, name, options, at) or shared
+
+
+def _references(setup: Setup, ostudy, attrs: dict, space) -> dict:
+    """The reference networks' scores and costs: evaluated once, stored on the study."""
+    references = attrs.get("nasscale.references")
+    if references is None:
+        names = setup.study.references or space.contains
+        references = evaluate_references(setup, names, make_objective(setup))
+        ostudy.set_user_attr("nasscale.references", references)
+    return references
+
+
+def _name_metrics(ostudy, setup: Setup) -> None:
+    """optuna-dashboard's axis labels ("experimental" in Optuna since 3.2)."""
+    if ostudy.metric_names:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy.set_metric_names([setup.score_name if m == "score" else
+                                 {"latency": "latency_ms"}.get(m, m)
+                                 for m in setup.study.metrics])

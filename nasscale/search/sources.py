@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from nasscale.errors import NasscaleError
+from nasscale.grammar.yaml_io import read_yaml
 from nasscale.latency.build import parse_source as parse_network_source
+from nasscale.search.space import SampledSpace
+from nasscale.search.space_io import is_space_file, load_space
 
 #: The most networks ``space:NAME:N`` samples (their blocks are measured into the table)
 MAX_SPACE_SAMPLES = 100_000
@@ -30,15 +33,9 @@ def parse_source(text: str) -> object:
     sampled networks: ``sample_count``) or a network name / YAML path (a YAML file holding a search
     space rather than a network is taken as ``space:PATH``)."""
     if text.startswith("space:"):
-        from nasscale.search.space import SampledSpace
-        from nasscale.search.space_io import load_space
-
         name, n = text[len("space:"):].partition(":")[0], sample_count(text)
         return SampledSpace(load_space(name), n=n)
     if text.endswith((".yaml", ".yml")) and Path(text).is_file():
-        from nasscale.grammar.yaml_io import read_yaml
-        from nasscale.search.space_io import is_space_file
-
         if is_space_file(read_yaml(text)[0]):
             return parse_source(f"space:{text}")
     return parse_network_source(text)

@@ -19,10 +19,20 @@ Parameter names: ``resolution``, ``stem.width``, ``stem.activation``, ``s<i>.dep
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from nasscale.errors import SpecError
+from nasscale.latency.table import unit_key, units_of
+from nasscale.search.choices import (  # noqa: F401  (NotInSpace, Suggester: API)
+    HeadChoice,
+    NotInSpace,
+    StageChoice,
+    Suggester,
+    WidthChoice,
+    hidden_label,
+)
 from nasscale.specs import (
     ConvSpec,
     HeadSpec,
@@ -31,16 +41,6 @@ from nasscale.specs import (
     RoundingPolicy,
     StageSpec,
     resolve,
-)
-
-
-from nasscale.search.choices import (  # noqa: F401  (NotInSpace, Suggester: API)
-    HeadChoice,
-    hidden_label,
-    NotInSpace,
-    StageChoice,
-    Suggester,
-    WidthChoice,
 )
 
 
@@ -75,8 +75,9 @@ class SearchSpace:
                 continue
             width = slot.width.sample(trial, f"s{i}.width")
             for j in range(depth if slot.layerwise else 1):
-                block = slot.layer.sample(trial, lambda f, j=j: slot.name(i, j, f), channels,
-                                          width, slot.stride if j == 0 else 1)
+                block = slot.layer.sample(
+                    trial, lambda f, i=i, j=j, slot=slot: slot.name(i, j, f), channels, width,
+                    slot.stride if j == 0 else 1)
                 stages.append(StageSpec(block, 1 if slot.layerwise else depth))
                 channels = width
             tail = slot.attention.sample(trial, i, width) if slot.attention else None
@@ -96,7 +97,7 @@ class SearchSpace:
         kernel, expansion and head, SE on where a slot offers it, the largest resolution (the
         first listed block kind and activation, which carry no size).  Every member with
         those kinds is a sub-network of it, so it is the parent a weight-inheritance study
-        trains (``nasscale.search.inherit``)."""
+        trains (``nasscale.transfer.containment``)."""
         spec = self.sample(_Largest(), name=name or f"{self.name}_largest")
         return spec.replace(paper=f"the largest member of search space {self.name} "
                                   "(SearchSpace.largest): the parent of weight inheritance")
@@ -276,10 +277,6 @@ class SampledSpace:
         return self.space.sample(RandomSuggester(rng), name=name)
 
     def blocks(self):
-        import random
-
-        from nasscale.latency.table import unit_key, units_of
-
         rng = random.Random(self.seed)
         blocks: dict[str, Any] = {}
         heads: dict[str, Any] = {}

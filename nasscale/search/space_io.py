@@ -30,16 +30,16 @@ from typing import Any, Mapping
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError, suggest
 from nasscale.grammar.text import SE_TOKEN
 from nasscale.grammar.yaml_io import check_keys, in_file, norm_from_data, read_yaml
-from nasscale.specs import NormPolicy
 from nasscale.search.choices import (
     AttentionTail,
     HeadChoice,
-    MQATail,
     LayerChoice,
+    MQATail,
     StageChoice,
     WidthChoice,
 )
 from nasscale.search.space import SearchSpace
+from nasscale.specs import NormPolicy
 from nasscale.zoo import spaces_dir
 
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "norm",

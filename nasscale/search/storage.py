@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -30,9 +32,16 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.trial import TrialState
+
 from nasscale.errors import NasscaleError
+from nasscale.search.optuna_api import fail_trial
 
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 
@@ -61,8 +70,6 @@ def is_rdb(url: str | None) -> bool:
 
 
 def _module_available(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 
@@ -104,7 +111,7 @@ def setup_lock(url: str | None, out_dir: Path, timeout: float = 600.0):
     if not url or not url.startswith("postgresql"):
         yield
         return
-    import sqlalchemy
+    import sqlalchemy  # heavy: sqlalchemy (0.1 s), for PostgreSQL only
 
     key = int.from_bytes(hashlib.sha256(b"nasscale-setup").digest()[:8], "big", signed=True)
     try:
@@ -129,7 +136,7 @@ def _file_lock(lock_file: Path, path: Path, timeout: float):
     (no empty file stays beside the journal).  A process that waited on a file the holder
     then removed locks a file nobody else sees: it checks that the file it locked is still the
     one at that path, and otherwise opens the path again, so two processes never hold it."""
-    import fcntl
+    import fcntl  # optional: POSIX-only module (absent on Windows)
 
     deadline = time.monotonic() + timeout
     while True:
@@ -142,7 +149,7 @@ def _file_lock(lock_file: Path, path: Path, timeout: float):
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise NasscaleError(f"{path}: another process has held the lock "
-                                            f"{lock_file} for {timeout:.0f} s")
+                                            f"{lock_file} for {timeout:.0f} s") from None
                     time.sleep(0.1)
         except BaseException:
             handle.close()
@@ -199,8 +206,6 @@ def repair_journal_tail(path: Path) -> Path | None:
     journal was whole).  Done under Optuna's own journal lock, so no live write is cut."""
     if not path.is_file() or _tail_start(path) is None:
         return None
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     lock = JournalFileSymlinkLock(str(path))
     lock.acquire()
     try:
@@ -221,8 +226,6 @@ def repair_journal_tail(path: Path) -> Path | None:
 def _tail_start(path: Path) -> int | None:
     """The offset of the journal's last line when that line is damaged (no line end, or not
     JSON), else ``None``."""
-    import json
-
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
@@ -266,17 +269,12 @@ def _damaged_name(path: Path) -> Path:
 def trial_user_attrs(study_name: str, out_dir: Path, number: int,
                      url: str | None = None) -> dict:
     """The user attributes of trial ``number`` of a stored study."""
-    import optuna
-
     study = optuna.load_study(study_name=study_name, storage=open_storage(url, out_dir))
     return dict(study.trials[number].user_attrs)
 
 
 def open_storage(url: str | None, out_dir: Path):
     """The Optuna storage object for ``url`` (``None``: the journal file in ``out_dir``)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
     path = journal_path(url, out_dir)
     if path is not None:
         try:
@@ -293,10 +291,6 @@ def open_storage(url: str | None, out_dir: Path):
                                 "use another --out") from None
     url = normalise_url(url)
     if is_rdb(url):
-        import warnings
-
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -330,8 +324,6 @@ def recover_stale_trials(study) -> list[int]:
     """Fail the RUNNING trials whose worker on this host is dead (a ``kill -9``, a crash) and
     enqueue their parameters again, so a resumed study re-runs them.  RDB storages do this
     themselves with heartbeats; a journal file has none."""
-    from optuna.trial import TrialState
-
     host = socket.gethostname()
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -339,11 +331,8 @@ def recover_stale_trials(study) -> list[int]:
         worker_host, _, pid = tag.rpartition(":")
         if worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
-        study._storage.set_trial_system_attr(trial._trial_id, "fail_reason",
-                                             f"interrupted: worker {tag} died")
-        study._storage.set_trial_user_attr(trial._trial_id, "reason",
-                                           f"interrupted: worker {tag} died; re-queued")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        fail_trial(study, trial, f"interrupted: worker {tag} died; re-queued",
+                   system_reason=f"interrupted: worker {tag} died")
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         recovered.append(trial.number)
@@ -355,8 +344,6 @@ def recover_stale_trials(study) -> list[int]:
 def is_storage_error(err: BaseException | None, depth: int = 0) -> bool:
     """A database that does not answer — or an error raised while handling one (Optuna's
     own trial loop then fails with an ``UnboundLocalError`` whose context is the real one)."""
-    import optuna
-
     if err is None or depth > 5:
         return False
     sqlalchemy = sys.modules.get("sqlalchemy")

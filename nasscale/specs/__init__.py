@@ -1,4 +1,14 @@
 """Typed, frozen, torch-free specs: blocks, networks, and the resolve pass."""
+from nasscale.specs.attention import (
+    MobileMQASpec,
+    MobileViTSpec,
+    MobileViTv2Spec,
+    PatchMergeSpec,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
+)
 from nasscale.specs.blocks import (
     MOBILENET_V3_SE,
     BlockSpec,
@@ -12,16 +22,6 @@ from nasscale.specs.blocks import (
     PatchifySpec,
     SESpec,
     UIBSpec,
-)
-from nasscale.specs.attention import (
-    MobileMQASpec,
-    MobileViTSpec,
-    MobileViTv2Spec,
-    PatchMergeSpec,
-    SwinEmbedSpec,
-    SwinSpec,
-    ViTEmbedSpec,
-    ViTSpec,
 )
 from nasscale.specs.common import (
     ACTIVATIONS,
@@ -38,8 +38,16 @@ from nasscale.specs.common import (
     round_repeats,
 )
 from nasscale.specs.kind import KindRule
-from nasscale.specs.network import (Expected, HeadSpec, NetworkSpec, NormPolicy, RoundingPolicy,
-                                    StageSpec)
+from nasscale.specs.network import (
+    WEIGHT_SOURCES,
+    Expected,
+    HeadSpec,
+    NetworkSpec,
+    NormPolicy,
+    RoundingPolicy,
+    StageSpec,
+    WeightsLayout,
+)
 from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
 
 #: Every block kind, by its code.  Adding a kind (docs/ARCHITECTURE.md, "Adding a block kind"):
@@ -71,7 +79,10 @@ __all__ = [
     "DepthwiseSeparableSpec", "Expected", "FusedMBConvSpec", "HeadSpec", "KindRule",
     "LNDownsampleSpec",
     "MBConvSpec", "MOBILENET_V3_SE", "NetworkSpec", "PatchifySpec", "ResolvedBlock",
-    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec", "UIBSpec",
+    "NormPolicy", "ResolvedHead", "ResolvedNetwork", "RoundingPolicy", "SESpec", "StageSpec",
+    "UIBSpec",
+    "WEIGHT_SOURCES",
+    "WeightsLayout",
     "make_divisible", "resolve", "round_repeats",
     # upper bounds of the specs' numbers
     "LIMITS", "MAX_BLOCKS", "MAX_CHANNELS", "MAX_CLASSES", "MAX_EXPAND_RATIO", "MAX_KERNEL",

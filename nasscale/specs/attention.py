@@ -27,7 +27,6 @@ from typing import ClassVar
 
 from nasscale.errors import field_error
 from nasscale.specs.blocks import BlockSpec, _check_expansion, conv_out
-from nasscale.specs.kind import KindRule
 from nasscale.specs.common import (
     ACTIVATIONS,
     check_bool,
@@ -36,6 +35,7 @@ from nasscale.specs.common import (
     check_odd,
     make_divisible,
 )
+from nasscale.specs.kind import KindRule
 
 
 def mlp_width(spec: BlockSpec, width: int) -> int:
@@ -349,8 +349,8 @@ class PatchMergeSpec(BlockSpec):
         return (math.ceil(hw[0] / 2), math.ceil(hw[1] / 2))
 
 
-__all__ = ["MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec", "ViTEmbedSpec",
-           "ViTSpec", "ceil_to", "mlp_width"]
+__all__ = ["MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec", "SwinSpec",
+           "ViTEmbedSpec", "ViTSpec", "ceil_to", "mlp_width"]
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import ClassVar
 from nasscale.errors import SpecError, field_error
 from nasscale.specs.common import (
     ACTIVATIONS,
-    SE_GATES,
     MAX_EXPAND_RATIO,
+    SE_GATES,
     check_bool,
     check_choice,
     check_int,

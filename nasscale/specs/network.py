@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 from nasscale.errors import SpecError, field_error
 from nasscale.specs.blocks import BlockSpec
-from nasscale.specs.common import (ACTIVATIONS, MAX_BLOCKS, check_choice, check_int,
-                                   check_number)
+from nasscale.specs.common import ACTIVATIONS, MAX_BLOCKS, check_choice, check_int, check_number
 
 #: ``avg``: global average pooling (of the patch tokens, for a ViT); ``token``: the class token.
 POOLS = ("avg", "token")
@@ -199,11 +198,52 @@ class Expected:
                 check_number(f"expected.{name}", getattr(self, name))
 
 
+#: An option value of a weights layout (``WeightsLayout.options``).
+OptionValue = bool | int | float | str
+
+
+#: where reference weights come from (``nasscale.weights.layouts``)
+WEIGHT_SOURCES = ("torchvision", "timm")
+
+
+@dataclass(frozen=True)
+class WeightsLayout:
+    """Whose tensor names a network's weights take in one source: ``layout`` names an entry of
+    ``nasscale.weights.layouts.LAYOUTS`` (``tv_mobilenet_v3``, ``timm_convnext``, ...) whose
+    ``source`` is ``source`` (``torchvision`` or ``timm``); ``options`` are the layout's own
+    switches as ``(name, value)`` pairs, sorted by name (timm's ConvNeXt: ``conv_mlp``).
+    Which names exist is the layouts' business: they are checked where a network is read from
+    YAML and where a layout is made, not here (the specs know nothing of torchvision or timm).
+    """
+
+    source: str
+    layout: str
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("source", "layout"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise field_error(name, "a non-empty string", value)
+        pairs = isinstance(self.options, tuple) and all(
+            isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in self.options)
+        if not pairs:
+            raise field_error("options", "(name, value) pairs", self.options)
+        names = [name for name, _ in self.options]
+        if names != sorted(set(names)):
+            raise field_error("options", "pairs sorted by name, each name once", self.options)
+        for name, value in self.options:
+            if not isinstance(value, (bool, int, float, str)):
+                raise field_error(name, "a boolean, number or string", value)
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """A whole classifier.  Only ``stem``, ``stages``, ``head``, ``num_classes``, ``in_channels``,
     ``resolution`` and ``drop_path_rate`` change the network's shape, and ``norm`` its function
-    (not its size); the rest is metadata."""
+    (not its size); the rest is metadata.  ``weights``: the layout of each source (torchvision,
+    timm) that has the network, one ``WeightsLayout`` per source (``nasscale.weights.layouts``);
+    empty: the family file's (``nasscale.zoo.family_weights``)."""
 
     name: str
     stem: tuple[BlockSpec, ...]
@@ -219,10 +259,17 @@ class NetworkSpec:
     paper: str = ""
     reference: str = ""
     expected: Expected | None = None
+    weights: tuple[WeightsLayout, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise field_error("name", "a non-empty string", self.name)
+        if not isinstance(self.weights, tuple) or not all(isinstance(w, WeightsLayout)
+                                                          for w in self.weights):
+            raise field_error("weights", "a tuple of weights layouts", self.weights)
+        sources = [w.source for w in self.weights]
+        if len(sources) != len(set(sources)):
+            raise field_error("weights", "one layout per source", sources)
         if not self.stages:
             raise SpecError("must list at least one stage", ("stages",))
         for i, block in enumerate(self.stem):
@@ -246,6 +293,10 @@ class NetworkSpec:
 
     def replace(self, **changes: object) -> "NetworkSpec":
         return dataclasses.replace(self, **changes)
+
+    def weights_layout(self, source: str) -> WeightsLayout | None:
+        """The layout this spec states for ``source``; ``None`` where it states none."""
+        return next((w for w in self.weights if w.source == source), None)
 
     @property
     def depth(self) -> int:

@@ -3,6 +3,14 @@ from __future__ import annotations
 
 import random as _random
 
+from nasscale.specs.attention import (
+    MobileViTSpec,
+    PatchMergeSpec,
+    SwinEmbedSpec,
+    SwinSpec,
+    ViTEmbedSpec,
+    ViTSpec,
+)
 from nasscale.specs.blocks import (
     MOBILENET_V3_SE,
     BlockSpec,
@@ -12,14 +20,6 @@ from nasscale.specs.blocks import (
     MBConvSpec,
     PatchifySpec,
     SESpec,
-)
-from nasscale.specs.attention import (
-    MobileViTSpec,
-    PatchMergeSpec,
-    SwinEmbedSpec,
-    SwinSpec,
-    ViTEmbedSpec,
-    ViTSpec,
 )
 from nasscale.specs.network import HeadSpec, NetworkSpec, StageSpec
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from nasscale.errors import NasscaleError
 from nasscale.specs import NetworkSpec, NormPolicy, resolve
-from nasscale.weights.layouts import SOURCES, Layout, LayoutError, layout
+from nasscale.weights.layouts import SOURCES, LayoutError, layout
 
 ALL_SOURCES = ("nasscale", *SOURCES)
 

@@ -13,6 +13,22 @@ Reference stages are recovered from the blocks: timm and torchvision start a new
 output width changes or a block has a stride (one stage of nasscale's MobileNetV3 may be one of
 several rows of the reference's stage), so a layout needs no stage table.
 
+**Which layout a network takes is data.**  ``LAYOUTS`` names every layout; a network states
+its own per source in the ``weights:`` key of its YAML (``NetworkSpec.weights``), usually once
+for a whole family file::
+
+    weights: {torchvision: tv_efficientnet, timm: timm_efficientnet}
+    weights: {timm: {layout: timm_convnext, conv_mlp: true}}   # a layout with an option
+
+A network's own ``weights:`` replaces its family's; a variant takes its base network's; a
+network that states none (a search-space member, a network file written without the key) takes
+the family-level ``weights:`` of the family file named by its ``family`` (``nasscale.zoo``).
+``layout(rn, source)`` looks the layout up and makes it; nothing is guessed from the blocks.  A
+source the network does not state is a ``LayoutError`` naming the network, the source and the
+sources it has.  A layout's ``options`` are the switches the network's data sets where one
+reference class builds members of a family differently (timm's ConvNeXt: ``conv_mlp``, the
+1×1-conv MLPs of ConvNeXt-V2 atto to nano).
+
 Each layout also states the BatchNorm convention of its source (``bn``): what a module loading
 those weights must use to compute the reference's function.  ``None`` means the reference's
 networks differ from one another (torchvision's EfficientNet B0-B4 vs B5-B7): the network's
@@ -21,12 +37,18 @@ own ``norm`` (its YAML) is the reference's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Mapping, Sequence
 
-from nasscale.errors import NasscaleError
-from nasscale.specs import ResolvedBlock, ResolvedNetwork
+from nasscale.errors import NasscaleError, SpecError, suggest
+from nasscale.specs import (
+    WEIGHT_SOURCES,
+    NetworkSpec,
+    ResolvedBlock,
+    ResolvedNetwork,
+    WeightsLayout,
+)
 
-SOURCES = ("torchvision", "timm")
+SOURCES = WEIGHT_SOURCES
 
 Table = Sequence[tuple[str, str]]
 
@@ -95,18 +117,27 @@ def places(rn: ResolvedNetwork, split_on_kernel: bool = False,
 
 class Layout:
     """One source's names for one kind of network.  Subclasses give ``stem``, ``block`` and
-    ``head``: each returns ``(prefix, table)`` for a module of the nasscale network."""
+    ``head``: each returns ``(prefix, table)`` for a module of the nasscale network, and each
+    declares ``bn``: the BatchNorm ``(eps, momentum)`` of its source's networks, or ``None``
+    where they differ and the network's own ``norm`` is the reference's."""
 
     source = ""
     name = ""
-    bn: tuple[float, float] | None = (1e-5, 0.1)
+    bn: ClassVar[tuple[float, float] | None]  # every layout declares it (no default)
     split_on_kernel = False
     split_on_stride_only = False
     #: ``state_dict()._metadata`` the reference's ``load_state_dict`` needs (module versions)
     metadata: dict | None = None
+    #: the options a network's ``weights:`` may set, with their defaults
+    options: ClassVar[Mapping[str, bool | int | float | str]] = {}
 
-    def __init__(self, rn: ResolvedNetwork):
+    def __init__(self, rn: ResolvedNetwork, options: Mapping[str, object] | None = None):
         self.rn = rn
+        unknown = set(options or {}) - set(self.options)
+        if unknown:
+            raise LayoutError(f"{self.source}'s {self.name} layout has no option "
+                              f"{sorted(unknown)[0]!r}")
+        self.settings = {**self.options, **(options or {})}
         self.places = places(rn, self.split_on_kernel, self.split_on_stride_only)
         self.groups = 1 + max((p.group for p in self.places.values()), default=-1)
 
@@ -184,6 +215,7 @@ def _sequential_parts(rb: ResolvedBlock, prefix: str = "block") -> Table:
 
 class TvMobileNetV2(Layout):
     source, name = "torchvision", "MobileNetV2"
+    bn = (1e-5, 0.1)
 
     def stem(self, rb):
         return "features.0", CNA
@@ -365,6 +397,7 @@ class TimmEfficientNet(Layout):
     EfficientNetV2): ``conv_stem``/``bn1``, ``blocks.{stage}.{i}``, ``conv_head``."""
 
     source, name = "timm", "EfficientNet/MobileNetV3"
+    bn = (1e-5, 0.1)
     split_on_kernel = True
 
     def stem(self, rb):
@@ -435,8 +468,8 @@ class TimmLCNet(TimmEfficientNet):
     name = "LCNet"
     split_on_kernel = False
 
-    def __init__(self, rn: ResolvedNetwork):
-        super().__init__(rn)
+    def __init__(self, rn: ResolvedNetwork, options: Mapping[str, object] | None = None):
+        super().__init__(rn, options)
         stage = rn.section("stage")
         kernels = {rb.index: getattr(rb.spec, "kernel_size", None) for rb in stage}
         shift, out = 0, {}
@@ -463,8 +496,12 @@ class TimmMobileNetV4(TimmEfficientNet):
 
 
 class TimmConvNeXt(Layout):
+    """timm's ConvNeXt (V1 and V2).  ``conv_mlp``: the MLPs are 1×1 convs (timm builds
+    ConvNeXt-V2 atto, femto, pico and nano so): their ``mlp.fc`` weights gain two unit axes."""
+
     source, name = "timm", "ConvNeXt"
     bn = None
+    options = {"conv_mlp": False}
 
     def stem(self, rb):
         return "stem", CNA
@@ -479,15 +516,8 @@ class TimmConvNeXt(Layout):
     def head(self):
         return (("norm", "head.norm"), ("classifier", "head.fc"))
 
-    def conv_mlp(self) -> bool:
-        """timm builds ConvNeXt-V2 atto, femto, pico and nano (stage widths 40-80, the
-        networks below tiny's 96) with ``conv_mlp=True``: their MLPs are 1x1 convs."""
-        first = next((rb for rb in self.rn.section("stage") if rb.kind == "convnext"), None)
-        return (first is not None and getattr(first.spec, "grn", False)
-                and first.in_channels < 96)
-
     def ref_shape(self, ref_key, shape):
-        if self.conv_mlp() and ref_key.endswith(("mlp.fc1.weight", "mlp.fc2.weight")):
+        if self.settings["conv_mlp"] and ref_key.endswith(("mlp.fc1.weight", "mlp.fc2.weight")):
             return (*shape, 1, 1)
         return shape
 
@@ -530,6 +560,7 @@ class TimmSwin(Layout):
 
 class TimmMobileViT(Layout):
     source, name = "timm", "MobileVit / MobileVitV2 (byobnet)"
+    bn = (1e-5, 0.1)
 
     def stem(self, rb):
         return "stem", (("0", "conv"), ("1", "bn"))
@@ -560,37 +591,87 @@ class TimmMobileViT(Layout):
         return (("classifier", "head.fc"),)
 
 
+#: Every layout by the name a network's ``weights:`` gives it (``NetworkSpec.weights``).  A
+#: name is unique across the sources; its class's ``source`` is the one it serves.  Adding one:
+#: its class above, its entry here, ``weights:`` in the family files that use it, and its case
+#: in tests/test_layout_contract.py (a test fails for a name no network uses).
+LAYOUTS: dict[str, type[Layout]] = {
+    "tv_mobilenet_v2": TvMobileNetV2,
+    "tv_mobilenet_v3": TvMobileNetV3,
+    "tv_mnasnet": TvMNASNet,
+    "tv_efficientnet": TvEfficientNet,
+    "tv_efficientnet_v2": TvEfficientNetV2,
+    "tv_convnext": TvConvNeXt,
+    "tv_vit": TvViT,
+    "tv_swin": TvSwin,
+    "timm_efficientnet": TimmEfficientNet,
+    "timm_lcnet": TimmLCNet,
+    "timm_mobilenet_v4": TimmMobileNetV4,
+    "timm_convnext": TimmConvNeXt,
+    "timm_vit": TimmViT,
+    "timm_swin": TimmSwin,
+    "timm_mobilevit": TimmMobileViT,
+}
+
+
+def check_layout(ref: WeightsLayout) -> type[Layout]:
+    """The class of a stated layout; a ``SpecError`` naming the field (``layout`` or the
+    option) for an unknown source, name or option, a layout of another source, or an option
+    value of the wrong type."""
+    if ref.source not in SOURCES:
+        raise SpecError(f"unknown weights source{suggest(ref.source, SOURCES)}; known: "
+                        f"{', '.join(SOURCES)}", (ref.source,))
+    cls = LAYOUTS.get(ref.layout)
+    mine = [name for name, c in LAYOUTS.items() if c.source == ref.source]
+    if cls is None:
+        raise SpecError(f"unknown {ref.source} layout {ref.layout!r}"
+                        f"{suggest(ref.layout, mine)}; known: {', '.join(mine)}", ("layout",))
+    if cls.source != ref.source:
+        raise SpecError(f"{ref.layout!r} is a {cls.source} layout, not {ref.source}'s; "
+                        f"{ref.source}'s: {', '.join(mine)}", ("layout",))
+    for name, value in ref.options:
+        if name not in cls.options:
+            allowed = ", ".join(cls.options) or "none"
+            raise SpecError(f"unknown option of layout {ref.layout}{suggest(name, cls.options)}; "
+                            f"its options: {allowed}", (name,))
+        default = cls.options[name]
+        if type(value) is not type(default) and not (
+                isinstance(default, float) and type(value) is int):
+            raise SpecError(f"must be a {type(default).__name__} (like the default "
+                            f"{default!r}), got {value!r}", (name,))
+    return cls
+
+
+def declared(spec: NetworkSpec) -> tuple[WeightsLayout, ...]:
+    """The layouts a network takes: its own ``weights``, else its family file's
+    (``nasscale.zoo.family_weights``: a search-space member carries the space's ``family``)."""
+    if spec.weights:
+        return spec.weights
+    from nasscale.zoo import family_weights
+
+    return family_weights(spec.family)
+
+
 def layout(rn: ResolvedNetwork, source: str) -> Layout:
-    """The layout of ``source`` for this network, chosen by the block kinds it has."""
+    """The layout of ``source`` that the network states (``declared``), made for it."""
     if source not in SOURCES:
         raise NasscaleError(f"unknown weights source {source!r}; known: nasscale, "
                             f"{', '.join(SOURCES)}")
-    kinds = {rb.kind for rb in rn.blocks}
-    tv = source == "torchvision"
-    if "convnext" in kinds:
-        return (TvConvNeXt if tv else TimmConvNeXt)(rn)
-    if "vit" in kinds:
-        return (TvViT if tv else TimmViT)(rn)
-    if "swin" in kinds:
-        return (TvSwin if tv else TimmSwin)(rn)
-    if kinds & {"mobilevit", "mobilevit2"}:
-        if tv:
-            raise LayoutError("torchvision has no MobileViT; use source='timm'")
-        return TimmMobileViT(rn)
-    if not tv:
-        if "uib" in kinds:
-            return TimmMobileNetV4(rn)
-        return (TimmLCNet if rn.spec.family == "lcnet" else TimmEfficientNet)(rn)
-    if "ds" in kinds:
-        raise LayoutError("torchvision has no MobileNetV1; use source='timm'")
-    if "uib" in kinds:
-        raise LayoutError("torchvision has no MobileNetV4; use source='timm'")
-    if "bneck" in kinds:
-        return TvMobileNetV3(rn)
-    if rn.spec.family == "mnasnet":
-        return TvMNASNet(rn)
-    if "fused" in kinds:
-        return TvEfficientNetV2(rn)
-    if any(getattr(rb.spec, "se", None) for rb in rn.section("stage")):
-        return TvEfficientNet(rn)
-    return TvMobileNetV2(rn)
+    spec = rn.spec
+    stated = declared(spec)
+    ref = next((w for w in stated if w.source == source), None)
+    if ref is None:
+        if not stated:
+            mine = ", ".join(n for n, c in LAYOUTS.items() if c.source == source)
+            raise LayoutError(
+                f"{spec.name} states no weights layout, so it has no {source} counterpart (no "
+                f"weights: in its YAML, and no family file of family {spec.family!r} gives "
+                f"one); add weights: {{{source}: LAYOUT}} (one of {mine})")
+        have = [w.source for w in stated]
+        raise LayoutError(f"{source} has no counterpart of {spec.name} (its weights: lists "
+                          f"{', '.join(have)} only); use source={have[0]!r}")
+    try:
+        cls = check_layout(ref)
+    except SpecError as err:
+        raise LayoutError(f"{spec.name}: weights.{source}: {err}") from None
+    return cls(rn, dict(ref.options))

@@ -40,7 +40,8 @@ class PostgresServer:
 
     def unavailable(self) -> str | None:
         if not _bin("initdb") or not _bin("pg_ctl"):
-            return "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
+            return ("PostgreSQL server binaries (initdb, pg_ctl) not found: "
+                    "apt-get install postgresql")
         try:
             import psycopg2  # noqa: F401
         except ImportError:

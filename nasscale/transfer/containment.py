@@ -13,7 +13,7 @@ one width), and
   candidate skips (depth 0) or the layers it drops must be residual in the parent, so the
   channels the next block reads are the same width group;
 - a narrower width keeps the parent's filters of largest L2 norm, by the rule ``nasscale prune``
-  uses (``nasscale.pruning.weights``): one choice per width group of the parent, a residual
+  uses (``nasscale.transfer.carry``): one choice per width group of the parent, a residual
   chain's channels together, every expanded width on its own, scored over the whole parent (so
   every candidate reuses one channel ranking, as once-for-all sorts its channels once);
 - a smaller kernel takes the centre of the parent's (3×3 = centre of 5×5), for depthwise and
@@ -33,13 +33,10 @@ block kind or stride layout, another head (hidden widths) or another number of c
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
 
 from nasscale.errors import NasscaleError
-from nasscale.pruning.groups import block_names, flatten, has_expand, width_groups
-from nasscale.scoring.evaluators import Evaluator
-from nasscale.search.space import SearchSpace
 from nasscale.specs import (
     BLOCK_KINDS,
     ConvSpec,
@@ -48,6 +45,19 @@ from nasscale.specs import (
     ResolvedNetwork,
     resolve,
 )
+from nasscale.transfer.groups import block_names, flatten, has_expand, width_groups
+
+
+class Slotted(Protocol):
+    """What containment reads of a search space (``nasscale.search.SearchSpace``): its name,
+    stem widths, stage slots, head choices and largest member."""
+
+    name: str
+    stem_width: Any
+    stages: Sequence[Any]
+    head: Any
+
+    def largest(self, name: str | None = None) -> NetworkSpec: ...
 
 
 def carried_kinds() -> tuple[str, ...]:
@@ -55,9 +65,6 @@ def carried_kinds() -> tuple[str, ...]:
     return tuple(code for code, cls in BLOCK_KINDS.items() if cls.rule and cls.rule.inherit)
 
 
-#: fine-tuning settings a study's inherit evaluator does not give (its resolution defaults to
-#: the data's own image size: ``study_data.default_resolution``)
-DEFAULTS = {"steps": 50, "lr": 0.01, "batch_size": 32}
 MAX_SHOWN = 12  # problems listed in one message
 
 
@@ -101,7 +108,7 @@ class Plan:
 
 # --- aligning a network with the space's slots -----------------------------------------------
 
-def alignments(rn: ResolvedNetwork, space: SearchSpace, member: bool) -> Iterator[Alignment]:
+def alignments(rn: ResolvedNetwork, space: Slotted, member: bool) -> Iterator[Alignment]:
     """Every way to cut ``rn``'s stage blocks into the space's slots, in order, each slot's
     blocks having the slot's stride first, stride 1 after, and one width.  ``member``: the
     network is a candidate of the space, so depths and widths must be among the slot's
@@ -141,7 +148,7 @@ def _layout(rn: ResolvedNetwork) -> str:
     return ", ".join(f"{b.spec.block_stride}/{b.out_channels}" for b in rn.section("stage"))
 
 
-def _slots_layout(space: SearchSpace) -> str:
+def _slots_layout(space: Slotted) -> str:
     return ", ".join(f"s{i} {s.stride}/{s.width.min}-{s.width.max}"
                      for i, s in enumerate(space.stages))
 
@@ -203,8 +210,8 @@ class Parent:
     come from (``plan``) and checks a whole space at once (``space_problems``).  Specs only:
     no module is built until ``carry``."""
 
-    def __init__(self, spec: NetworkSpec, space: SearchSpace):
-        from nasscale.pruning.weights import bindings  # pure, but its module imports torch
+    def __init__(self, spec: NetworkSpec, space: Slotted):
+        from nasscale.transfer.carry import bindings  # pure, but its module imports torch
 
         for i, slot in enumerate(space.stages):
             if slot.attention is not None:
@@ -405,7 +412,7 @@ class Parent:
         return out
 
 
-def check_space(space: SearchSpace, parent: NetworkSpec) -> Parent:
+def check_space(space: Slotted, parent: NetworkSpec) -> Parent:
     """The parent aligned with ``space``, or ``NotContained`` listing why some member of the
     space is not a sub-network of it (by slot and field)."""
     aligned = Parent(parent, space)
@@ -424,7 +431,7 @@ def carry(parent_model, parent: Parent, candidate: NetworkSpec, plan: Plan | Non
     import torch
 
     from nasscale.modules import build_network
-    from nasscale.pruning.weights import block_modules, carry_block, carry_head, select_channels
+    from nasscale.transfer.carry import block_modules, carry_block, carry_head, select_channels
 
     plan = plan or parent.plan(candidate)
     model = build_network(candidate)
@@ -441,34 +448,5 @@ def carry(parent_model, parent: Parent, candidate: NetworkSpec, plan: Plan | Non
     return model
 
 
-# --- the evaluator -----------------------------------------------------------------------------
-
-@dataclass
-class InheritEvaluator(Evaluator):
-    """Top-1 after carrying the parent's weights and ``settings.steps`` fine-tuning steps."""
-
-    parent: Parent = None  # type: ignore[assignment]
-    parent_model: Any = None
-    weights: str = ""
-    data: str = ""
-    dataset: Any = None
-    settings: Any = None  # TrainSettings with steps set
-    name: str = "accuracy"
-
-    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
-        from nasscale.scoring.train import train_and_evaluate
-
-        plan = self.parent.plan(spec)
-        spec = spec.replace(num_classes=self.dataset.num_classes,
-                            resolution=self.settings.resolution)
-        model = carry(self.parent_model, self.parent, spec, plan)
-        return train_and_evaluate(model, self.dataset, replace(self.settings, seed=seed))
-
-    def describe(self) -> str:
-        s = self.settings
-        return (f"top-1 after {s.steps} fine-tuning steps from {self.parent.spec.name}'s "
-                f"weights on {self.data} at {s.resolution}px")
-
-
-__all__ = ["Alignment", "InheritEvaluator", "NotContained", "Parent", "Plan", "alignments",
-           "block_problems", "carry", "carried_kinds", "check_space"]
+__all__ = ["Alignment", "NotContained", "Parent", "Plan", "alignments", "block_problems", "carry",
+           "carried_kinds", "check_space"]

@@ -39,8 +39,7 @@ from nasscale.specs import (
     StageSpec,
     resolve,
 )
-from nasscale.specs.kind import attention_unit
-from nasscale.specs.kind import head_dim as _head_dim
+from nasscale.specs.kind import attention_unit, head_dim as _head_dim
 
 
 def _rule(spec: BlockSpec):
@@ -136,7 +135,8 @@ def _with_blocks(spec: NetworkSpec, blocks: list[BlockSpec], hidden: tuple[int, 
     ns, nst = len(spec.stem), len(spec.stages)
     return spec.replace(
         stem=tuple(blocks[:ns]),
-        stages=tuple(StageSpec(b, st.repeats, st.norm) for b, st in zip(blocks[ns:ns + nst], spec.stages)),
+        stages=tuple(StageSpec(b, st.repeats, st.norm)
+                     for b, st in zip(blocks[ns:ns + nst], spec.stages)),
         head=spec.head.replace(blocks=tuple(blocks[ns + nst:]), hidden=hidden))
 
 

@@ -18,11 +18,10 @@ heads are kept, the ones with the largest norm.  Derived widths (SE squeezes) ke
 largest filters.  BatchNorm statistics are sliced like the weights.
 
 ``carry_block``/``carry_head`` copy one block (the head) at a time, so weight inheritance
-(``nasscale.search.inherit``) reuses them for a candidate whose blocks are a subset of the
+(``nasscale.transfer.containment``) reuses them for a candidate whose blocks are a subset of the
 parent's; there a smaller kernel takes the centre of the parent's (``centre_crop``).
 """
 from __future__ import annotations
-
 
 import torch
 from torch import nn
@@ -30,8 +29,8 @@ from torch import nn
 from nasscale.errors import NasscaleError
 from nasscale.modules.network import Network
 from nasscale.modules.registry import AXES
-from nasscale.pruning.groups import Group, has_expand
 from nasscale.specs import ResolvedNetwork
+from nasscale.transfer.groups import Group, has_expand
 
 #: tensors that carry no channel axis (copied as they are)
 _PLAIN = ("num_batches_tracked", "relative_position_index")
@@ -46,7 +45,8 @@ def block_axes(module: nn.Module, rb) -> dict:
     fn = AXES.get(type(module))
     if fn is None:
         raise NasscaleError(f"cannot carry weights of a {type(module).__name__} "
-                            f"({rb.kind} block): no @weight_axes entry in nasscale.modules.registry.AXES")
+                            f"({rb.kind} block): no @weight_axes entry in "
+                            "nasscale.modules.registry.AXES")
     return fn(module, rb)
 
 

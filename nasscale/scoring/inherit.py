@@ -1,16 +1,49 @@
-"""The ``inherit`` evaluator of a study file: its fields checked at load (the parent must
-contain the whole space, the weights must exist and fit the parent), and the evaluator built
-from them.  The containment and the carrying themselves are in ``search/inherit.py``."""
+"""The ``inherit`` evaluator: a candidate starts from the weights of a trained parent that
+contains it (carried by ``nasscale.transfer``), is fine-tuned a few steps and scored by
+held-out top-1.  Also its load-time checks (the parent must contain the whole space, the
+weights must exist and fit the parent) and the ``nasscale train`` command that makes the
+parent's weights.  Its keys and defaults: ``InheritSpec`` (``nasscale.scoring.kinds``)."""
 from __future__ import annotations
 
 import os
+import shlex
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from nasscale.errors import NasscaleError, SpecError
-from nasscale.pruning.groups import flatten
-from nasscale.search.inherit import InheritEvaluator, NotContained, check_space
+from nasscale.reports.paths import resolve_path
+from nasscale.scoring.evaluators import Evaluator
 from nasscale.specs import NetworkSpec, resolve
+from nasscale.transfer.containment import NotContained, Parent, carry, check_space
+from nasscale.transfer.groups import flatten
+
+
+@dataclass
+class InheritEvaluator(Evaluator):
+    """Top-1 after carrying the parent's weights and ``settings.steps`` fine-tuning steps."""
+
+    parent: Parent = None  # type: ignore[assignment]
+    parent_model: Any = None
+    weights: str = ""
+    data: str = ""
+    dataset: Any = None
+    settings: Any = None  # TrainSettings with steps set
+    name: str = "accuracy"
+
+    def score(self, spec: NetworkSpec, seed: int, report=None) -> float:
+        from nasscale.scoring.train import train_and_evaluate
+
+        plan = self.parent.plan(spec)
+        spec = spec.replace(num_classes=self.dataset.num_classes,
+                            resolution=self.settings.resolution)
+        model = carry(self.parent_model, self.parent, spec, plan)
+        return train_and_evaluate(model, self.dataset, replace(self.settings, seed=seed))
+
+    def describe(self) -> str:
+        s = self.settings
+        return (f"top-1 after {s.steps} fine-tuning steps from {self.parent.spec.name}'s "
+                f"weights on {self.data} at {s.resolution}px")
 
 
 def weights_path(value: str, study_path: str) -> Path:
@@ -23,105 +56,81 @@ def weights_path(value: str, study_path: str) -> Path:
     return p if not beside.exists() and p.exists() else beside
 
 
-def _parent_spec(value: Any, study_path: str) -> NetworkSpec:
+def _parent_spec(value: str, study_path: str, where: str = "evaluator") -> NetworkSpec:
     from nasscale import zoo
-    from nasscale.search.locate import resolve_path
 
-    if not isinstance(value, str) or not value:
-        raise SpecError("must be a network name or a network .yaml (e.g. the space's "
-                        "largest member, SearchSpace.largest)", ("evaluator.parent",))
     try:
         return zoo.load(resolve_path(value, study_path))
     except NasscaleError as err:
-        raise SpecError(f"cannot load {value!r}: {err}", ("evaluator.parent",)) from None
+        raise SpecError(f"cannot load {value!r}: {err}", (f"{where}.parent",)) from None
 
 
-def check_config(evaluator: dict, space: Any, study_path: str) -> None:
-    """Validate an ``inherit`` evaluator at study load: settings, the parent, the parent's
-    containment of the whole space, and that the weights file exists.  ``SpecError`` with
-    the field."""
-    from nasscale.search.locate import check_train_settings, resolve_path
-    from nasscale.search.space_io import load_space
-    from nasscale.search.limits import EVALUATOR_INTS, check_int
-    from nasscale.search.study_data import resolve_data
+def _aligned(space, parent: NetworkSpec, where: str) -> Parent:
+    try:
+        return check_space(space, parent)
+    except NotContained as err:
+        raise SpecError(str(err), (f"{where}.parent",)) from None
 
-    for key in ("parent", "weights", "data"):
-        if not evaluator.get(key):
-            raise SpecError(f"kind inherit needs {key}", (f"evaluator.{key}",))
-    data = resolve_data(evaluator["data"], study_path)
-    for key in ("steps", "batch_size", "subset"):
-        if key in evaluator:
-            check_int(evaluator[key], f"evaluator.{key}", *EVALUATOR_INTS[key])
-    res = evaluator.get("resolution")
-    if "resolution" in evaluator and (isinstance(res, bool) or not isinstance(res, int)
-                                      or res < 8):
-        raise SpecError(f"must be pixels, an integer >= 8, got {res!r}",
-                        ("evaluator.resolution",))
-    check_train_settings(evaluator)
-    if space is None:
+
+def check_inherit(spec, ctx) -> None:
+    """At study load: the data exists, the parent loads and contains the whole space, the
+    weights file exists (else the command that makes it).  ``SpecError`` with the field."""
+    data = ctx.data(spec.data)
+    if ctx.space is None:
         raise SpecError("kind inherit searches an architecture space; give space: NAME",
                         ("evaluator.kind",))
     try:
-        search_space = load_space(resolve_path(str(space), study_path))
+        space = ctx.space()
     except NasscaleError as err:
         raise SpecError(f"cannot load it: {err}", ("space",)) from None
-    parent = _parent_spec(evaluator["parent"], study_path)
-    try:
-        check_space(search_space, parent)
-    except NotContained as err:
-        raise SpecError(str(err), ("evaluator.parent",)) from None
-    weights = weights_path(str(evaluator["weights"]), study_path)
+    _aligned(space, _parent_spec(spec.parent, ctx.path), "evaluator")
+    weights = weights_path(spec.weights, ctx.path)
     if not weights.exists():
-        parent_path = resolve_path(evaluator["parent"], study_path)
-        raise SpecError(f"{weights}: no such file; train the parent first: "
-                        f"{parent_command(evaluator, parent_path, data, weights)}",
+        command = parent_command(spec, resolve_path(spec.parent, ctx.path), data, weights)
+        raise SpecError(f"{weights}: no such file; train the parent first: {command}",
                         ("evaluator.weights",))
 
 
-def parent_command(evaluator: dict, parent: str, data: str, weights) -> str:
+def parent_command(spec, parent: str, data: str, weights) -> str:
     """The ``nasscale train`` command that makes the parent's weights with the study file's
     own settings: its data (as the working folder sees it), the resolution the candidates
     are fine-tuned at (the data's own image size by default), the held-out fraction (so the
     parent never trains on the images candidates are scored on) and the device."""
-    import shlex
+    from nasscale.scoring.data_source import default_resolution, image_size
 
-    from nasscale.search.study_data import default_resolution, image_size
-
-    res = evaluator.get("resolution") or default_resolution(image_size(data))
+    res = spec.resolution or default_resolution(image_size(data))
     words = ["nasscale", "train", parent, "--data", data, "--resolution", str(res)]
     for key, option in (("val_fraction", "--val-fraction"), ("device", "--device"),
                         ("amp", "--amp"), ("threads", "--threads")):
-        if evaluator.get(key) is not None:
-            words += [option, str(evaluator[key])]
-    if evaluator.get("channels_last") is False:
+        if getattr(spec, key) is not None:
+            words += [option, str(getattr(spec, key))]
+    if spec.channels_last is False:
         words.append("--no-channels-last")
     return shlex.join([*words, "-o", str(weights)])
 
 
-def make_inherit_evaluator(study) -> InheritEvaluator:
-    """The evaluator of an ``inherit`` study: the parent aligned with the space, its weights
-    loaded and checked against the parent and the data (before any trial)."""
+def make_inherit_evaluator(spec, ctx) -> InheritEvaluator:
+    """The evaluator: the parent aligned with the space, its weights loaded and checked
+    against the parent and the data (before any trial)."""
     from nasscale.modules.checkpoint import load_weights, read_checkpoint
     from nasscale.scoring.data import load_dataset
-    from nasscale.search.locate import make_space, resolve_path
-    from nasscale.search.study_data import data_label, dataset_resolution
-
-    cfg = study.evaluator
-    where = f"{study.path or 'study'}: evaluator"
-    parent_spec = _parent_spec(cfg.parent, study.path)
-    try:
-        parent = check_space(make_space(study), parent_spec)
-    except NotContained as err:
-        raise NasscaleError(f"{where}.parent: {err}") from None
-    path = weights_path(cfg.weights, study.path)
-    ckpt = read_checkpoint(str(path), f"{where}.weights:")
+    from nasscale.scoring.data_source import data_label
     from nasscale.weights import convert_to_nasscale, detect_source
 
+    where = f"{ctx.path or 'study'}: evaluator"
+    parent_spec = _parent_spec(spec.parent, ctx.path)
+    try:
+        parent = check_space(ctx.space(), parent_spec)
+    except NotContained as err:
+        raise NasscaleError(f"{where}.parent: {err}") from None
+    path = weights_path(spec.weights, ctx.path)
+    ckpt = read_checkpoint(str(path), f"{where}.weights:")
     source = detect_source(parent_spec, ckpt.state_dict)
     if source != "nasscale":  # torchvision or timm weights of the parent
         parent_spec, ckpt.state_dict = convert_to_nasscale(
             parent_spec, ckpt.state_dict, source, f"{where}.weights: {path}")
-    data = load_dataset(study.data_source)
+    data_source = ctx.data(spec.data)
+    data = load_dataset(data_source)
     n = ckpt.num_classes
     if n is None:
         raise NasscaleError(f"{where}.weights: {path} has no head.classifier.weight: not the "
@@ -131,20 +140,19 @@ def make_inherit_evaluator(study) -> InheritEvaluator:
         names = f" ({', '.join(shown)})" if ckpt.classes else ""
         raise NasscaleError(
             f"{where}.weights: {path} has a classifier for {n} classes{names} but data "
-            f"{cfg.data} has {data.num_classes}; the candidates keep the parent's "
+            f"{spec.data} has {data.num_classes}; the candidates keep the parent's "
             f"classifier, so train the parent on the same data: " + parent_command(
-                cfg.as_dict(), resolve_path(cfg.parent, study.path), study.data_source, path))
+                spec, resolve_path(spec.parent, ctx.path), data_source, path))
     _check_network(ckpt, parent_spec, f"{where}.weights: {path}")
     parent_model = load_weights(ckpt, parent_spec.replace(num_classes=n),
                                 where=f"{where}.weights:")
-    settings = cfg.train_settings(study.seed, dataset_resolution(data))
+    settings = spec.train_settings(ctx.seed, max(data.image_size))
     try:
         settings.check()
     except NasscaleError as err:
         raise NasscaleError(f"{where}.{err}") from None
     return InheritEvaluator(parent=parent, parent_model=parent_model, weights=str(path),
-                            data=data_label(study.data_source), dataset=data,
-                            settings=settings)
+                            data=data_label(data_source), dataset=data, settings=settings)
 
 
 def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
@@ -172,4 +180,5 @@ def _check_network(ckpt, parent: NetworkSpec, where: str) -> None:
             f"{b[diff] if diff < len(b) else 'none'})")
 
 
-__all__ = ["check_config", "make_inherit_evaluator", "parent_command", "weights_path"]
+__all__ = ["InheritEvaluator", "check_inherit", "make_inherit_evaluator", "parent_command",
+           "weights_path"]
