@@ -7,24 +7,15 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from nasscale.errors import SpecError
 from nasscale.scoring.evaluator_spec import CONTEXTS, BuildContext, EvaluatorSpec
 from nasscale.scoring.evaluators import Evaluator
 from nasscale.scoring.kinds import EVALUATORS, evaluator_from_data, evaluator_from_text
 
-from test_inherit import TINY_BNECK, make_files, space_of
+from test_inherit import TINY_BNECK, make_files, one_thread, space_of  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("support_on_path")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class EvaluatorContract:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from nasscale.errors import NasscaleError, SpecError
+from nasscale.errors import NasscaleError
 from nasscale.specs import NetworkSpec
 
 
@@ -287,17 +287,9 @@ def load_callable(target: str) -> Callable:
 def parse_eval_resolution(value: Any, where: str = "evaluator.resolution") -> int | float:
     """An evaluator's input size: pixels (``64``) or a fraction of each candidate's own
     resolution (``"0.25x"``; coefficient studies need this so that γ still matters)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 8:
-        return value
-    if isinstance(value, str) and value.strip().endswith("x"):
-        try:
-            factor = float(value.strip()[:-1])
-        except ValueError:
-            factor = 0.0
-        if 0 < factor <= 4:
-            return factor
-    raise SpecError(f"must be pixels (an integer >= 8) or a fraction of the candidate's "
-                    f"resolution like '0.25x', got {value!r}", (where,))
+    from nasscale.scoring.fields import Resolution
+
+    return Resolution().check(value, where)
 
 
 from nasscale.units import eval_resolution  # noqa: E402 - re-exported: evaluators use it

@@ -138,21 +138,16 @@ class PrunerSection(Section):
     def from_data(cls, data: Any, where: str = "pruner"):
         if data is None or isinstance(data, str):
             data = {"name": data or "none"}
-        keys = ("name", *sorted({k for v in PRUNERS.values() for k in v}))
-        if not isinstance(data, dict):
-            raise SpecError(f"must be a mapping with keys {', '.join(keys)}; got "
-                            f"{type(data).__name__}", (where,))
-        for key in data:
-            if key not in keys:
-                raise SpecError(f"unknown field{suggest(str(key), keys)}; allowed: "
-                                f"{', '.join(keys)}", (f"{where}.{key}",))
+        options = tuple(sorted({k for v in PRUNERS.values() for k in v}))
+        if isinstance(data, dict) and data.get("name", "none") is None:
+            data = {**data, "name": "none"}  # ``name: null``: no pruner
+        if isinstance(data, dict) and data.get("name") not in (*PRUNERS, None):
+            raise SpecError(f"unknown pruner{suggest(str(data['name']), tuple(PRUNERS))}; "
+                            f"allowed: {', '.join(PRUNERS)}", (f"{where}.name",))
+        cls.check_data(data, where, extra=options)  # a mapping of known keys
         if "name" not in data:
             raise SpecError("missing field 'name'", (where,))
-        data = {**data, "name": "none" if data["name"] is None else data["name"]}
         name = data["name"]
-        if name not in PRUNERS:
-            raise SpecError(f"unknown pruner{suggest(str(name), tuple(PRUNERS))}; allowed: "
-                            f"{', '.join(PRUNERS)}", (f"{where}.name",))
         for key in data:
             if key != "name" and key not in PRUNERS[name]:
                 raise SpecError(f"not a setting of pruner {name}; it takes "
