@@ -108,9 +108,6 @@ class EvaluatorSpec(Section):
             data[f.name] = f.metadata["kind"].parse(value, f"{where}.{f.name}")
         return cls.from_data(data, context, where)
 
-    def validate(self, where: str) -> None:
-        """Rules between keys (a ``SpecError`` naming the key); none by default."""
-
     # --- writing --------------------------------------------------------------------------
     def to_text(self) -> str:
         head = self.kind
