@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nasscale.errors import NasscaleError, SpecError, suggest
+from nasscale.latency.key import MAX_BATCH
 from nasscale.scoring.fields import (
     MAX_EPOCHS,
     Choice,
@@ -24,7 +25,6 @@ from nasscale.scoring.fields import (
 from nasscale.search.limits import MAX_THREADS, MAX_TRIALS, check_int
 from nasscale.search.sources import sample_count
 
-MAX_BATCH = 4096  # nasscale.latency.key.MAX_BATCH (kept equal by a test)
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 #: Optuna pruners by study name, with the keys each takes (``optuna.pruners.<Class>``)
 PRUNERS = {
