@@ -16,7 +16,10 @@ networks drawn with another seed).  Every unit of work is one training run or on
    NASWOT and synflow (one real batch), FLOPs, params; a run of the recipe cut to 1/10 and
    3/10 of its steps (its own cosine schedule), scored by held-out top-1, and the 1/10 run by
    minus its training loss ("SoTL", free); 3/10 with progressive learning; inheritance from the
-   space's largest member trained once with the recipe, fine-tuned ``--inherit-steps`` steps.
+   space's largest member trained once with the recipe, fine-tuned ``--inherit-steps`` steps;
+   with ``--supernet-epochs E``, a subnetwork of the space's supernet trained E epochs by the
+   sandwich rule (``nasscale.supernet``), BatchNorm recalibrated, no training (its cost per
+   network counts the supernet's training divided by the networks scored).
 
 Each finished unit is appended as one JSON line to ``OUT.runs.jsonl`` (kept in git: a long
 benchmark accumulates over sessions, and a re-run skips what is there; lines made with another
@@ -180,6 +183,38 @@ def inherit_scores(args, space, specs, base, data, runs, done, out: Path, log) -
             log(f"arch {i}: inherit {value:.3f}")
 
 
+def supernet_scores(args, space, specs, base, data, runs, done, out: Path, log) -> None:
+    """Train the space's supernet once (``--supernet-epochs``, the recipe otherwise), then
+    score every network as its subnetwork (BatchNorm recalibrated, no training)."""
+    from nasscale.supernet import Supernet, SupernetSettings, train_supernet
+
+    label = supernet_label(args)
+    path = out.with_name(f"{out.stem}.{label.replace(' ', '_')}.pt")
+    if label not in done or not path.exists():
+        log(f"training the {label} supernet of {space.name}")
+        settings = SupernetSettings(replace(base, seed=CHEAP_SEED, epochs=args.supernet_epochs,
+                                            ema=None), args.subnets_per_step,
+                                    distill=not args.no_distill)
+        t0 = time.perf_counter()
+        rec = train_supernet(space, data, settings, path, data_source=args.data,
+                             resume=path.with_suffix(".ckpt").exists())
+        done[label] = runs.add(label, seconds=time.perf_counter() - t0,
+                               history=rec["history"])
+    net = Supernet.open(str(path), space, args.data)
+    for i, spec in enumerate(specs):
+        key = f"arch{i}/{label}"
+        if key not in done:
+            t0 = time.perf_counter()
+            value = net.score(spec)
+            done[key] = runs.add(key, arch=i, value=value, seconds=time.perf_counter() - t0)
+            log(f"arch {i}: {label} {value:.3f}")
+
+
+def supernet_label(args) -> str:
+    return f"supernet e{args.supernet_epochs} k{args.subnets_per_step}" + (
+        " no-distill" if args.no_distill else "")
+
+
 def work(args, specs, base, data, runs: Runs, log) -> None:
     done = runs.load()
     shard, shards = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
@@ -228,9 +263,17 @@ def main(argv=None) -> int:
     p.add_argument("--reference-only", action="store_true",
                    help="the reference runs only (reliability of the testbed)")
     p.add_argument("--no-inherit", action="store_true")
+    p.add_argument("--supernet-epochs", type=int, default=0,
+                   help="also score every network as a subnetwork of a supernet trained this "
+                   "many epochs (0: not)")
+    p.add_argument("--subnets-per-step", type=int, default=4)
+    p.add_argument("--no-distill", action="store_true", help="the supernet's subnetworks "
+                   "learn the labels, not the largest's predictions")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard", metavar="K/M", help="(set by --workers) units j with j %% M == K")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (a GPU run is another "
+                   "configuration: its units are kept apart)")
     p.add_argument("--report", action="store_true", help="only report what is finished")
     p.add_argument("--out", default="benchmarks/results/fidelity.json")
     args = p.parse_args(argv)
@@ -239,7 +282,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     data = load_dataset(args.data)
     base = recipe_for(args.data)
-    base = replace(base, device="cpu", threads=args.threads, **{k: v for k, v in (
+    base = replace(base, device=args.device, threads=args.threads, **{k: v for k, v in (
         ("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size))
         if v is not None})
     space = load_space(args.space)
@@ -265,6 +308,8 @@ def main(argv=None) -> int:
             return 0
         if not (args.reference_only or args.no_inherit):
             inherit_scores(args, space, specs, base, data, runs, runs.load(), out, log)
+        if args.supernet_epochs and not args.reference_only:
+            supernet_scores(args, space, specs, base, data, runs, runs.load(), out, log)
     from fidelity_report import report
 
     result = report(args, specs, base, data, runs.load())

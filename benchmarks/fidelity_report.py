@@ -90,10 +90,12 @@ def report(args, specs, base, data, done: dict) -> dict:
     ref_s = float(np.mean(seconds))
     rows, evaluators = [], []
     cheap = {i: done[f"arch{i}/cheap"] for i in complete if f"arch{i}/cheap" in done}
-    for name in EVALUATORS:
-        vals = {i: (done[f"arch{i}/inherit"] if name == "inherit" else cheap[i][name])
-                for i in complete if (f"arch{i}/inherit" in done if name == "inherit"
-                                      else i in cheap)}
+    supernets = sorted({k.split("/", 1)[1] for k in done
+                        if k.startswith("arch") and "/supernet" in k})
+    for name in (*EVALUATORS, *supernets):
+        own = name == "inherit" or name in supernets  # one unit per network, not "cheap"
+        vals = {i: (done[f"arch{i}/{name}"] if own else cheap[i][name])
+                for i in complete if (f"arch{i}/{name}" in done if own else i in cheap)}
         if len(vals) < 3:
             continue
         ids = sorted(vals)
@@ -101,9 +103,17 @@ def report(args, specs, base, data, done: dict) -> dict:
         secs = statistics.fmean(vals[i]["seconds"] for i in ids)
         if name == "inherit" and "parent" in done:
             secs += done["parent"]["seconds"] / len(ids)
+        if name in supernets and name in done:  # its training, shared by the networks
+            secs += done[name]["seconds"] / len(ids)
         e = {"name": name, "networks": len(ids), "kendall": kendall_tau(x, y),
              "kendall_95": bootstrap_tau(x, y), "spearman": spearman(x, y),
              "seconds_per_network": secs, "cost_vs_reference": secs / ref_s}
+        if name in supernets and name in done:  # the training shared by 1,000 networks
+            own = statistics.fmean(vals[i]["seconds"] for i in ids)
+            e.update({"training_seconds": done[name]["seconds"],
+                      "scoring_seconds_per_network": own,
+                      "cost_vs_reference_1000": (own + done[name]["seconds"] / 1000) / ref_s,
+                      "history": done[name].get("history")})
         evaluators.append(e)
         rows.append((name, len(ids), f"{e['kendall']:+.3f}",
                      f"[{e['kendall_95'][0]:+.2f}, {e['kendall_95'][1]:+.2f}]",
@@ -135,8 +145,8 @@ def report(args, specs, base, data, done: dict) -> dict:
             "reference_by_seed": matrix[j], "reference": means[i],
             **{name: cheap[i][name]["value"] for name in EVALUATORS if i in cheap
                and name in cheap[i]},
-            **({"inherit": done[f"arch{i}/inherit"]["value"]}
-               if f"arch{i}/inherit" in done else {})})
+            **{name: done[f"arch{i}/{name}"]["value"] for name in ("inherit", *supernets)
+               if f"arch{i}/{name}" in done}})
     return result
 
 

@@ -133,3 +133,14 @@ class TestInherit(EvaluatorContract):
             "data": "data.npz", "steps": 2, "batch_size": 8, "resolution": 16,
             "device": "cpu"}
 
+
+
+class TestSupernet(EvaluatorContract):
+    data = {"kind": "supernet", "weights": "supernet.pt", "calibration_batches": 2,
+            "batch_size": 8, "threads": 1}
+
+    def prepare(self, tmp_path) -> None:
+        from test_supernet import make_supernet_file
+
+        make_files(tmp_path)
+        make_supernet_file(tmp_path)

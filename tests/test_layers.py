@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent / "nasscale"
 #: the layers, bottom first; a package may import only its own layer and those below
 LAYERS = [("errors", "units", "reports"), ("specs",), ("grammar",), ("costs", "modules"),
           ("scaling",), ("zoo",), ("weights",), ("latency",), ("budgets",), ("transfer",),
-          ("scoring",), ("pruning", "export"), ("search",), ("__init__",), ("cli",)]
+          ("scoring", "supernet"), ("pruning", "export"), ("search",), ("__init__",),
+          ("cli", "__main__")]
 LEVEL = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 TORCH_FREE = ("errors", "units", "specs", "grammar", "costs")
 

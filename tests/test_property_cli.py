@@ -48,6 +48,14 @@ KINDS = {
     ("lut build", "--contexts"): "count", ("lut build", "--seed"): "seed",
     ("search", "--n-trials"): "count", ("search", "--timeout"): "positive",
     ("search", "--workers"): "count", ("search", "--storage-retry"): "nonneg",
+    ("supernet train", "--epochs"): "count", ("supernet train", "--batch-size"): "count",
+    ("supernet train", "--lr"): "positive", ("supernet train", "--weight-decay"): "nonneg",
+    ("supernet train", "--warmup"): "fraction", ("supernet train", "--resolution"): "count",
+    ("supernet train", "--subnets-per-step"): "count", ("supernet train", "--probes"): "nonneg",
+    ("supernet train", "--calibration-batches"): "count",
+    ("supernet train", "--accumulate"): "count", ("supernet train", "--val-fraction"): "fraction",
+    ("supernet train", "--subset"): "count", ("supernet train", "--threads"): "count",
+    ("supernet train", "--seed"): "seed", ("supernet extract", "--calibration-batches"): "count",
 }
 #: absurd magnitudes: far above any bound a flag can sensibly accept
 HUGE = st.sampled_from(["1e12", "1e308", "99999999999999999999", str(2 ** 64)])
@@ -111,6 +119,11 @@ def base_command(command: str, root: Path) -> list[str]:
         "lut build": ["lut", "build", TINY, "--out", str(root / "lut.json")],
         "search": ["search", str(root / "study.yaml"), "--out", str(root / "search"),
                    "--no-progress"],
+        "supernet train": ["supernet", "train", "mobilenet_v3_like", "--data",
+                           str(root / "d.npz"), "--quiet", "--epochs", "1", "--device", "cpu",
+                           "-o", str(root / "sn.pt")],
+        "supernet extract": ["supernet", "extract", str(root / "sn.pt"), TINY, "-o",
+                             str(root / "sub.pt")],
     }[command]
 
 

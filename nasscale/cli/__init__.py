@@ -16,13 +16,14 @@ from nasscale.cli.networks import ExportCommand, ListCommand, ShowCommand
 from nasscale.cli.prune import PruneCommand
 from nasscale.cli.scale import ScaleCommand
 from nasscale.cli.search import SearchCommand
+from nasscale.cli.supernet import SupernetCommand
 from nasscale.cli.train import TrainCommand
 from nasscale.cli.weights import WeightsCommand
 from nasscale.errors import NasscaleError
 
 COMMANDS: tuple[Command, ...] = (ListCommand(), ShowCommand(), ScaleCommand(), PruneCommand(),
-                                 TrainCommand(), CostCommand(), LutCommand(), SearchCommand(),
-                                 ExportCommand(), WeightsCommand())
+                                 TrainCommand(), SupernetCommand(), CostCommand(), LutCommand(),
+                                 SearchCommand(), ExportCommand(), WeightsCommand())
 
 
 def make_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

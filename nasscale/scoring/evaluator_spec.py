@@ -15,8 +15,10 @@ where they belong (the data's recipe, ``recipe_for``; the fine-tuning budget ``F
 
 Class attributes say what the rest of nasscale may rely on: ``trains`` (it trains: a training
 resolution, threads, ``budget_resolution: train``), ``reports_epochs`` (per-epoch values for
-Optuna's pruners), ``needs_space`` (it needs the study's search space), ``contexts`` (where it
-can be used: ``study``, ``prune``).
+Optuna's pruners), ``needs_space`` (it needs the study's search space), ``writes_weights``
+(its evaluator writes a scored network's weights: ``write_weights(spec, path)``, which a
+search calls for its best and Pareto networks), ``contexts`` (where it can be used:
+``study``, ``prune``).
 """
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ class EvaluatorSpec(Section):
     trains: ClassVar[bool] = False
     reports_epochs: ClassVar[bool] = False
     needs_space: ClassVar[bool] = False
+    #: its evaluator can write a scored network's weights (``write_weights(spec, path)``)
+    writes_weights: ClassVar[bool] = False
     example: ClassVar[str] = ""  # a text form (docs, and the completeness test)
 
     @classmethod

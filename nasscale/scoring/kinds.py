@@ -224,12 +224,50 @@ class InheritSpec(EvaluatorSpec):
         return make_inherit_evaluator(self, ctx)
 
 
+@dataclass(frozen=True)
+class SupernetSpec(EvaluatorSpec):
+    """A subnetwork cut from a trained supernet of the study's space (``nasscale supernet
+    train``): its weights sliced into a standalone module, BatchNorm recalibrated on
+    ``calibration_batches`` training batches, scored by held-out top-1 of the data the
+    supernet trained on.  No training: seconds per candidate."""
+
+    kind = "supernet"
+    positional = "weights"
+    required = ("weights",)
+    contexts = ("study",)
+    needs_space = True
+    writes_weights = True
+    example = "supernet:supernet.pt,calibration_batches=20"
+
+    weights: str | None = setting(None, Source(), "the supernet file (.pt)")
+    data: str | None = setting(None, Source(), "the data it trained on (default: the one "
+                               "its file records)")
+    calibration_batches: int = setting(20, Int(1, 10_000), "training batches that "
+                                       "recompute BatchNorm statistics")
+    batch_size: int = setting(64, BATCH, "images per calibration batch", alias="batch")
+    held_out: int | None = setting(None, Int(1, 100_000_000), "score on this many held-out "
+                                   "images, a fixed seeded draw (default: all)")
+    device: str = setting("cpu", Device(), "auto, cpu, cuda or cuda:N")
+    threads: int | None = setting(None, Threads(), "CPU threads (default: the idle cores)")
+
+    def check(self, ctx: BuildContext) -> None:
+        from nasscale.supernet.evaluate import check_supernet
+
+        check_supernet(self, ctx)
+
+    def build(self, ctx: BuildContext):
+        from nasscale.supernet.evaluate import make_supernet_evaluator
+
+        return make_supernet_evaluator(self, ctx)
+
+
 #: every evaluator kind, by the name study files and ``--evaluator`` use
 EVALUATORS: dict[str, type[EvaluatorSpec]] = {
     "proxy": ProxySpec,
     "train": TrainSpec,
     "python": PythonSpec,
     "inherit": InheritSpec,
+    "supernet": SupernetSpec,
 }
 
 
@@ -278,5 +316,5 @@ def evaluator_forms(context: str = "prune") -> str:
     return "; ".join(out)
 
 
-__all__ = ["EVALUATORS", "InheritSpec", "ProxySpec", "PythonSpec", "TrainSpec",
-           "evaluator_forms", "evaluator_from_data", "evaluator_from_text"]
+__all__ = ["EVALUATORS", "InheritSpec", "ProxySpec", "PythonSpec", "SupernetSpec",
+           "TrainSpec", "evaluator_forms", "evaluator_from_data", "evaluator_from_text"]

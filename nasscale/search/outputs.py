@@ -179,6 +179,26 @@ def write_outputs(setup, ostudy, out: Path, trials=None) -> dict[str, Any]:
     return summary
 
 
+def write_weights(setup, out: Path) -> list[str]:
+    """Beside every best / Pareto network's YAML, its weights (``NAME.pt``), when the study's
+    evaluator can give them (``EvaluatorSpec.writes_weights``: a supernet's subnetwork); the
+    files written.  Once, after the search: cutting and recalibrating takes a second each."""
+    if not type(setup.study.evaluator).writes_weights:
+        return []
+    from nasscale.grammar import load_network_file
+
+    yamls = [out / "best.yaml", *sorted((out / "pareto").glob("*.yaml"))]
+    yamls = [y for y in yamls if y.exists()]
+    if not yamls:
+        return []
+    evaluator = setup.study.make_evaluator()
+    written = []
+    for y in yamls:
+        evaluator.write_weights(load_network_file(y), y.with_suffix(".pt"))
+        written.append(str(y.with_suffix(".pt")))
+    return written
+
+
 def chance_level(chance: dict | None, frame, score_name: str) -> dict | None:
     """For a trained accuracy study: chance top-1, the noise limit above it (see
     ``study_data.chance_level``), the best score any trial reached, and ``at_chance``: whether
@@ -228,8 +248,10 @@ def summary_text(summary: dict, out: Path) -> str:
                            right=f"{score} latency FLOPs params"))
     else:
         lines.append("no feasible trial yet")
+    single = len(summary["objectives"]) == 1
+    weights = (", best.pt" if single else ", pareto/*.pt") if summary.get("weights") else ""
     lines.append(f"outputs in {out}: trials.csv, "
-                 + ("best.yaml" if len(summary["objectives"]) == 1 else "pareto/*.yaml")
+                 + ("best.yaml" if single else "pareto/*.yaml") + weights
                  + ", pareto.png, summary.json")
     lines.append(FLOPS_CONVENTION + ".")
     return "\n".join(lines)

@@ -334,6 +334,7 @@ def run_search(study: StudySpec, options: RunOptions) -> dict:
                 raise
             trials = snapshot  # the storage is gone: what was last read
         summary = outputs.write_outputs(setup, ostudy, options.out, trials=trials)
+        summary["weights"] = outputs.write_weights(setup, options.out)
     summary["interrupted"] = interrupted
     if down is not None:
         raise down

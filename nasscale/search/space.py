@@ -42,6 +42,7 @@ from nasscale.specs import (
     StageSpec,
     resolve,
 )
+from nasscale.specs.random import RandomSuggester  # noqa: F401  (part of this module's API)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ class SearchSpace:
         spec = self.sample(_Largest(), name=name or f"{self.name}_largest")
         return spec.replace(paper=f"the largest member of search space {self.name} "
                                   "(SearchSpace.largest): the parent of weight inheritance")
+
+    def smallest(self, name: str | None = None) -> NetworkSpec:
+        """The space's smallest member: every slot at its shallowest and narrowest, the
+        smallest kernel, expansion and head, no SE where a slot offers a choice, the smallest
+        resolution (the first listed block kind and activation) — the other end of a
+        supernet's sandwich."""
+        return self.sample(_Smallest(), name=name or f"{self.name}_smallest")
 
     # --- inversion -----------------------------------------------------------------------
     def params_for(self, network: NetworkSpec) -> dict[str, Any]:
@@ -223,6 +231,12 @@ def same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
     return shape(a) == shape(b)
 
 
+def _units(label: str) -> tuple[int, int]:
+    """A head.hidden choice's total hidden units and layers (``"1024x512"``, ``"none"``)."""
+    widths = [] if label == "none" else [int(w) for w in label.split("x")]
+    return sum(widths), len(widths)
+
+
 class _Largest:
     """Answers ``suggest_*`` with the largest choice: the highest number, ``True``, the head
     with the most hidden units; a choice of names (kind, activation) takes the first listed."""
@@ -230,10 +244,7 @@ class _Largest:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         choices = list(choices)
         if name == "head.hidden":
-            def units(label: str) -> tuple[int, int]:
-                widths = [] if label == "none" else [int(w) for w in label.split("x")]
-                return sum(widths), len(widths)
-            return max(choices, key=units)
+            return max(choices, key=_units)
         if all(isinstance(c, (int, float)) for c in choices):
             return max(choices)
         return choices[0]
@@ -242,17 +253,19 @@ class _Largest:
         return low + (high - low) // step * step
 
 
-class RandomSuggester:
-    """Answers ``suggest_*`` uniformly from a ``random.Random``: samples a space without Optuna."""
-
-    def __init__(self, rng):
-        self.rng = rng
+class _Smallest:
+    """Answers ``suggest_*`` with the smallest choice (``False`` for a switch such as SE)."""
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self.rng.choice(list(choices))
+        choices = list(choices)
+        if name == "head.hidden":
+            return min(choices, key=_units)
+        if all(isinstance(c, (int, float)) for c in choices):
+            return min(choices)
+        return choices[0]
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        return self.rng.randrange(low, high + 1, step)
+        return low
 
 
 @dataclass(frozen=True)

@@ -140,5 +140,19 @@ def random_attention_network(seed: int, resolution: int | None = None) -> Networ
                        drop_path_rate=rng.choice((0.0, 0.1)))
 
 
-__all__ = ["MOBILENET_V3_SE", "random_attention_network", "random_block", "random_network",
-           "random_se"]
+__all__ = ["MOBILENET_V3_SE", "RandomSuggester", "random_attention_network", "random_block",
+           "random_network", "random_se"]
+
+
+class RandomSuggester:
+    """Answers ``suggest_*`` uniformly from a ``random.Random``: samples a search space without
+    Optuna (``SearchSpace.sample``)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices):
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)

@@ -125,8 +125,9 @@ def bindings(rn: ResolvedNetwork, groups: list[Group]) -> list[dict[str, str | N
 
 
 def select_channels(model: Network, rn: ResolvedNetwork, groups: list[Group],
-                    widths: dict[str, int]) -> dict[str, torch.Tensor]:
-    """The kept channel indices (sorted) of every group whose width changes."""
+                    widths: dict[str, int], ordered: bool = False) -> dict[str, torch.Tensor]:
+    """The kept channel indices (sorted) of every group whose width changes; ``ordered``: the
+    strongest first instead (with every channel kept, a permutation that sorts the group)."""
     binds = bindings(rn, groups)
     by_name = {g.name: g for g in groups}
     score: dict[str, torch.Tensor] = {}
@@ -152,7 +153,9 @@ def select_channels(model: Network, rn: ResolvedNetwork, groups: list[Group],
         s = score.get(g)
         if s is None:
             raise NasscaleError(f"{g}: no filter produces this group's channels")
-        kept[g] = _top(s, width, group)
+        if ordered and group.heads:
+            raise NasscaleError(f"{g}: an attention width's channels are not sorted")
+        kept[g] = torch.topk(s, width).indices if ordered else _top(s, width, group)
     return kept
 
 
@@ -169,7 +172,7 @@ def _accumulate(score, group, axis0, param, sizes, names) -> None:
         n = sizes[seg.lstrip(".")]
         if _is_producer(seg) and names.get(seg) == group:
             rows = param[offset:offset + n].detach().float().reshape(n, -1)
-            score[group] = score.get(group, torch.zeros(n)) + rows.pow(2).sum(1)
+            score[group] = score.get(group, 0) + rows.pow(2).sum(1).cpu()
         offset += n
 
 
@@ -190,23 +193,31 @@ def _top(score: torch.Tensor, width: int, group: Group) -> torch.Tensor:
 
 
 def _slice(tensor: torch.Tensor, axes, old: dict[str, int], new: dict[str, int],
-           index: dict[str, torch.Tensor | None]) -> torch.Tensor:
+           index: dict[str, torch.Tensor | range | None]) -> torch.Tensor:
+    """``tensor`` cut along every axis to the kept channels (``index``: indices, or a
+    ``range`` of first channels, cut as a view)."""
     out = tensor
     for dim, axis in enumerate(axes):
         if axis is None:
             continue
+        segments = [seg.lstrip(".") for seg in _segments(axis)]
+        if len(segments) == 1 and isinstance(index.get(segments[0]), range):
+            kept = index[segments[0]]
+            if len(kept) != out.shape[dim]:
+                out = out.narrow(dim, kept.start, len(kept))
+            continue
         parts, offset, changed = [], 0, False
-        for seg in _segments(axis):
-            seg = seg.lstrip(".")
+        for seg in segments:
             idx = index.get(seg)
             if idx is None:
                 parts.append(torch.arange(offset, offset + old[seg]))
             else:
-                parts.append(idx + offset)
+                idx = torch.as_tensor(idx) if isinstance(idx, range) else idx
+                parts.append(idx.cpu() + offset)
                 changed = True
             offset += old[seg]
         if changed:
-            out = out.index_select(dim, torch.cat(parts))
+            out = out.index_select(dim, torch.cat(parts).to(out.device))
     return out
 
 
@@ -233,17 +244,36 @@ def carry_block(old_m: nn.Module, rb_old, new_m: nn.Module, rb_new, names: dict,
     each group that shrinks (``select_channels``).  Tensors only the old block has (an SE the
     new block drops) are left out.  ``crop_kernels``: a smaller spatial kernel takes the
     centre of the old one (weight inheritance; pruning never changes kernels)."""
+    shapes = tensor_shapes(new_m)
+    _copy_into(new_m, block_tensors(old_m, rb_old, shapes, rb_new, names, kept, groups,
+                                    crop_kernels))
+
+
+def block_tensors(old_m: nn.Module, rb_old, shapes: dict[str, torch.Size], rb_new,
+                  names: dict, kept: dict[str, torch.Tensor], groups: list[Group],
+                  crop_kernels: bool = False, tensors: dict | None = None,
+                  first: bool = False, index: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of the smaller block (``shapes``: its tensor names and shapes) cut from
+    ``old_m``'s by the rules of ``carry_block``, as views and ``index_select``s that autograd
+    follows back into ``old_m``'s parameters (a supernet trains through them).  ``tensors``
+    replaces ``old_m``'s own (same names and shapes: optimizer state, or index maps); the
+    channels kept are still chosen from ``old_m``'s weights.  ``first``: a derived width (SE)
+    keeps its first channels rather than its largest filters (a supernet's are sorted);
+    ``index`` sets the channels of an axis directly (``{"se": order}``)."""
     old_sizes, new_sizes = _sizes(rb_old), _sizes(rb_new)
-    index: dict[str, torch.Tensor | None] = {
-        axis: kept.get(g) if g is not None else None for axis, g in names.items()}
+    given = index or {}
+    index = {axis: kept.get(g) if g is not None else None for axis, g in names.items()}
     axes = block_axes(old_m, rb_old)
     if "se" in old_sizes and new_sizes.get("se") not in (None, 0, old_sizes["se"]):  # 0: none
-        index["se"] = _derived(old_m, axes, "se", new_sizes["se"])
+        width = new_sizes["se"]
+        index["se"] = range(width) if first else _derived(old_m, axes, "se", width)
     if "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
         g = names.get("in")
         head_dim = next(x for x in groups if x.name == g).heads[0][3]
         index["heads"] = torch.unique(kept[g] // head_dim)
-    _copy(old_m, new_m, axes, old_sizes, new_sizes, index, crop_kernels)
+    index.update(given)
+    source = tensors if tensors is not None else own_tensors(old_m)
+    return _tensors(source, shapes, axes, old_sizes, new_sizes, index, crop_kernels)
 
 
 def carry_head(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,
@@ -251,6 +281,14 @@ def carry_head(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,
                kept: dict[str, torch.Tensor]) -> None:
     """Copy the head: ``features`` is the group of the tensor it pools (the last block's
     ``out`` binding); hidden widths keep ``kept["head.hidden[k]"]``; classes never change."""
+    shapes = tensor_shapes(new_model.head)
+    _copy_into(new_model.head, head_tensors(old_model, old_rn, shapes, new_rn, features, kept))
+
+
+def head_tensors(old_model: Network, old_rn: ResolvedNetwork, shapes: dict, new_rn:
+                 ResolvedNetwork, features: str | None, kept: dict[str, torch.Tensor],
+                 tensors: dict | None = None) -> dict[str, torch.Tensor]:
+    """The head's tensors cut from ``old_model``'s (``block_tensors`` for the head)."""
     head_index = {"in": kept.get(features) if features is not None else None}
     for k in range(len(new_rn.head.hidden)):
         head_index[f"hidden{k}"] = kept.get(f"head.hidden[{k}]")
@@ -258,8 +296,9 @@ def carry_head(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,
                  **{f"hidden{k}": w for k, w in enumerate(old_rn.head.hidden)}}
     sizes_new = {"in": new_rn.head.in_channels,
                  **{f"hidden{k}": w for k, w in enumerate(new_rn.head.hidden)}}
-    _copy(old_model.head, new_model.head, head_axes(old_model, old_rn), sizes_old, sizes_new,
-          head_index)
+    source = tensors if tensors is not None else own_tensors(old_model.head)
+    return _tensors(source, shapes, head_axes(old_model, old_rn), sizes_old, sizes_new,
+                    head_index)
 
 
 def _derived(module: nn.Module, axes: dict, axis: str, width: int) -> torch.Tensor:
@@ -286,19 +325,34 @@ def centre_crop(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return tensor[:, :, top:top + nh, left:left + nw]
 
 
-def _copy(old_m: nn.Module, new_m: nn.Module, axes: dict, old_sizes: dict, new_sizes: dict,
-          index: dict, crop_kernels: bool = False) -> None:
-    old_t = {**dict(old_m.named_parameters()), **dict(old_m.named_buffers())}
-    for name, t in [*new_m.named_parameters(), *new_m.named_buffers()]:
-        src = old_t.get(name)
+def own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+def tensor_shapes(module: nn.Module) -> dict[str, torch.Size]:
+    return {name: t.shape for name, t in own_tensors(module).items()}
+
+
+def _tensors(source: dict, shapes: dict, axes: dict, old_sizes: dict, new_sizes: dict,
+             index: dict, crop_kernels: bool = False) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, shape in shapes.items():
+        src = source.get(name)
         if src is None:
             raise NasscaleError(f"carrying weights: the smaller network has {name} "
-                                f"{tuple(t.shape)}, which the source block lacks")
+                                f"{tuple(shape)}, which the source block lacks")
         if name in axes:
             src = _slice(src, axes[name], old_sizes, new_sizes, index)
-        if crop_kernels and src.shape != t.shape:
-            src = centre_crop(src, t.shape)
-        if src.shape != t.shape:
+        if crop_kernels and src.shape != shape:
+            src = centre_crop(src, shape)
+        if src.shape != shape:
             raise NasscaleError(f"carrying weights: {name} would be {tuple(src.shape)} but the "
-                                f"smaller network needs {tuple(t.shape)}")
-        t.copy_(src)
+                                f"smaller network needs {tuple(shape)}")
+        out[name] = src
+    return out
+
+
+def _copy_into(module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    own = own_tensors(module)
+    for name, t in tensors.items():
+        own[name].copy_(t)

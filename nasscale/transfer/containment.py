@@ -261,8 +261,11 @@ class Parent:
                 return f"the {field} channels of {self._label(member.block)}"
         return name
 
-    def _label(self, index: int) -> str:
+    def label(self, index: int) -> str:
         """``slot s2 layer 1``, ``stem[0]`` or ``head.blocks[0]`` of a parent block."""
+        return self._label(index)
+
+    def _label(self, index: int) -> str:
         block = self.rn.blocks[index]
         if block.section != "stage":
             return f"{'stem' if block.section == 'stem' else 'head.blocks'}[{block.repeat}]"
