@@ -134,7 +134,7 @@ def section_budgets(net: Supernet, space, args) -> dict:
         row = {"budget": study["constraints"][0], "trials": summary["trials"],
                "search_seconds": seconds, "winner": best.name,
                "latency_ms_predicted": summary["best"][0]["latency_ms"],
-               "search_score": summary["best"][0]["score"],
+               "search_score": summary["best"][0][summary["score_name"]],
                **fine_tune(net, best, args)}
         rows.append(row)
         log(f"{row['budget']}: {row['trials']} trials in {seconds:.0f} s; winner "

@@ -33,7 +33,7 @@ from nasscale.search.choices import (
     StageChoice,
     WidthChoice,
 )
-from nasscale.search.space import SearchSpace, _Largest
+from nasscale.search.space import SearchSpace, _Extreme
 from nasscale.search.space_io import space_from_data
 from nasscale.specs import ConvSpec, HeadSpec, NetworkSpec, StageSpec
 
@@ -279,7 +279,7 @@ class ChoiceContract:
         widest head) give a value with at least the parameters of every sample that made the
         same named (string) choices, and a point of the choice."""
         choice = self.make_choice()
-        rec = Recorder(_Largest())
+        rec = Recorder(_Extreme())
         largest = self.sample(choice, rec)
         assert self.params_for(choice, largest) == rec.params
         names = {k: v for k, v in rec.params.items() if isinstance(v, str)}
@@ -442,7 +442,7 @@ class TestAttentionTailContract(ChoiceContract):
 
     def outside(self, choice):
         return dataclasses.replace(choice, present=(True,), activation="relu").sample(
-            _Largest(), 0, 32)
+            _Extreme(), 0, 32)
 
     def size(self, choice, value):
         return network_params(block_network(value, 32))
@@ -487,7 +487,7 @@ class TestMQATailContract(ChoiceContract):
 
     def outside(self, choice):
         return dataclasses.replace(choice, present=(True,), layer_scale=1e-5).sample(
-            _Largest(), 0, 32)
+            _Extreme(), 0, 32)
 
     def size(self, choice, value):
         return network_params(block_network(value, 32))
@@ -536,7 +536,7 @@ class TestStageChoiceContract(ChoiceContract):
     def outside(self, choice):
         other = dataclasses.replace(choice, layer=LayerChoice(kinds=("mbconv",),
                                                               kernel_size=(7,)))
-        return tiny_space(stage=other).sample(_Largest())
+        return tiny_space(stage=other).sample(_Extreme())
 
     def size(self, choice, value):
         return network_params(value)
@@ -611,7 +611,7 @@ class TestHeadChoiceContract(ChoiceContract):
         return tiny_space(head=choice).params_for(value)
 
     def outside(self, choice):
-        net = tiny_space(head=choice).sample(_Largest())
+        net = tiny_space(head=choice).sample(_Extreme())
         return net.replace(head=dataclasses.replace(net.head, hidden=(256,)))
 
     def size(self, choice, value):

@@ -99,7 +99,7 @@ class SearchSpace:
         first listed block kind and activation, which carry no size).  Every member with
         those kinds is a sub-network of it, so it is the parent a weight-inheritance study
         trains (``nasscale.transfer.containment``)."""
-        spec = self.sample(_Largest(), name=name or f"{self.name}_largest")
+        spec = self.sample(_Extreme(largest=True), name=name or f"{self.name}_largest")
         return spec.replace(paper=f"the largest member of search space {self.name} "
                                   "(SearchSpace.largest): the parent of weight inheritance")
 
@@ -108,7 +108,7 @@ class SearchSpace:
         smallest kernel, expansion and head, no SE where a slot offers a choice, the smallest
         resolution (the first listed block kind and activation) — the other end of a
         supernet's sandwich."""
-        return self.sample(_Smallest(), name=name or f"{self.name}_smallest")
+        return self.sample(_Extreme(largest=False), name=name or f"{self.name}_smallest")
 
     # --- inversion -----------------------------------------------------------------------
     def params_for(self, network: NetworkSpec) -> dict[str, Any]:
@@ -237,35 +237,25 @@ def _units(label: str) -> tuple[int, int]:
     return sum(widths), len(widths)
 
 
-class _Largest:
-    """Answers ``suggest_*`` with the largest choice: the highest number, ``True``, the head
-    with the most hidden units; a choice of names (kind, activation) takes the first listed."""
+@dataclass(frozen=True)
+class _Extreme:
+    """Answers ``suggest_*`` with the largest choice (``largest``: the highest number, ``True``,
+    the head with the most hidden units) or the smallest (``False`` for a switch such as SE);
+    a choice of names (kind, activation) takes the first listed."""
+
+    largest: bool = True
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         choices = list(choices)
+        pick = max if self.largest else min
         if name == "head.hidden":
-            return max(choices, key=_units)
+            return pick(choices, key=_units)
         if all(isinstance(c, (int, float)) for c in choices):
-            return max(choices)
+            return pick(choices)
         return choices[0]
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        return low + (high - low) // step * step
-
-
-class _Smallest:
-    """Answers ``suggest_*`` with the smallest choice (``False`` for a switch such as SE)."""
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        choices = list(choices)
-        if name == "head.hidden":
-            return min(choices, key=_units)
-        if all(isinstance(c, (int, float)) for c in choices):
-            return min(choices)
-        return choices[0]
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        return low
+        return low + (high - low) // step * step if self.largest else low
 
 
 @dataclass(frozen=True)
