@@ -214,8 +214,13 @@ def test_two_gloo_ranks_give_the_weights_of_one_process_accumulating(tmp_path):
               "--probes", "0", "--calibration-batches", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", "29517", "-m", "nasscale", *common,
+                          "--master-port", port, "-m", "nasscale", *common,
                           "-o", str(tmp_path / "ddp.pt")], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
