@@ -45,20 +45,7 @@ class SupernetEvaluator(Evaluator):
     def write_weights(self, spec: NetworkSpec, path: Path) -> None:
         """The candidate's weights (recalibrated), as ``nasscale supernet extract`` writes
         them: a file ``nasscale train --weights`` fine-tunes."""
-        import torch
-
-        from nasscale.grammar import network_to_data
-        from nasscale.supernet.file import WEIGHTS_FORMAT
-
-        spec = self.net.fit(spec)
-        module = self.net.extract(spec)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": WEIGHTS_FORMAT, "state_dict": module.cpu().state_dict(),
-                    "network": network_to_data(spec), "classes": list(self.net.data.classes),
-                    "data": self.net.data.name, "normalisation": self.net.data.normalisation,
-                    "inherited_from": {"supernet": self.net.path,
-                                       "space": self.net.space.name}}, tmp)
-        tmp.replace(path)
+        self.net.write_subnet(spec, path)
 
     def describe(self) -> str:
         return (f"top-1 of the subnetwork of supernet {Path(self.net.path).name} (BatchNorm "

@@ -83,11 +83,7 @@ def space_of(path: str, where: str = "SUPERNET") -> str:
 def extract_job(path: str, space: Any, network: str, out: str, data: str | None = None,
                 calibration_batches: int = 20, device: str = "cpu") -> dict:
     """Cut ``network`` out of the supernet, recalibrate it, score it and write its weights."""
-    import torch
-
     from nasscale import zoo
-    from nasscale.grammar import network_to_data
-    from nasscale.supernet.file import WEIGHTS_FORMAT
     from nasscale.supernet.subnet import Supernet
     from nasscale.transfer.containment import NotContained
 
@@ -107,13 +103,7 @@ def extract_job(path: str, space: Any, network: str, out: str, data: str | None 
               "data": net.meta["data"], "resolution": spec.resolution,
               "params": cost.params, "flops": cost.flops, "accuracy": top1,
               "calibration_batches": calibration_batches, "weights": str(target)}
-    tmp = target.with_name(target.name + ".tmp")
-    torch.save({"format": WEIGHTS_FORMAT, "state_dict": module.cpu().state_dict(),
-                "network": network_to_data(spec), "classes": list(net.data.classes),
-                "accuracy": top1, "data": net.data.name,
-                "normalisation": net.data.normalisation,
-                "inherited_from": {"supernet": str(path), "space": space.name}}, tmp)
-    tmp.replace(target)
+    net.write_subnet(spec, target, module, top1)
     target.with_suffix(".json").write_text(json.dumps(record, indent=2))
     return record
 

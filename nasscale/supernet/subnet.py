@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,6 +133,23 @@ class Supernet:
         module = module.to(device=resolve_device(self.device), memory_format=self.memory)
         return evaluate(module, self.val_x, self.val_y, None, resolve_device(self.device),
                         memory=self.memory, batch_size=500)
+
+    def write_subnet(self, spec: NetworkSpec, path: Path, module: torch.nn.Module | None = None,
+                     accuracy: float | None = None) -> None:
+        """``spec``'s weights (``module``, else cut and recalibrated now) as a nasscale weights
+        file that ``nasscale train --weights``, ``prune --weights`` and ``export`` read;
+        atomically."""
+        from nasscale.grammar import network_to_data
+
+        spec = self.fit(spec)
+        module = module if module is not None else self.extract(spec)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"format": file.WEIGHTS_FORMAT, "state_dict": module.cpu().state_dict(),
+                    "network": network_to_data(spec), "classes": list(self.data.classes),
+                    "accuracy": accuracy, "data": self.data.name,
+                    "normalisation": self.data.normalisation,
+                    "inherited_from": {"supernet": self.path, "space": self.space.name}}, tmp)
+        tmp.replace(path)
 
     def timed_score(self, spec: NetworkSpec) -> tuple[float, float]:
         t0 = time.perf_counter()
