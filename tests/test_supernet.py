@@ -1,6 +1,8 @@
 """Supernets: a subnetwork's tensors are cuts of the supernet's that autograd follows, sorting
 channels keeps the function, a trained network writes back into the supernet, the sandwich
-trains and resumes exactly, two gloo ranks equal one process, and bad input is one line."""
+trains and resumes exactly, two gloo ranks equal one process, and bad input is one line; a
+MobileNetV4-like space is shared per kind (alternate blocks), with UIB variants and Mobile MQA
+tails cut to real smaller blocks."""
 from __future__ import annotations
 
 import math
@@ -47,14 +49,19 @@ def settings(**changes) -> SupernetSettings:
     return replace(SupernetSettings(train, probes=1, calibration_batches=2), **changes)
 
 
-def supernet_of(space, classes: int = 4, seed: int = 0):
-    spec = file.supernet_spec(space, 16, classes)
-    return file.aligned(space, spec), randomised(build_seeded(spec, seed))
+def supernet_of(space, classes: int = 4, seed: int = 0, resolution: int = 16):
+    """(parent, supernet module, alternates), BatchNorm statistics randomised."""
+    spec = file.supernet_spec(space, resolution, classes)
+    parent = file.aligned(space, spec)
+    alts = file.alternates(parent, space, seed=seed)
+    for module, _ in alts.values():
+        randomised(module)
+    return parent, randomised(build_seeded(spec, seed)), alts
 
 
 def test_a_view_computes_its_module_and_trains_the_supernet(tmp_path):
     space = space_of(TINY_BNECK, tmp_path)
-    parent, model = supernet_of(space)
+    parent, model, alts = supernet_of(space)
     model.eval()
     x = torch.randn(3, 3, 16, 16)
     import random
@@ -62,7 +69,7 @@ def test_a_view_computes_its_module_and_trains_the_supernet(tmp_path):
     rng = random.Random(0)
     for _ in range(4):
         cand = space.sample(RandomSuggester(rng)).replace(resolution=16, num_classes=4)
-        view = View(parent, model, cand, first=True)
+        view = View(parent, model, cand, first=True, alternates=alts)
         with torch.no_grad():
             a = view.forward(x)
             b = view.module().eval()(x)
@@ -73,36 +80,36 @@ def test_a_view_computes_its_module_and_trains_the_supernet(tmp_path):
     used = [p for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     assert used  # the loss reaches the shared weights
     smallest = View(parent, model, space.smallest().replace(resolution=16, num_classes=4),
-                    first=True)
+                    first=True, alternates=alts)
     assert sum(t.numel() for t in smallest.tensors().values()) < sum(
         t.numel() for t in model.state_dict().values())
 
 
 def test_sorting_channels_keeps_the_function_and_permutes_optimizer_state(tmp_path):
     space = space_of(TINY_BNECK, tmp_path)
-    parent, model = supernet_of(space)
+    parent, model, alts = supernet_of(space)
     model.eval()
     x = torch.randn(2, 3, 16, 16)
     before = model(x)
     state = {n: p.detach().clone() for n, p in model.named_parameters()}
-    sort_channels(parent, model, [state])
+    sort_channels(parent, model, [state], alts)
     assert torch.allclose(model(x), before, atol=1e-5)
     for n, p in model.named_parameters():  # the state moved with its parameter
         assert torch.equal(state[n], p.detach()), n
     # after sorting, the first channels are the largest-norm ones: both cuts agree
     cand = space.smallest().replace(resolution=16, num_classes=4)
-    first = View(parent, model, cand, first=True).module().eval()
-    strongest = View(parent, model, cand, first=False).module().eval()
+    first = View(parent, model, cand, first=True, alternates=alts).module().eval()
+    strongest = View(parent, model, cand, first=False, alternates=alts).module().eval()
     assert torch.allclose(first(x), strongest(x), atol=1e-5)
 
 
 def test_a_trained_network_writes_back_where_its_cut_takes_it(tmp_path):
     space = space_of(TINY_BNECK, tmp_path)
-    parent, model = supernet_of(space)
+    parent, model, alts = supernet_of(space)
     cand = space.smallest(name="small").replace(resolution=16, num_classes=4)
     small = build_seeded(cand, 5)
-    fresh = View(parent, model, cand, first=True).write_back(small.state_dict())
-    cut = View(parent, model, cand, first=True).tensors()
+    fresh = View(parent, model, cand, first=True, alternates=alts).write_back(small.state_dict())
+    cut = View(parent, model, cand, first=True, alternates=alts).tensors()
     for name, t in small.state_dict().items():
         assert torch.equal(cut[name], t), name
     assert 0 < sum(fresh.values()) < len(fresh)
@@ -113,7 +120,7 @@ def test_a_trained_network_writes_back_where_its_cut_takes_it(tmp_path):
 
 def test_the_sandwich_is_largest_smallest_then_seeded_random(tmp_path):
     space = space_of(TINY_BNECK, tmp_path)
-    parent, model = supernet_of(space)
+    parent, model, _ = supernet_of(space)
     sampler = Sampler(space, parent, model, 16, 4, seed=3)
     step = sampler.step(7, 4)
     assert step[0] == sampler.largest and step[1] == sampler.smallest and len(step) == 4
@@ -181,15 +188,16 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 def test_init_writes_a_contained_network_and_says_what_stays_fresh(tmp_path, capsys):
     space = space_of(TINY_BNECK, tmp_path)
-    parent, model = supernet_of(space)
+    parent, model, alts = supernet_of(space)
     small = space.smallest(name="small").replace(resolution=16, num_classes=10)
     trained = build_seeded(small, 2)
     path = tmp_path / "small.pt"
     torch.save({"state_dict": trained.state_dict(), "network": network_to_data(small)}, path)
-    note = file.init_weights(parent, model, str(path))
+    note = file.init_weights(parent, model, str(path), alts=alts)
     assert "of small" in note and "fresh:" in note and "new: the classifier (4 classes, the " \
         "file's has 10)" in note
-    cut = View(parent, model, small.replace(num_classes=4), first=True).tensors()
+    cut = View(parent, model, small.replace(num_classes=4), first=True,
+               alternates=alts).tensors()
     for name, t in trained.state_dict().items():
         if not name.startswith("head.classifier"):
             assert torch.equal(cut[name], t), name
@@ -238,15 +246,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     space_path = tmp_path / "tiny.yaml"
     space_path.write_text(yaml.safe_dump(TINY_BNECK))
     data = data_file(tmp_path)
-    mixed = dict(TINY_MBCONV, name="mixed")
-    mixed["stages"] = [dict(TINY_MBCONV["stages"][1], kinds=["mbconv", "fused"])]
+    mixed = dict(TINY_MBCONV, name="mixed")  # a MobileViT tail: not shared
+    mixed["stages"] = [TINY_MBCONV["stages"][0], dict(TINY_MBCONV["stages"][1], attention={
+        "present": [False, True], "transformer_dim": {"min": 32, "max": 32},
+        "transformer_depth": [1], "num_heads": [4], "patch_size": [2]})]
     (tmp_path / "mixed.yaml").write_text(yaml.safe_dump(mixed))
     args = ["--data", str(data), "--epochs", "1", "--batch-size", "8", "--resolution", "16",
             "--device", "cpu", "--quiet", "--probes", "0", "--calibration-batches", "1"]
     assert main(["supernet", "train", str(tmp_path / "mixed.yaml"), *args,
                  "-o", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
-    assert "cannot be trained as a supernet: slot s0 kinds mbconv, fused" in err
+    assert "cannot be trained as a supernet: slot s1 has a mobilevit attention tail" in err
     assert len(err.strip().splitlines()) == 1
     assert main(["supernet", "train", str(space_path), *args, "--batch-size", "7",
                  "--accumulate", "2", "-o", str(tmp_path / "s.pt")]) == 2
@@ -398,3 +408,229 @@ def test_a_candidate_the_supernet_lacks_fails_its_trial_with_the_reason(tmp_path
                                      if i == 1 else s for i, s in enumerate(wide.stages)))
     with pytest.raises(NasscaleError, match=r"not a subnetwork of the supernet: .*width"):
         evaluator.score(wide, 0)
+
+
+# --- mobilenet_v4_like: per-kind alternates, UIB variants, Mobile MQA tails -------------------
+
+#: a MobileNetV4-like space small enough to train in seconds: conv or fused in s0, an optional
+#: 1x1 conv (s1, s3: skipping it changes what the next block reads), conv or UIB per layer in
+#: s2, UIB variants and a Mobile MQA tail (heads, key_dim, kv_stride searched) in s4
+TINY_V4 = {
+    "name": "tiny_v4", "family": "mobilenet_v4", "num_classes": 10, "resolution": [32],
+    "stem": {"width": 16, "activation": ["relu"]},
+    "stages": [
+        {"stride": 2, "depth": [1], "width": {"min": 16, "max": 24}, "kinds": ["conv", "fused"],
+         "kernel_size": [3], "expand_ratio": [2], "activation": ["relu"]},
+        {"stride": 1, "depth": [0, 1], "width": {"min": 16, "max": 24}, "kinds": ["conv"],
+         "kernel_size": [1], "activation": ["relu"]},
+        {"stride": 2, "depth": [1, 2], "width": {"min": 24, "max": 32}, "kinds": ["conv", "uib"],
+         "kernel_size": [3, 5], "start_kernel": [0, 3, 5], "expand_ratio": [2, 4],
+         "activation": ["relu"],
+         "per_layer": ["kind", "kernel_size", "start_kernel", "expand_ratio"]},
+        {"stride": 1, "depth": [0, 1], "width": {"min": 24, "max": 32}, "kinds": ["conv"],
+         "kernel_size": [1], "activation": ["relu"]},
+        {"stride": 2, "depth": [1, 2], "width": {"min": 32, "max": 40}, "kinds": ["uib"],
+         "kernel_size": [0, 3, 5], "start_kernel": [0, 3, 5], "expand_ratio": [2, 4],
+         "activation": ["relu"], "per_layer": ["kernel_size", "start_kernel", "expand_ratio"],
+         "attention": {"kind": "mqa", "present": [False, True], "num_heads": [2, 4],
+                       "key_dim": [8, 16], "kv_stride": [1, 2]}}],
+    "head": {"conv_width": [64], "conv_activation": "relu", "hidden": [[64]],
+             "hidden_activation": "relu", "hidden_norm": "bn", "dropout": 0.0},
+}
+
+
+class Choose:
+    """A suggester: the named choices as given, every other one its largest (a switch on, a
+    name the first listed): full-width members of chosen kinds and depths."""
+
+    def __init__(self, chosen: dict | None = None):
+        self.chosen = chosen or {}
+
+    def suggest_categorical(self, name, choices):
+        if name in self.chosen:
+            return self.chosen[name]
+        choices = list(choices)
+        return max(choices) if all(isinstance(c, (int, float)) for c in choices) \
+            else choices[0]
+
+    def suggest_int(self, name, low, high, step=1):
+        return self.chosen.get(name, low + (high - low) // step * step)
+
+
+def features(spec) -> set[str]:
+    """What a member of TINY_V4 exercises: each slot's kinds, UIB variants, its MQA tail."""
+    from nasscale.specs import resolve
+
+    out = set()
+    for b in resolve(spec).section("stage"):
+        out.add(b.kind)
+        if b.kind == "uib":
+            out.add(b.spec.variant)
+        if b.kind == "mqa":
+            out |= {f"kv{b.spec.kv_stride}", f"h{b.spec.num_heads}", f"d{b.spec.key_dim}"}
+    out.add("mqa" if any(b.kind == "mqa" for b in resolve(spec).blocks) else "no mqa")
+    return out
+
+
+def test_mobilenet_v4_like_is_a_supernet_and_mobilevit_tails_are_refused():
+    from nasscale.search import load_space
+
+    space = load_space("mobilenet_v4_like")
+    parent = file.aligned(space, file.supernet_spec(space, 32, 4))
+    labels = {v.label for v in parent.variants.values()}
+    assert "slot s0 layer 0 as a fused block" in labels
+    assert {"slot s2 layer 0 as a uib block", "slot s2 layer 1 as a uib block"} <= labels
+    # without slot s3's optional 1x1 conv, s4 reads slot s2's channels: its own bank
+    assert "slot s4 layer 0 reading the output channels of slot s2 layer 1" in labels
+    assert [parent.label(t) for t in parent.alignment.tails if t is not None] == [
+        "slot s4 attention", "slot s5 attention"]
+    rng = __import__("random").Random(0)
+    for i in range(40):  # every member is a subnetwork
+        parent.plan(space.sample(RandomSuggester(rng), name=f"m{i}"))
+    for name in space.contains:
+        parent.plan(nasscale.load(name))
+    hybrid = nasscale.search.load_space("mobilevit_hybrid")
+    with pytest.raises(NasscaleError, match=r"^space mobilevit_hybrid: cannot be trained as a "
+                                            r"supernet: slot s2 has a mobilevit attention "
+                                            r"tail: a supernet shares Mobile MQA tails only"):
+        file.aligned(hybrid, file.supernet_spec(hybrid, 32, 4))
+    # what the supernet lacks is named by slot and field
+    more = space.largest(name="more")
+    stages = tuple(replace(s, block=replace(s.block, kv_stride=2))
+                   if s.block.kind == "mqa" else s for s in more.stages)
+    with pytest.raises(nasscale.transfer.containment.NotContained,
+                       match="slot s5 attention kv_stride 2 needs key/value downsampling convs"):
+        parent.plan(more.replace(stages=stages))
+
+
+def test_every_v4_kind_and_tail_cuts_to_a_module_computing_the_view(tmp_path):
+    """Largest, smallest and random members of every kind combination (conv or fused, conv or
+    UIB, the four UIB variants, MQA absent or present with kv_stride 1 and 2, fewer heads and
+    channels per head): the standalone module computes what the functional path computes."""
+    import random
+
+    space = space_of(TINY_V4, tmp_path)
+    parent, model, alts = supernet_of(space, resolution=32)
+    x = torch.randn(2, 3, 32, 32)
+    rng = random.Random(0)
+    members = [space.largest(), space.smallest(),
+               space.sample(Choose({"s0.kind": "fused", "s1.depth": 0, "s2.l0.kind": "uib",
+                                    "s2.l1.kind": "conv", "s3.depth": 0}))]
+    members += [space.sample(RandomSuggester(rng)) for _ in range(40)]
+    seen, used = set(), set()
+    for cand in members:
+        cand = cand.replace(resolution=32, num_classes=4)
+        view = View(parent, model, cand, first=True, alternates=alts)
+        with torch.no_grad():
+            a = view.forward(x)
+            b = view.module().eval()(x)
+        assert torch.allclose(a, b, atol=1e-5), cand.name
+        seen |= features(cand)
+        used |= {k for k in view.plan.variant if k is not None}
+    assert {"conv", "fused", "uib", "ExtraDW", "IB", "ConvNeXt", "FFN", "mqa", "no mqa", "kv1",
+            "kv2", "h2", "h4", "d8", "d16"} <= seen
+    assert used == set(alts)  # every alternate is some member's
+
+
+def test_an_mqa_cut_is_the_first_heads_and_channels_of_each(tmp_path):
+    space = space_of(TINY_V4, tmp_path)
+    parent, model, alts = supernet_of(space, resolution=32)
+    cand = space.sample(Choose({"s4.attn.heads": 2, "s4.attn.key_dim": 8,
+                                "s4.attn.kv_stride": 1, "s4.width": 32}))
+    cand = cand.replace(resolution=32, num_classes=4)
+    big = next(m for m in model.modules() if type(m).__name__ == "MobileMQA")
+    small = next(m for m in View(parent, model, cand, first=True, alternates=alts).module()
+                 .modules() if type(m).__name__ == "MobileMQA")
+    assert (big.heads, big.key_dim, small.heads, small.key_dim) == (4, 16, 2, 8)
+    q = big.query.weight.reshape(4, 16, 40)[:2, :8, :32].reshape(16, 32, 1, 1)
+    assert torch.equal(small.query.weight, q)  # head h's channel d: row h * key_dim + d
+    assert torch.equal(small.key.weight, big.key.weight[:8, :32])
+    assert torch.equal(small.value.weight, big.value.weight[:8, :32])
+    out = big.output.weight.reshape(40, 4, 16)[:32, :2, :8].reshape(32, 16, 1, 1)
+    assert torch.equal(small.output.weight, out)
+    assert isinstance(small.key_down, torch.nn.Identity)  # kv_stride 1: no downsampling
+
+
+def test_sorting_keeps_the_function_of_every_v4_form_at_full_width(tmp_path):
+    """Sorting permutes the supernet and its alternates alike: a member at full widths (so
+    that no channel is cut) of any kinds and depths computes the same before and after, and
+    the alternates' optimizer state moves with them."""
+    space = space_of(TINY_V4, tmp_path)
+    parent, model, alts = supernet_of(space, resolution=32)
+    x = torch.randn(2, 3, 32, 32)
+    members = [space.sample(Choose(c)).replace(resolution=32, num_classes=4) for c in (
+        {}, {"s0.kind": "fused", "s2.l0.kind": "uib", "s2.l1.kind": "uib"},
+        {"s1.depth": 0, "s2.l0.kind": "uib", "s2.depth": 1, "s3.depth": 0},
+        {"s2.l1.kind": "uib", "s3.depth": 0, "s4.attn": False})]
+    with torch.no_grad():
+        before = [View(parent, model, m, first=True, alternates=alts).module().eval()(x)
+                  for m in members]
+    state = {f"alt.{k}.{n}": t.detach().clone() for k, (m, _) in alts.items()
+             for n, t in m.named_parameters()}
+    sort_channels(parent, model, [state], alts)
+    for k, (m, _) in alts.items():
+        for n, t in m.named_parameters():
+            assert torch.equal(state[f"alt.{k}.{n}"], t.detach()), (k, n)
+    with torch.no_grad():
+        for m, b in zip(members, before):
+            after = View(parent, model, m, first=True, alternates=alts).module().eval()(x)
+            assert torch.allclose(after, b, atol=1e-5), m.name
+    # after sorting, the first channels are the strongest: both cuts agree (alternates too)
+    small = space.sample(Choose({"s0.kind": "fused", "s0.width": 16, "s2.l0.kind": "uib",
+                                 "s2.width": 24, "s2.l0.expand_ratio": 2}))
+    small = small.replace(resolution=32, num_classes=4)
+    first = View(parent, model, small, first=True, alternates=alts)
+    assert "1_fused" in first.plan.variant
+    strongest = View(parent, model, small, first=False, alternates=alts).module().eval()
+    assert torch.allclose(first.module().eval()(x), strongest(x), atol=1e-5)
+
+
+def test_a_v4_supernet_trains_extracts_and_scores_from_the_command_line(tmp_path, capsys):
+    space_path = tmp_path / "tiny_v4.yaml"
+    space_path.write_text(yaml.safe_dump(TINY_V4))
+    data = data_file(tmp_path)
+    out = tmp_path / "v4.pt"
+    assert main(["supernet", "train", str(space_path), "--data", str(data), "--epochs", "1",
+                 "--batch-size", "8", "--resolution", "32", "--device", "cpu", "--threads",
+                 "1", "--quiet", "--probes", "1", "--calibration-batches", "1",
+                 "-o", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = torch.load(out, weights_only=True)
+    assert {k.split(".")[0] for k in ckpt["alternates"]} >= {"1_fused", "3_uib", "4_uib"}
+    space = space_of(TINY_V4, tmp_path)
+    member = space.sample(Choose({"s0.kind": "fused", "s1.depth": 0, "s2.l0.kind": "uib",
+                                  "s2.l1.kind": "conv", "s4.attn.heads": 2,
+                                  "s4.attn.key_dim": 8}), name="member")
+    (tmp_path / "member.yaml").write_text(nasscale.dump_network(member))
+    assert main(["supernet", "extract", str(out), str(tmp_path / "member.yaml"),
+                 "-o", str(tmp_path / "member.pt"), "--calibration-batches", "1",
+                 "--format", "json"]) == 0
+    record = yaml.safe_load(capsys.readouterr().out)
+    assert 0 <= record["accuracy"] <= 1 and record["resolution"] == 32
+    spec, got = nasscale.modules.checkpoint.trained_network(str(tmp_path / "member.pt"))
+    assert spec.name == "member" and got.meta["inherited_from"]["space"] == "tiny_v4"
+    net = Supernet.open(str(out), space, calibration_batches=1)
+    assert 0 <= net.score(space.smallest()) <= 1
+
+
+def test_init_writes_mobilenet_v4_conv_small_into_the_v4_supernet(tmp_path):
+    """MNv4-Conv-S (a published member) written into ``mobilenet_v4_like``'s supernet, its
+    blocks where their cuts take them from, alternates included: the cut gives it back."""
+    from nasscale.search import load_space
+
+    space = load_space("mobilenet_v4_like")
+    parent, model, alts = supernet_of(space, resolution=32)
+    small = nasscale.load("mobilenet_v4_conv_small").replace(resolution=32, num_classes=4)
+    trained = build_seeded(small, 3)
+    path = tmp_path / "small.pt"
+    torch.save({"state_dict": trained.state_dict(), "network": network_to_data(small)}, path)
+    note = file.init_weights(parent, model, str(path), space=space, alts=alts)
+    assert "nasscale weights of mobilenet_v4_conv_small" in note and "fresh:" in note
+    view = View(parent, model, small, first=True, alternates=alts)
+    assert "5_in3" in view.plan.variant  # s3's conv after a one-layer s2: its own bank
+    cut = view.tensors()
+    for name, t in trained.state_dict().items():
+        assert torch.equal(cut[name], t), name
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(view.module().eval()(x), trained.eval()(x), atol=1e-5)

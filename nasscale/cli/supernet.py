@@ -34,8 +34,8 @@ class SupernetCommand(Command):
     def _train_arguments(p):
         from nasscale.scoring import AMP, DEVICES
 
-        p.add_argument("space", help="a search space name or .yaml (every slot one block "
-                       "kind, no attention tail)")
+        p.add_argument("space", help="a search space name or .yaml (no MobileViT "
+                       "attention tails)")
         p.add_argument("--data", default="testbed",
                        help="testbed (default), digits, an .npz file or an image folder")
         p.add_argument("-o", "--out", metavar="OUT.pt", help="the supernet file (default "

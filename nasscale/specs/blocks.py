@@ -591,7 +591,7 @@ class UIBSpec(BlockSpec):
         mid="mid_channels",
         fixed=("start_kernel", "kernel_size", "stride", "expand_ratio", "activation",
                "layer_scale", "skip"),
-        # not carried by the inherit evaluator yet: its containment check knows one kernel
+        # not carried by the inherit evaluator yet (a supernet shares it: transfer.blockfit)
         text=("a", "k", "s", "e", "m", "c", "act", "ls", "noskip"))
     out_channels: int
     start_kernel: int = 0

@@ -2,15 +2,16 @@
 
 A supernet file is a nasscale weights file of the space's largest member (``nasscale train
 --weights``, ``nasscale prune --weights`` and ``torch.load`` read it as that network's
-weights) with its no-expand alternate blocks (``nasscale.transfer.views``) and a ``supernet``
-record beside: the space it was trained for (its name and a
-fingerprint of its choices), the data and held-out split it trained on, its settings and the
-per-epoch top-1 of its probe subnetworks.  Scoring reads that record to refuse a file made for
-another space and to hold out the same images.
+weights) with its alternate blocks (``alternates``: ``nasscale.transfer.variants``) and a
+``supernet`` record beside: the space it was trained for (its name and a fingerprint of its
+choices), the data and held-out split it trained on, its settings and the per-epoch top-1 of
+its probe subnetworks.  Scoring reads that record to refuse a file made for another space and
+to hold out the same images.
 
-Only spaces whose slots each hold one block kind and no attention tail are trained as a
-supernet: weights are shared between blocks of one kind, so a slot that mixes kinds (MBConv or
-Fused-MBConv) is refused at load with the slot named.
+Weights are shared per layer and block kind: a slot that mixes kinds keeps one alternate block
+per other kind at each layer (and per input, where a skipped non-residual layer changes what
+the next block reads).  Mobile MQA tails are shared (first heads, first channels per head);
+MobileViT tails are refused at load, with the slot named.
 """
 from __future__ import annotations
 
@@ -41,39 +42,40 @@ def supernet_spec(space: Any, resolution: int, num_classes: int) -> NetworkSpec:
 
 
 def aligned(space: Any, spec: NetworkSpec, where: str = "space") -> Parent:
-    """The supernet aligned with its space, or an error naming the slots it cannot share."""
+    """The supernet aligned with its space (a per-kind ``Parent``, with its alternate
+    blocks), or an error naming the slots it cannot share."""
     try:
-        return check_space(space, spec)
+        return check_space(space, spec, per_kind=True)
     except NotContained as err:
         raise NasscaleError(f"{where} {space.name}: cannot be trained as a supernet: "
-                            f"{'; '.join(err.problems)} (a supernet shares weights between "
-                            "blocks of one kind: every slot must offer one kind and no "
-                            "attention tail)") from None
+                            f"{'; '.join(err.problems)} (a supernet shares weights per layer "
+                            "and block kind, and Mobile MQA tails)") from None
 
 
-def alternates(parent: Parent, space: Any, state: dict | None = None, seed: int = 0):
-    """The supernet's no-expand alternate blocks (``no_expand_alternates``) as modules: flat
-    block index -> (module, resolved block); ``state`` (``alternates_state``) fills them."""
+def alternates(parent: Parent, space: Any = None, state: dict | None = None, seed: int = 0):
+    """The supernet's alternate blocks (``parent.variants``) as modules: key -> (module,
+    resolved block); ``state`` (``alternates_state``) fills them.  (``space``: unused, the
+    parent knows its space.)"""
     import torch
 
     from nasscale.modules.network import build_block
-    from nasscale.transfer.views import no_expand_alternates
 
     torch.manual_seed(seed + 1)
-    out = {p: (build_block(rb), rb) for p, rb in no_expand_alternates(parent, space).items()}
+    out = {key: (build_block(v.rb), v.rb) for key, v in parent.variants.items()}
     if state is not None:
-        for p, (module, _) in out.items():
-            own = {k[len(f"{p}."):]: v for k, v in state.items() if k.startswith(f"{p}.")}
+        for key, (module, _) in out.items():
+            own = {k[len(f"{key}."):]: v for k, v in state.items() if k.startswith(f"{key}.")}
             try:
                 module.load_state_dict(own)
             except RuntimeError as err:
-                raise NasscaleError(f"the supernet file's alternate block {p} does not fit "
+                raise NasscaleError(f"the supernet file's alternate block {key} does not fit "
                                     f"(the space has changed?): {str(err)[:120]}") from None
     return out
 
 
 def alternates_state(alts: dict) -> dict:
-    return {f"{p}.{k}": v.detach().cpu() for p, (m, _) in alts.items()
+    """The alternates' tensors by ``KEY.NAME``, as a supernet file holds them."""
+    return {f"{key}.{k}": v.detach().cpu() for key, (m, _) in alts.items()
             for k, v in m.state_dict().items()}
 
 
@@ -144,7 +146,7 @@ def init_weights(parent: Parent, model, path: str, network: str | None = None,
                             f"{'; '.join(err.problems[:4])}") from None
     fresh = view.write_back(state)
     sizes = {**{k: v.numel() for k, v in model.state_dict().items()},
-             **{f"alt.{p}.{k}": v.numel() for p, (m, _) in (alts or {}).items()
+             **{f"alt.{key}.{k}": v.numel() for key, (m, _) in (alts or {}).items()
                 for k, v in m.state_dict().items()}}
     return f"{where} {path}: {source} weights of {spec.name}; " + _fresh_line(
         parent, model, sizes, fresh, dropped)
@@ -188,8 +190,7 @@ def _fresh_line(parent: Parent, model, sizes: dict[str, int], fresh: dict[str, f
     from nasscale.transfer.views import block_prefixes
 
     label = {prefix: parent.label(p) for p, prefix in enumerate(block_prefixes(model))}
-    label.update({f"alt.{p}": f"{parent.label(p)} without expansion" for p in range(
-        len(parent.rn.blocks))})
+    label.update({v.prefix: v.label for v in parent.variants.values()})
     label["head"] = "the head"
     blocks: dict[str, list[float]] = {}
     for name, f in fresh.items():

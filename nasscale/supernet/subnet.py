@@ -2,8 +2,9 @@
 
 ``Supernet.open(path, space)`` reads a supernet file made for ``space`` and the data it was
 trained on (the same held-out split).  For a candidate, ``extract`` cuts a standalone module
-(the first blocks of each slot, the centre of each kernel, the first channels of each width
-group: a real, smaller network) and recomputes its BatchNorm statistics over
+(the first blocks of each slot, each from the supernet's block or the alternate of its kind,
+the centre of each kernel, the first channels of each width group and the first heads of a
+Mobile MQA tail: a real, smaller network) and recomputes its BatchNorm statistics over
 ``calibration_batches`` batches of training images; ``score`` is its held-out top-1.  A
 candidate the supernet does not contain is a ``NotContained`` naming the slot and field.
 """

@@ -47,7 +47,22 @@ def block_axes(module: nn.Module, rb) -> dict:
         raise NasscaleError(f"cannot carry weights of a {type(module).__name__} "
                             f"({rb.kind} block): no @weight_axes entry in "
                             "nasscale.modules.registry.AXES")
-    return fn(module, rb)
+    axes = fn(module, rb)
+    if rb.kind == "mqa":
+        axes.update(_mqa_head_axes(axes))
+    return axes
+
+
+def _mqa_head_axes(axes: dict) -> dict:
+    """A Mobile MQA block's head axes, which its registry entry leaves unnamed (pruning never
+    cuts them; a supernet does): the query's rows and the output's columns run over ``qk``
+    (head-major: head h's channel d is row h·key_dim + d), the shared key's and value's rows
+    over ``kd`` (key_dim).  Cutting the first heads and the first channels of each keeps the
+    form: a smaller MQA whose heads are the first heads, each cut to its first channels."""
+    out = {"query.weight": ("qk", "in"), "key.weight": ("kd", "in"),
+           "value.weight": ("kd", "in")}
+    out["output.weight"] = (axes["output.weight"][0], "qk")
+    return out
 
 
 def head_axes(model: Network, rn: ResolvedNetwork) -> dict:
@@ -101,6 +116,8 @@ def _sizes(rb) -> dict[str, int]:
         sizes["attention"] = spec.transformer_dim
     if hasattr(spec, "num_heads"):
         sizes["heads"] = spec.num_heads
+    if hasattr(spec, "key_dim"):  # Mobile MQA: every head's channels, and one head's
+        sizes.update(qk=spec.num_heads * spec.key_dim, kd=spec.key_dim)
     return sizes
 
 
@@ -267,13 +284,27 @@ def block_tensors(old_m: nn.Module, rb_old, shapes: dict[str, torch.Size], rb_ne
     if "se" in old_sizes and new_sizes.get("se") not in (None, 0, old_sizes["se"]):  # 0: none
         width = new_sizes["se"]
         index["se"] = range(width) if first else _derived(old_m, axes, "se", width)
-    if "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
+    if "qk" in old_sizes:
+        index.update(_mqa_index(old_sizes, new_sizes))
+    elif "heads" in old_sizes and old_sizes["heads"] != new_sizes["heads"]:
         g = names.get("in")
         head_dim = next(x for x in groups if x.name == g).heads[0][3]
         index["heads"] = torch.unique(kept[g] // head_dim)
     index.update(given)
     source = tensors if tensors is not None else own_tensors(old_m)
     return _tensors(source, shapes, axes, old_sizes, new_sizes, index, crop_kernels)
+
+
+def _mqa_index(old: dict[str, int], new: dict[str, int]) -> dict:
+    """The first ``new["heads"]`` heads of a Mobile MQA block, each its first ``new["kd"]``
+    channels (``_mqa_head_axes``); empty when nothing shrinks."""
+    heads, dim = new["heads"], new["kd"]
+    if (heads, dim) == (old["heads"], old["kd"]):
+        return {}
+    if dim == old["kd"]:
+        return {"qk": range(heads * dim)}
+    rows = torch.arange(heads)[:, None] * old["kd"] + torch.arange(dim)
+    return {"qk": rows.reshape(-1), "kd": range(dim)}
 
 
 def carry_head(old_model: Network, old_rn: ResolvedNetwork, new_model: Network,

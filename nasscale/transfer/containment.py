@@ -29,23 +29,31 @@ Not contained (an error naming the slot and field, at study load for the whole s
 candidate still slips through, a failed trial — never a silent re-initialisation): SE the
 parent lacks, a wider width, a larger kernel or expansion, more repeats or stages, a different
 block kind or stride layout, another head (hidden widths) or another number of classes.
+
+A supernet's parent (``Parent(..., per_kind=True)``) is wider: it keeps an alternate block
+per layer, form and input where a member's block is not a cut of the parent's (another kind,
+no expand conv, other input channels: ``nasscale.transfer.variants``), so a slot may mix
+kinds, skip non-residual layers and end with a Mobile MQA tail (fewer heads and channels per
+head keep the first ones; no key/value downsampling drops its convs).  A plan then names, per
+candidate block, the alternate it is cut from.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from nasscale.errors import NasscaleError
-from nasscale.specs import (
-    BLOCK_KINDS,
-    ConvSpec,
-    FusedMBConvSpec,
-    NetworkSpec,
-    ResolvedNetwork,
-    resolve,
+from nasscale.specs import NetworkSpec, ResolvedNetwork, resolve
+from nasscale.transfer.alignment import Alignment, alignments, layout, slots_layout
+from nasscale.transfer.blockfit import (
+    SUPERNET_KINDS,
+    block_problems,
+    carried_kinds,
+    shared_kinds,
 )
-from nasscale.transfer.groups import block_names, flatten, has_expand, width_groups
+from nasscale.transfer.groups import block_names, flatten, width_groups
+from nasscale.transfer.variants import Variant, form, tail_kind, variants
 
 
 class Slotted(Protocol):
@@ -58,11 +66,6 @@ class Slotted(Protocol):
     head: Any
 
     def largest(self, name: str | None = None) -> NetworkSpec: ...
-
-
-def carried_kinds() -> tuple[str, ...]:
-    """The kinds whose weights inheritance carries: those whose rule says ``inherit``."""
-    return tuple(code for code, cls in BLOCK_KINDS.items() if cls.rule and cls.rule.inherit)
 
 
 MAX_SHOWN = 12  # problems listed in one message
@@ -88,15 +91,6 @@ class NotContained(NasscaleError):
 
 
 @dataclass(frozen=True)
-class Alignment:
-    """Flat block indices (into ``resolve(network).blocks``) of each part of a network."""
-
-    stem: tuple[int, ...]
-    slots: tuple[tuple[int, ...], ...]  # one per slot of the space, in order
-    head: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class Plan:
     """Where a candidate's weights come from: ``source[i]`` is the parent's flat block that the
     candidate's flat block ``i`` is carried from; ``widths`` the parent's width groups that
@@ -104,103 +98,9 @@ class Plan:
 
     source: tuple[int, ...]
     widths: dict[str, int] = field(default_factory=dict)
-
-
-# --- aligning a network with the space's slots -----------------------------------------------
-
-def alignments(rn: ResolvedNetwork, space: Slotted, member: bool) -> Iterator[Alignment]:
-    """Every way to cut ``rn``'s stage blocks into the space's slots, in order, each slot's
-    blocks having the slot's stride first, stride 1 after, and one width.  ``member``: the
-    network is a candidate of the space, so depths and widths must be among the slot's
-    choices; longer early slots come first."""
-    stage = [b for b in rn.blocks if b.section == "stage"]
-    offset = stage[0].index if stage else len(rn.section("stem"))
-    stem = tuple(b.index for b in rn.section("stem"))
-    head = tuple(b.index for b in rn.section("head"))
-
-    def fits(seg, slot) -> bool:
-        if not seg:
-            return not member or 0 in slot.depth
-        if seg[0].spec.block_stride != slot.stride or any(b.spec.block_stride != 1
-                                                          for b in seg[1:]):
-            return False
-        if len({b.out_channels for b in seg}) != 1:
-            return False
-        return not member or (len(seg) in slot.depth
-                              and seg[0].out_channels in slot.width.values())
-
-    def walk(i: int, start: int) -> Iterator[tuple]:
-        if i == len(space.stages):
-            if start == len(stage):
-                yield ()
-            return
-        for n in range(len(stage) - start, -1, -1):
-            seg = stage[start:start + n]
-            if fits(seg, space.stages[i]):
-                for rest in walk(i + 1, start + n):
-                    yield (tuple(range(offset + start, offset + start + n)),) + rest
-
-    for slots in walk(0, 0):
-        yield Alignment(stem, slots, head)
-
-
-def _layout(rn: ResolvedNetwork) -> str:
-    return ", ".join(f"{b.spec.block_stride}/{b.out_channels}" for b in rn.section("stage"))
-
-
-def _slots_layout(space: Slotted) -> str:
-    return ", ".join(f"s{i} {s.stride}/{s.width.min}-{s.width.max}"
-                     for i, s in enumerate(space.stages))
-
-
-# --- block-by-block containment ----------------------------------------------------------------
-
-def _has_se(rb) -> bool:
-    return rb.widths.get("se", 0) > 0
-
-
-def block_problems(where: str, c, p, q: str = "", width: bool = True) -> list[str]:
-    """Why parent block ``p`` cannot give candidate block ``c`` its weights (resolved blocks;
-    ``q`` qualifies the candidate's values, e.g. ``"up to "`` for a whole space; ``width``:
-    compare output widths here rather than per slot)."""
-    cs, ps = c.spec, p.spec
-    if type(cs) is not type(ps):
-        return [f"{where} is a {cs.kind} block but the parent's is a {ps.kind} block "
-                "(weights carry only between blocks of one kind)"]
-    if not (cs.rule and cs.rule.inherit):
-        return [f"{where}: {cs.kind} blocks are not carried (inherit carries "
-                f"{', '.join(carried_kinds())})"]
-    out = []
-    if cs.block_stride != ps.block_stride:
-        out.append(f"{where} stride {cs.block_stride} but the parent's block has "
-                   f"{ps.block_stride}")
-    if width and c.out_channels > p.out_channels:
-        out.append(f"{where} width {q}{c.out_channels} but the parent's block has "
-                   f"{p.out_channels}")
-    if cs.kernel_size > ps.kernel_size:
-        out.append(f"{where} kernel_size {q}{cs.kernel_size} but the parent's block has "
-                   f"{ps.kernel_size}")
-    if isinstance(cs, ConvSpec) and (cs.norm != ps.norm or (cs.bias and not ps.bias)):
-        out.append(f"{where} has norm {cs.norm}, bias {cs.bias} but the parent's block has "
-                   f"norm {ps.norm}, bias {ps.bias}")
-    if cs.rule.expands:
-        mid, pmid = c.widths["mid"], p.widths["mid"]
-        if has_expand(c) and not has_expand(p):
-            out.append(f"{where} expanded width {q}{mid} needs an expand conv, which the "
-                       "parent's block lacks")
-        elif has_expand(p) and not has_expand(c) and isinstance(cs, FusedMBConvSpec):
-            out.append(f"{where} has no expand conv (expansion 1) but the parent's fused "
-                       "block has one: a fused block without expansion is another conv")
-        elif mid > pmid:
-            ratio = getattr(cs, "expand_ratio", None) or mid / c.in_channels
-            out.append(f"{where} expanded width {q}{mid} (expand_ratio {ratio:.3g} of "
-                       f"{c.in_channels}) but the parent's block has {pmid}")
-    if _has_se(c) and not _has_se(p):
-        out.append(f"{where} has SE but the parent's block has none")
-    elif _has_se(c) and c.widths["se"] > p.widths["se"]:
-        out.append(f"{where} SE width {q}{c.widths['se']} but the parent's block has "
-                   f"{p.widths['se']}")
-    return out
+    #: per candidate block, the key of the parent's alternate block it is cut from (None: the
+    #: parent's block itself; see ``nasscale.transfer.variants``); empty when none is
+    variant: tuple[str | None, ...] = ()
 
 
 # --- the parent --------------------------------------------------------------------------------
@@ -208,23 +108,51 @@ def block_problems(where: str, c, p, q: str = "", width: bool = True) -> list[st
 class Parent:
     """A parent network aligned with a search space: plans where each candidate's weights
     come from (``plan``) and checks a whole space at once (``space_problems``).  Specs only:
-    no module is built until ``carry``."""
+    no module is built until ``carry``.
 
-    def __init__(self, spec: NetworkSpec, space: Slotted):
+    ``per_kind``: the parent of a supernet, which keeps an alternate block wherever a member's
+    block is not a cut of the parent's (``variants``: by key; see
+    ``nasscale.transfer.variants``), so that slots may mix kinds, drop non-residual layers and
+    end with a Mobile MQA tail; ``group_width`` then holds the alternates' own widths too."""
+
+    def __init__(self, spec: NetworkSpec, space: Slotted, per_kind: bool = False):
         from nasscale.transfer.carry import bindings  # pure, but its module imports torch
 
         for i, slot in enumerate(space.stages):
-            if slot.attention is not None:
+            if slot.attention is None:
+                continue
+            kind = tail_kind(slot, i)
+            if not per_kind or kind != "mqa":
                 raise NotContained(f"space {space.name}", [
-                    f"slot s{i} has an attention tail: inherit does not carry MobileViT "
-                    "blocks"])
-        self.spec, self.space = spec, space
+                    f"slot s{i} has a {kind} attention tail: inherit does not carry attention "
+                    "blocks" if not per_kind else f"slot s{i} has a {kind} attention tail: a "
+                    "supernet shares Mobile MQA tails only (cutting a MobileViT block's "
+                    "transformer depth and width is not implemented)"])
+        self.spec, self.space, self.per_kind = spec, space, per_kind
+        self.kinds = shared_kinds() if per_kind else None
         self.flat = flatten(spec)
         self.rn = resolve(self.flat)
         self.groups = width_groups(self.flat, block_names(spec))
-        self.group_width = {g.name: g.width for g in self.groups}
         self.binds = bindings(self.rn, self.groups)
+        self.variants: dict[str, Variant] = {}
+        self._variant_keys: dict[tuple, str] = {}
         self.alignment, self.problems = self._fit()
+        self._align(self.alignment)
+
+    def _align(self, al: Alignment) -> list[str]:
+        """Take alignment ``al`` (and, per kind, its alternates); what they cannot share."""
+        self.alignment = al
+        self.group_width = {g.name: g.width for g in self.groups}
+        if not self.per_kind:
+            return []
+        try:
+            self.variants, self._variant_keys, problems = variants(self)
+        except NasscaleError as err:  # this cut's layers cannot take the slot's forms
+            self.variants, self._variant_keys = {}, {}
+            return [f"the alternate blocks of this alignment: {err}"]
+        for v in self.variants.values():
+            self.group_width.update(v.own_groups)
+        return problems
 
     # the parent's slot layout: the cut with the fewest problems against the largest member
     def _fit(self) -> tuple[Alignment, list[str]]:
@@ -234,8 +162,7 @@ class Parent:
         for k, al in enumerate(alignments(self.rn, self.space, member=False)):
             if k >= 500:
                 break
-            self.alignment = al
-            problems = (self._static_problems()
+            problems = (self._align(al) + self._static_problems()
                         + self._plan_aligned(largest, member, "up to ")[1])
             if best is None or len(problems) < len(best[1]):
                 best = (al, problems)
@@ -244,34 +171,37 @@ class Parent:
         if best is None:
             raise NotContained(f"{self.spec.name} does not line up with space "
                                f"{self.space.name}", [
-                f"its stages (stride/width) {_layout(self.rn)} cannot be cut into the "
-                f"space's slots {_slots_layout(self.space)} (each slot: its stride first, "
+                f"its stages (stride/width) {layout(self.rn)} cannot be cut into the "
+                f"space's slots {slots_layout(self.space)} (each slot: its stride first, "
                 "then stride 1, one width)"])
         return best
 
-    def _group_label(self, name: str | None) -> str:
+    def group_label(self, name: str | None) -> str:
+        """A width group in words: ``the output channels of slot s2 layer 0``."""
         if name is None:
             return "the image"
+        if name.startswith("alt.") and name[4:-4] in self.variants:
+            return f"the expanded channels of {self.variants[name[4:-4]].label}"
         for g in self.groups:
             if g.name == name:
                 member = g.members[0]
                 if member.block is None:
                     return name
                 field = "expanded" if member.field == "mid_channels" else "output"
-                return f"the {field} channels of {self._label(member.block)}"
+                return f"the {field} channels of {self.label(member.block)}"
         return name
 
     def label(self, index: int) -> str:
-        """``slot s2 layer 1``, ``stem[0]`` or ``head.blocks[0]`` of a parent block."""
-        return self._label(index)
-
-    def _label(self, index: int) -> str:
+        """``slot s2 layer 1``, ``slot s4 attention``, ``stem[0]`` or ``head.blocks[0]`` of a
+        parent block."""
         block = self.rn.blocks[index]
         if block.section != "stage":
             return f"{'stem' if block.section == 'stem' else 'head.blocks'}[{block.repeat}]"
         for s, seg in enumerate(self.alignment.slots):
             if index in seg:
                 return f"slot s{s} layer {seg.index(index)}"
+            if index == self.alignment.tail(s):
+                return f"slot s{s} attention"
         return f"block {index}"
 
     # --- one candidate ---------------------------------------------------------------------
@@ -288,8 +218,8 @@ class Parent:
             if first:
                 break
         raise NotContained(f"{self.spec.name} does not contain {candidate.name}", first or [
-            f"its stages (stride/width) {_layout(crn)} cannot be cut into the slots of space "
-            f"{self.space.name}: {_slots_layout(self.space)}"])
+            f"its stages (stride/width) {layout(crn)} cannot be cut into the slots of space "
+            f"{self.space.name}: {slots_layout(self.space)}"])
 
     def contains(self, candidate: NetworkSpec) -> bool:
         try:
@@ -301,15 +231,14 @@ class Parent:
     def _plan_aligned(self, crn: ResolvedNetwork, al: Alignment, q: str
                       ) -> tuple[Plan | None, list[str]]:
         prn, pal = self.rn, self.alignment
-        pairs: list[tuple[int, int, str]] = []  # (candidate block, parent block, label)
+        # (candidate block, parent block, label, compare widths block by block)
+        pairs: list[tuple[int, int, str, bool]] = []
         problems: list[str] = []
 
         def fixed(part: str, cs: tuple[int, ...], ps: tuple[int, ...]) -> None:
             if len(cs) != len(ps):
                 problems.append(f"{part} has {len(cs)} blocks but the parent's has {len(ps)}")
-            for k, (c, p) in enumerate(zip(cs, ps)):
-                pairs.append((c, p, f"{part}[{k}]"))
-                problems.extend(block_problems(f"{part}[{k}]", crn.blocks[c], prn.blocks[p], q))
+            pairs.extend((c, p, f"{part}[{k}]", True) for k, (c, p) in enumerate(zip(cs, ps)))
 
         fixed("stem", al.stem, pal.stem)
         for s, (cs, ps) in enumerate(zip(al.slots, pal.slots)):
@@ -319,10 +248,14 @@ class Parent:
             if cs and ps and crn.blocks[cs[0]].out_channels > prn.blocks[ps[0]].out_channels:
                 problems.append(f"slot s{s} width {q}{crn.blocks[cs[0]].out_channels} but "
                                 f"the parent's stage has {prn.blocks[ps[0]].out_channels}")
-            for j, (c, p) in enumerate(zip(cs, ps)):
-                pairs.append((c, p, f"slot s{s} layer {j}"))
-                problems += block_problems(f"slot s{s} layer {j}", crn.blocks[c],
-                                           prn.blocks[p], q, width=False)
+            pairs.extend((c, p, f"slot s{s} layer {j}", False)
+                         for j, (c, p) in enumerate(zip(cs, ps)))
+            tail, ptail = al.tail(s), pal.tail(s)
+            if tail is not None and ptail is None:
+                problems.append(f"slot s{s} has an attention tail but the parent's stage has "
+                                "none")
+            elif tail is not None:
+                pairs.append((tail, ptail, f"slot s{s} attention", False))
         fixed("head.blocks", al.head, pal.head)
         ch, ph = crn.head.hidden, prn.head.hidden
         if len(ch) != len(ph) or any(a > b for a, b in zip(ch, ph)):
@@ -330,23 +263,36 @@ class Parent:
         if problems:
             return None, problems
         pairs.sort()
-        source = tuple(p for _, p, _ in pairs)
-        if len(source) != len(crn.blocks):  # cannot happen: every block is in one part
+        if len(pairs) != len(crn.blocks):  # cannot happen: every block is in one part
             return None, ["the candidate's blocks do not all line up with the parent's"]
-        return self._widths(crn, pairs, q)
+        return self._walk(crn, pairs, q)
 
-    def _widths(self, crn: ResolvedNetwork, pairs, q: str) -> tuple[Plan | None, list[str]]:
-        """The width of every parent group the candidate uses; the groups its blocks read
-        must be the ones the parent's blocks read."""
+    def _source(self, p: int, rb, reads: str | None):
+        """(alternate key or None, resolved block, bindings) that candidate block ``rb``,
+        reading group ``reads``, is cut from in parent block ``p``'s place."""
+        key = self._variant_keys.get((p, form(rb), reads)) if self.per_kind else None
+        if key is None:
+            return None, self.rn.blocks[p], self.binds[p]
+        v = self.variants[key]
+        return key, v.rb, v.binds
+
+    def _walk(self, crn: ResolvedNetwork, pairs, q: str) -> tuple[Plan | None, list[str]]:
+        """Each block's source (the parent's block or an alternate) and the width of every
+        group the candidate uses; the groups its blocks read must be the ones their sources
+        read."""
+        blocks: list[str] = []
         problems: list[str] = []
         widths: dict[str, tuple[int, str]] = {}
-        previous = None  # parent block the candidate's previous block comes from
-        for c, p, where in pairs:
-            rb, names = crn.blocks[c], self.binds[p]
-            reads = self.binds[previous]["out"] if previous is not None else None
+        keys: list[str | None] = []
+        reads = None  # the group the candidate's next block reads
+        for c, p, where, whole in pairs:
+            rb = crn.blocks[c]
+            key, source, names = self._source(p, rb, reads)
+            keys.append(key)
+            blocks += block_problems(where, rb, source, q, width=whole, kinds=self.kinds)
             if names["in"] != reads:
-                problems.append(f"{where} would read {self._group_label(reads)} but the "
-                                f"parent's block reads {self._group_label(names['in'])} "
+                problems.append(f"{where} would read {self.group_label(reads)} but the "
+                                f"parent's block reads {self.group_label(names['in'])} "
                                 "(fewer repeats and skipped slots carry only through "
                                 "residual layers)")
             for axis, value in (("in", rb.in_channels), ("out", rb.out_channels),
@@ -357,21 +303,24 @@ class Parent:
                 seen = widths.setdefault(g, (value, where))
                 if seen[0] != value:
                     problems.append(f"the parent ties {seen[1]} and {where} ("
-                                    f"{self._group_label(g)}, one residual chain) but the "
+                                    f"{self.group_label(g)}, one residual chain) but the "
                                     f"candidate gives them {seen[0]} and {value} channels")
-            previous = p
+            reads = names["out"]
+        if blocks:
+            return None, blocks
         for k, w in enumerate(crn.head.hidden):
             widths[f"head.hidden[{k}]"] = (w, "head.hidden")
         out = {}
         for g, (w, where) in widths.items():
             if w > self.group_width[g]:
-                problems.append(f"{where} needs {q}{w} channels of {self._group_label(g)}, "
+                problems.append(f"{where} needs {q}{w} channels of {self.group_label(g)}, "
                                 f"which has {self.group_width[g]}")
             elif w != self.group_width[g]:
                 out[g] = w
         if problems:
             return None, problems
-        return Plan(tuple(p for _, p, _ in pairs), out), []
+        return Plan(tuple(p for _, p, _, _ in pairs), out,
+                    tuple(keys) if any(k is not None for k in keys) else ()), []
 
     # --- the whole space -------------------------------------------------------------------
     def space_problems(self) -> list[str]:
@@ -380,10 +329,20 @@ class Parent:
 
     def _static_problems(self) -> list[str]:
         """What the largest member does not show: every listed kind, every shallower depth,
-        every head, and widths the parent ties but the space chooses apart."""
+        every head, and widths the parent ties but the space chooses apart (per kind, the
+        alternates stand in for the other kinds and for dropped non-residual layers)."""
         out: list[str] = []
         prn, pal, space = self.rn, self.alignment, self.space
         for s, (slot, seg) in enumerate(zip(space.stages, pal.slots)):
+            if slot.attention is not None and True in slot.attention.present \
+                    and pal.tail(s) is None:
+                out.append(f"slot s{s} offers an attention tail but the parent's stage has "
+                           "none")
+            if self.per_kind:
+                out += [f"slot s{s} kinds {', '.join(slot.layer.kinds)}: {k} blocks are not "
+                        f"shared (a supernet shares {', '.join(self.kinds)})"
+                        for k in slot.layer.kinds if k not in self.kinds]
+                continue
             kinds = sorted({prn.blocks[i].spec.kind for i in seg})
             if seg and any(k not in kinds or len(kinds) > 1 for k in slot.layer.kinds):
                 out.append(f"slot s{s} kinds {', '.join(slot.layer.kinds)} but the parent's "
@@ -415,10 +374,11 @@ class Parent:
         return out
 
 
-def check_space(space: Slotted, parent: NetworkSpec) -> Parent:
+def check_space(space: Slotted, parent: NetworkSpec, per_kind: bool = False) -> Parent:
     """The parent aligned with ``space``, or ``NotContained`` listing why some member of the
-    space is not a sub-network of it (by slot and field)."""
-    aligned = Parent(parent, space)
+    space is not a sub-network of it (by slot and field); ``per_kind``: a supernet's parent,
+    with alternate blocks (``Parent``)."""
+    aligned = Parent(parent, space, per_kind)
     if aligned.problems:
         raise NotContained(f"{parent.name} does not contain space {space.name}",
                            aligned.problems)
@@ -451,5 +411,5 @@ def carry(parent_model, parent: Parent, candidate: NetworkSpec, plan: Plan | Non
     return model
 
 
-__all__ = ["Alignment", "NotContained", "Parent", "Plan", "alignments", "block_problems", "carry",
-           "carried_kinds", "check_space"]
+__all__ = ["SUPERNET_KINDS", "Alignment", "NotContained", "Parent", "Plan", "alignments",
+           "block_problems", "carried_kinds", "carry", "check_space", "shared_kinds"]

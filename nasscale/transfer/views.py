@@ -15,11 +15,12 @@ The cuts are ``index_select``s and views, so autograd follows them back into the
 parameters: ``forward`` runs the candidate through ``torch.func.functional_call`` and a loss
 on it trains the shared weights.  ``module()`` is a standalone copy (a real, smaller network).
 
-A block that a space offers without an expand conv (expansion 1) under a parent block that has
-one is not a cut of it: its depthwise conv reads the block's input channels, the parent's reads
-expanded ones.  Weight inheritance carries it anyway as a warm start; a supernet instead keeps
-an *alternate* block per such layer (``no_expand_alternates``: the layer at its widest without
-the expand conv), and a View given ``alternates`` cuts those layers from it.
+A supernet's parent (``Parent(..., per_kind=True)``) also has *alternate* blocks where a
+member's block is not a cut of the parent's: another kind, no expand conv, other input
+channels (``nasscale.transfer.variants``).  Its plan names, per candidate block, the alternate
+it is cut from, and a View given the alternates' modules (``alternates``: key -> (module,
+resolved block), ``nasscale.supernet.file.alternates``) cuts those blocks from them, by the
+alternate's own bindings (its expanded width is a group of its own).
 
 ``write_back`` is the inverse, for starting a supernet from a trained network it contains: the
 same cut applied to maps of element indices says where each of the candidate's numbers lives in
@@ -27,11 +28,11 @@ the parent, and the result says which parent tensors the candidate did not fill.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterable
 
 import torch
 
+from nasscale.errors import NasscaleError
 from nasscale.modules.network import Network, build_network
 from nasscale.specs import NetworkSpec, ResolvedBlock, resolve
 from nasscale.transfer.carry import (
@@ -44,7 +45,6 @@ from nasscale.transfer.carry import (
     tensor_shapes,
 )
 from nasscale.transfer.containment import Parent, Plan
-from nasscale.transfer.groups import has_expand
 
 
 def block_prefixes(model: Network) -> list[str]:
@@ -58,54 +58,22 @@ def _sub(tensors: dict, prefix: str) -> dict:
     return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def no_expand_alternates(parent: Parent, space) -> dict[int, ResolvedBlock]:
-    """For every parent block with an expand conv whose slot also offers expansion 1: the
-    block at the parent's widths without it (see module doc), by flat block index."""
-    out: dict[int, ResolvedBlock] = {}
-    stem = len(parent.rn.section("stem"))
-    for slot, seg in zip(space.stages, parent.alignment.slots):
-        if not any(float(e) == 1.0 for e in slot.layer.expand_ratio):
-            continue
-        for p in seg:
-            rb = parent.rn.blocks[p]
-            if not has_expand(rb):
-                continue
-            spec = rb.spec
-            names = {f.name for f in dataclasses.fields(spec)}
-            spec = dataclasses.replace(spec, mid_channels=rb.in_channels) \
-                if "mid_channels" in names and spec.mid_channels is not None else \
-                dataclasses.replace(spec, expand_ratio=1.0)
-            stages = list(parent.flat.stages)
-            stages[p - stem] = dataclasses.replace(stages[p - stem], block=spec)
-            out[p] = resolve(parent.flat.replace(stages=tuple(stages))).blocks[p]
-    return out
-
-
-def alternate_binds(names: dict) -> dict:
-    """An alternate's axis bindings: the parent block's, its expanded width its input's."""
-    return {**names, "mid": names["in"]}
-
-
 class View:
     """``candidate``'s tensors cut from ``parent_model`` (see module doc).  ``alternates``:
-    flat parent block -> (module, resolved block) of the no-expand alternates (a supernet's);
-    ``template``: the module whose structure the cut fills (default: a new one of
-    ``candidate``)."""
+    key -> (module, resolved block) of the parent's alternate blocks (a supernet's; needed
+    when the plan takes a block from one); ``template``: the module whose structure the cut
+    fills (default: a new one of ``candidate``)."""
 
     def __init__(self, parent: Parent, parent_model: Network, candidate: NetworkSpec,
                  plan: Plan | None = None, first: bool = False,
                  kept: dict[str, torch.Tensor] | None = None,
                  se: dict[int, torch.Tensor] | None = None,
-                 alternates: dict[int, tuple[Any, ResolvedBlock]] | None = None,
+                 alternates: dict[str, tuple[Any, ResolvedBlock]] | None = None,
                  template: Network | None = None):
         self.parent, self.parent_model, self.spec = parent, parent_model, candidate
         self.plan = plan or parent.plan(candidate)
         self.alternates = alternates or {}
         self.first = first
-        if kept is None:
-            kept = {g: range(w) for g, w in self.plan.widths.items()} if first else \
-                select_channels(parent_model, parent.rn, parent.groups, self.plan.widths)
-        self.kept = kept
         self.se = se or {}  # source prefix -> its SE channels in order (sort_channels)
         self.template = template if template is not None else build_network(candidate)
         self.rn = resolve(candidate)
@@ -116,15 +84,35 @@ class View:
         modules = block_modules(parent_model)
         #: per candidate block: (source module, its resolved block, bindings, name prefix)
         self._sources = []
-        for i, p in enumerate(self.plan.source):
-            names = parent.binds[p]
-            if p in self.alternates and has_expand(parent.rn.blocks[p]) \
-                    and not has_expand(self.rn.blocks[i]):
-                module, rb = self.alternates[p]
-                self._sources.append((module, rb, alternate_binds(names), f"alt.{p}"))
-            else:
-                self._sources.append((modules[p], parent.rn.blocks[p], names,
+        keys = self.plan.variant or (None,) * len(self.plan.source)
+        for i, (p, key) in enumerate(zip(self.plan.source, keys)):
+            if key is None:
+                self._sources.append((modules[p], parent.rn.blocks[p], parent.binds[p],
                                       self._parent_prefix[p]))
+                continue
+            variant = parent.variants[key]
+            if key not in self.alternates:
+                raise NasscaleError(f"{candidate.name}: block {i} is cut from the supernet's "
+                                    f"alternate block {key} ({variant.label}), which this "
+                                    "view was not given")
+            module, rb = self.alternates[key]
+            self._sources.append((module, rb, variant.binds, variant.prefix))
+        if kept is None:
+            kept = {g: range(w) for g, w in self.plan.widths.items()} if first else \
+                self._strongest(self.plan.widths)
+        self.kept = kept
+
+    def _strongest(self, widths: dict[str, int]) -> dict[str, torch.Tensor]:
+        """The largest-norm channels of every group that shrinks (``first=False``): the
+        parent's groups by ``select_channels``, an alternate's own by its own filters."""
+        own = {g: w for g, w in widths.items() if g.startswith("alt.")}
+        kept = select_channels(self.parent_model, self.parent.rn, self.parent.groups,
+                               {g: w for g, w in widths.items() if g not in own})
+        for v in self.parent.variants.values():
+            if v.mid_group in own:
+                order = own_order(*self.alternates[v.key], "mid")
+                kept[v.mid_group] = torch.sort(order[:own[v.mid_group]]).values
+        return kept
 
     def tensors(self, source: dict[str, torch.Tensor] | None = None,
                 names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
@@ -181,7 +169,7 @@ class View:
         the cut takes them from; returns, for every parent tensor, the fraction of its
         elements left as they were (missing from ``state`` or outside the cut)."""
         own = {**own_tensors(self.parent_model),
-               **{f"alt.{p}.{k}": t for p, (m, _) in self.alternates.items()
+               **{f"alt.{key}.{k}": t for key, (m, _) in self.alternates.items()
                   for k, t in own_tensors(m).items()}}
         maps = {k: torch.arange(t.numel()).reshape(t.shape) for k, t in own.items()}
         cut = self.tensors(source=maps, names=[k for k in state if k in self._all_names()])
@@ -209,34 +197,39 @@ class View:
         raise KeyError(name)
 
 
-def _se_order(module, rb) -> torch.Tensor | None:
-    """A block's SE squeeze channels, strongest first (None: no SE)."""
-    if not rb.widths.get("se", 0):
+def own_order(module, rb, axis: str) -> torch.Tensor | None:
+    """A block's channels of one of its own axes (``se``, an alternate's ``mid``), strongest
+    first by the L2 norm of the filters that produce them (None: no such channels)."""
+    if not rb.widths.get(axis, 0):
         return None
     axes, params = block_axes(module, rb), dict(module.named_parameters())
     score = sum(params[n].detach().float().reshape(params[n].shape[0], -1).pow(2).sum(1)
                 for n, ax in axes.items()
-                if ax and ax[0] == "se" and n in params and params[n].dim() >= 2)
+                if ax and ax[0] == axis and n in params and params[n].dim() >= 2)
     return torch.argsort(score, descending=True, stable=True).cpu()
 
 
 def channel_order(parent: Parent, parent_model: Network, alternates: dict | None = None
                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Every width group's channels strongest first (by the L2 norm of the filters that
-    produce them, as ``select_channels`` scores them), and every block's SE squeeze by its
-    module prefix (an alternate's is ``alt.P``)."""
+    produce them, as ``select_channels`` scores them; an alternate's own expanded width by its
+    own filters), and every block's SE squeeze by its module prefix (an alternate's is
+    ``alt.KEY``)."""
     widths = {g.name: g.width for g in parent.groups if not g.heads}
     kept = select_channels(parent_model, parent.rn, parent.groups, widths, ordered=True)
     se: dict[str, torch.Tensor] = {}
     prefixes = block_prefixes(parent_model)
     for p, (module, rb) in enumerate(zip(block_modules(parent_model), parent.rn.blocks)):
-        order = _se_order(module, rb)
+        order = own_order(module, rb, "se")
         if order is not None:
             se[prefixes[p]] = order
-    for p, (module, rb) in (alternates or {}).items():
-        order = _se_order(module, rb)
+    for key, (module, rb) in (alternates or {}).items():
+        variant = parent.variants[key]
+        order = own_order(module, rb, "se")
         if order is not None:
-            se[f"alt.{p}"] = order
+            se[variant.prefix] = order
+        if variant.own_groups:
+            kept[variant.mid_group] = own_order(module, rb, "mid")
     return kept, se
 
 
@@ -245,29 +238,34 @@ def sort_channels(parent: Parent, parent_model: Network,
                   alternates: dict | None = None) -> None:
     """Permute ``parent_model``'s channels (and its alternates') in place so that every
     group's and SE's come strongest first; the functions they compute do not change.
-    ``states`` (by parameter name, an alternate's as ``alt.P.NAME``: e.g. optimizer momentum)
-    are permuted alike."""
+    ``alternates``: every alternate block of ``parent`` (key -> (module, resolved block)),
+    which read and write the same channels.  ``states`` (by parameter name, an alternate's as
+    ``alt.KEY.NAME``: e.g. optimizer momentum) are permuted alike."""
     alternates = alternates or {}
+    if set(alternates) != set(parent.variants):
+        raise NasscaleError("sort_channels: give every alternate block of the supernet "
+                            f"({', '.join(parent.variants)}), or they fall out of step")
     kept, se = channel_order(parent, parent_model, alternates)
     view = View(parent, parent_model, parent.spec, Plan(tuple(range(len(parent.rn.blocks)))),
                 kept=kept, se=se, template=parent_model)  # the parent onto itself
 
     def cut(source=None, names=None) -> dict[str, torch.Tensor]:
         out = view.tensors(source=source, names=names)
-        for p, (module, rb) in alternates.items():
-            prefix = f"alt.{p}"
+        for key, (module, rb) in alternates.items():
+            variant = parent.variants[key]
+            prefix = variant.prefix
             sub = _sub(source, prefix) if source is not None else None
             shapes = {k: t.shape for k, t in own_tensors(module).items()
                       if names is None or f"{prefix}.{k}" in names}
             if shapes:
-                got = block_tensors(module, rb, shapes, rb, alternate_binds(parent.binds[p]),
-                                    kept, parent.groups, tensors=sub,
+                got = block_tensors(module, rb, shapes, rb, variant.binds, kept, parent.groups,
+                                    tensors=sub,
                                     index={"se": se[prefix]} if prefix in se else None)
                 out.update({f"{prefix}.{k}": v for k, v in got.items()})
         return out
 
-    own = {**own_tensors(parent_model), **{f"alt.{p}.{k}": t for p, (m, _) in alternates.items()
-                                    for k, t in own_tensors(m).items()}}
+    own = {**own_tensors(parent_model), **{f"alt.{k}.{n}": t for k, (m, _) in alternates.items()
+                                           for n, t in own_tensors(m).items()}}
     with torch.no_grad():
         for name, t in cut().items():
             own[name].copy_(t.clone())
@@ -276,5 +274,4 @@ def sort_channels(parent: Parent, parent_model: Network,
                 state[name].copy_(t.clone())
 
 
-__all__ = ["View", "alternate_binds", "block_prefixes", "channel_order", "no_expand_alternates",
-           "sort_channels"]
+__all__ = ["View", "block_prefixes", "channel_order", "own_order", "sort_channels"]
