@@ -113,3 +113,78 @@ def test_drop_path_is_identity_in_eval_and_scales_in_training():
     torch.manual_seed(0)
     y = dp(x)
     assert set(y[:, 0].tolist()) <= {0.0, 2.0} and 0.4 < (y[:, 0] == 0).float().mean() < 0.6
+
+
+def test_residual_sum_is_in_place_only_where_autograd_records_nothing():
+    from nasscale.modules.layers import DropPath, add_residual
+
+    x, y = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    x0, expected = x.clone(), x + y
+    with torch.no_grad():
+        out = add_residual(x, y.clone(), DropPath(0.0))
+    assert torch.equal(out, expected) and torch.equal(x, x0)  # x is never written to
+    branch = y.clone()
+    with torch.inference_mode():
+        assert add_residual(x, branch, DropPath(0.0)) is branch  # the sum went into y
+    # recording autograd, a view, or a layout differing from x's: a new tensor
+    leaf = y.clone().requires_grad_()
+    assert add_residual(x, leaf, DropPath(0.0)) is not leaf
+    with torch.no_grad():
+        for other in (y.clone().transpose(2, 3), y.clone().contiguous(
+                memory_format=torch.channels_last), y.clone()[:, :, :3]):
+            before = other.clone()
+            assert torch.equal(add_residual(x, other, DropPath(0.0)), x + before)
+            assert torch.equal(other, before)
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_blocks_give_the_same_logits_with_and_without_autograd_and_train(kind):
+    """The inference paths (in-place residual sums, lean BatchNorm, skipped Identity and
+    DropPath calls) compute what the training path does (bit for bit but for the attention
+    kinds: with autograd on, SDPA may pick another kernel); training still back-propagates
+    (drop path on), also through torch.func.functional_call."""
+    spec = NetworkSpec(name=f"tiny_{kind}", stem=(parse_block("conv_k3_s1_c8_relu"),),
+                       stages=tuple(parse_stage(s) for s in TINY[kind]),
+                       head=HeadSpec(), resolution=16, num_classes=5, drop_path_rate=0.2)
+    model = nasscale.build(spec).eval()
+    x = torch.randn(2, 3, 16, 16)
+    x0 = x.clone()
+    with torch.inference_mode():
+        inference = model(x)
+    with torch.no_grad():
+        no_grad = model(x)
+    recorded = model(x)
+    exact = not any(a in kind for a in ("vit", "swin", "mobilevit", "mqa"))
+    for out in (inference, no_grad):
+        torch.testing.assert_close(out, recorded, rtol=0 if exact else 1e-5,
+                                   atol=0 if exact else 1e-6)
+    assert torch.equal(x, x0)
+    model.train()
+    torch.manual_seed(0)
+    model(x).square().mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
+    out = torch.func.functional_call(model, params, (x,))
+    out.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in params.values())
+
+
+def test_lean_batchnorm_matches_nn_batchnorm():
+    from nasscale.modules.layers import BatchNorm2d
+
+    ours, ref = BatchNorm2d(6, eps=1e-3), torch.nn.BatchNorm2d(6, eps=1e-3)
+    with torch.no_grad():
+        for t in (ours, ref):
+            t.weight.copy_(torch.linspace(0.5, 2, 6))
+            t.bias.copy_(torch.linspace(-1, 1, 6))
+            t.running_mean.copy_(torch.linspace(-0.3, 0.3, 6))
+            t.running_var.copy_(torch.linspace(0.5, 1.5, 6))
+    x = torch.randn(3, 6, 5, 5)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for mode in (True, False):
+        ours.train(mode), ref.train(mode)
+        assert torch.equal(ours(x), ref(x))
+    assert torch.equal(ours.running_mean, ref.running_mean)  # training updated both alike
+    with pytest.raises(ValueError, match="4D"):
+        ours.eval()(torch.randn(3, 6, 5))

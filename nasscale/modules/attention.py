@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasscale.modules.layers import ConvNormAct, DropPath, activation
+from nasscale.modules.layers import (
+    BatchNorm2d,
+    ConvNormAct,
+    DropPath,
+    activation,
+    add_residual,
+    apply_optional,
+)
 from nasscale.modules.registry import builds, cna_axes, transformer_axes, weight_axes
 from nasscale.specs import (
     MobileMQASpec,
@@ -48,10 +55,21 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         *lead, length, width = x.shape
-        qkv = self.qkv(x).reshape(*lead, length, 3, self.heads, width // self.heads)
-        q, k, v = qkv.movedim(-3, 0).transpose(-3, -2).unbind(0)  # each (..., heads, L, C/heads)
+        # The leading axes (Swin: batch and windows) in one: SDPA's fused CPU kernel takes 4-D
+        # inputs only, and 5-D ones fall back to its unfused math path, 2-3x slower on Swin's
+        # windows (benchmarks/eager_parity.py).
+        x = x.flatten(0, -3)  # (B, L, C)
+        qkv = self.qkv(x).reshape(x.shape[0], length, 3, self.heads, width // self.heads)
+        # each (B, heads, L, C/heads); the permutation is written with positive axes: torch's
+        # ONNX exporter writes negative ones into Transpose's perm, which ONNX Runtime and
+        # OpenVINO refuse
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if bias is not None and bias.dim() > 3:  # e.g. per window (windows, heads, L, L)
+            bias = bias.expand(*lead, *bias.shape[-3:]).flatten(0, -4)
+        elif bias is not None and bias.dim() == 3:  # (heads, L, L): the kernel wants 4-D
+            bias = bias.unsqueeze(0)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(y.transpose(-3, -2).reshape(*lead, length, width))
+        return self.proj(y.transpose(1, 2).reshape(*lead, length, width))
 
 
 class Mlp(nn.Sequential):
@@ -74,8 +92,8 @@ class TransformerLayer(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(x, self.attn(self.norm1(x)), self.drop_path)
+        return add_residual(x, self.mlp(self.norm2(x)), self.drop_path)
 
 
 @weight_axes(TransformerLayer)
@@ -203,8 +221,8 @@ class SeparableTransformerLayer(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(x, self.attn(self.norm1(x)), self.drop_path)
+        return add_residual(x, self.mlp(self.norm2(x)), self.drop_path)
 
 
 @builds(MobileViTv2Spec)
@@ -425,8 +443,8 @@ class SwinBlock(nn.Module):
         self.drop_path = DropPath(rb.drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(x, self.attn(self.norm1(x)), self.drop_path)
+        return add_residual(x, self.mlp(self.norm2(x)), self.drop_path)
 
 
 @weight_axes(SwinBlock)
@@ -450,7 +468,7 @@ class MobileMQA(nn.Module):
         s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
         eps, momentum = rb.norm.bn
         self.heads, self.key_dim = s.num_heads, s.key_dim
-        self.norm = nn.BatchNorm2d(cin, eps=eps, momentum=momentum)
+        self.norm = BatchNorm2d(cin, eps=eps, momentum=momentum)
         self.query = nn.Conv2d(cin, s.num_heads * s.key_dim, 1, bias=False)
 
         def down() -> nn.Module:
@@ -471,15 +489,19 @@ class MobileMQA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         y = self.norm(x)
+        # SDPA's fused CPU kernel wants each head's rows contiguous and as many key/value heads
+        # as query heads; otherwise it falls back to its unfused math path (~20 % slower here)
         q = self.query(y).reshape(n, self.heads, self.key_dim, h * w).transpose(-1, -2)
-        k = self.key(self.key_down(y)).flatten(2).transpose(1, 2).unsqueeze(1)  # (N, 1, S, d)
-        v = self.value(self.value_down(y)).flatten(2).transpose(1, 2).unsqueeze(1)
-        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, h·w, d)
+        k = self.key(apply_optional(self.key_down, y)).flatten(2).transpose(1, 2).unsqueeze(1)
+        v = self.value(apply_optional(self.value_down, y)).flatten(2).transpose(1, 2).unsqueeze(1)
+        shape = (n, self.heads, k.shape[2], self.key_dim)  # the one key and value, every head
+        o = F.scaled_dot_product_attention(q.contiguous(), k.contiguous().expand(shape),
+                                           v.contiguous().expand(shape))  # (N, heads, h·w, d)
         o = o.transpose(1, 2).reshape(n, h, w, self.heads * self.key_dim).permute(0, 3, 1, 2)
         y = self.output(o)
         if self.layer_scale is not None:
             y = y * self.layer_scale.view(1, -1, 1, 1)
-        return x + self.drop_path(y) if self.residual else y
+        return add_residual(x, y, self.drop_path) if self.residual else y
 
 
 @weight_axes(MobileMQA)

@@ -4,7 +4,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasscale.modules.layers import ConvNormAct, DropPath, LayerNorm2d, SqueezeExcite, activation
+from nasscale.modules.layers import (
+    ConvNormAct,
+    DropPath,
+    LayerNorm2d,
+    SqueezeExcite,
+    activation,
+    add_residual,
+)
 from nasscale.modules.registry import builds, cna_axes, se_axes, weight_axes
 from nasscale.specs import (
     BneckSpec,
@@ -34,8 +41,12 @@ class DepthwiseSeparable(nn.Module):
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw(self.se(self.dw(x)))
-        return x + self.drop_path(y) if self.residual else y
+        se = self.se
+        y = self.dw(x)
+        if not isinstance(se, nn.Identity):  # an absent part is not called (see apply_optional)
+            y = se(y)
+        y = self.pw(y)
+        return add_residual(x, y, self.drop_path) if self.residual else y
 
 
 @weight_axes(DepthwiseSeparable)
@@ -66,8 +77,13 @@ class InvertedResidual(nn.Module):
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.se(self.dw(self.expand(x))))
-        return x + self.drop_path(y) if self.residual else y
+        expand, se = self.expand, self.se
+        y = x if isinstance(expand, nn.Identity) else expand(x)  # absent parts are not called
+        y = self.dw(y)
+        if not isinstance(se, nn.Identity):
+            y = se(y)
+        y = self.project(y)
+        return add_residual(x, y, self.drop_path) if self.residual else y
 
 
 @weight_axes(InvertedResidual)
@@ -102,8 +118,13 @@ class FusedMBConv(nn.Module):
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.se(self.expand(x)))
-        return x + self.drop_path(y) if self.residual else y
+        se, project = self.se, self.project
+        y = self.expand(x)
+        if not isinstance(se, nn.Identity):  # absent parts are not called
+            y = se(y)
+        if not isinstance(project, nn.Identity):
+            y = project(y)
+        return add_residual(x, y, self.drop_path) if self.residual else y
 
 
 @weight_axes(FusedMBConv)
@@ -143,7 +164,7 @@ class ConvNeXtBlock(nn.Module):
         y = self.pwconv2(y)
         if self.layer_scale is not None:
             y = y * self.layer_scale
-        return x + self.drop_path(y.permute(0, 3, 1, 2))  # back to (N, C, H, W)
+        return add_residual(x, y.permute(0, 3, 1, 2), self.drop_path)  # back to (N, C, H, W)
 
 
 class GlobalResponseNorm(nn.Module):
@@ -198,10 +219,15 @@ class UniversalInvertedBottleneck(nn.Module):
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.dw_mid(self.expand(self.dw_start(x))))
+        dw_start, dw_mid = self.dw_start, self.dw_mid
+        y = x if isinstance(dw_start, nn.Identity) else dw_start(x)  # absent parts: not called
+        y = self.expand(y)
+        if not isinstance(dw_mid, nn.Identity):
+            y = dw_mid(y)
+        y = self.project(y)
         if self.layer_scale is not None:
             y = y * self.layer_scale.view(1, -1, 1, 1)
-        return x + self.drop_path(y) if self.residual else y
+        return add_residual(x, y, self.drop_path) if self.residual else y
 
 
 @weight_axes(UniversalInvertedBottleneck)

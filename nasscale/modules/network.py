@@ -7,7 +7,7 @@ from torch import nn
 import nasscale.modules.attention  # noqa: F401 (the block modules register their builders)
 import nasscale.modules.blocks  # noqa: F401
 from nasscale.errors import SpecError
-from nasscale.modules.layers import activation
+from nasscale.modules.layers import activation, apply_optional
 from nasscale.modules.registry import BUILDERS
 from nasscale.specs import (
     NetworkSpec,
@@ -61,17 +61,20 @@ class Head(nn.Module):
                  else self.norm(x))  # channels last for nhwc grids and tokens
         x = self.pooled(x)
         if not self.norm_before_pool:
-            x = self.norm(x)
+            x = apply_optional(self.norm, x)
         if self.hidden_norm is None:
-            x = self.hidden(x)
+            if len(self.hidden):
+                x = self.hidden(x)
         else:  # linear → BatchNorm → act
             for k, norm in enumerate(self.hidden_norm):
                 x = self.hidden[2 * k + 1](norm(self.hidden[2 * k](x)))
-        return self.classifier(self.dropout(x))
+        if self.dropout.training:  # dropout is the identity in eval: no call
+            x = self.dropout(x)
+        return self.classifier(x)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout == "nchw":
-            return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        if self.layout == "nchw":  # = flatten(adaptive_avg_pool2d(x, 1), 1), in one call
+            return x.mean((2, 3))
         if self.layout == "nhwc":
             return x.mean(dim=(1, 2))
         return x[:, 0] if self.pool == "token" else x[:, 1:].mean(dim=1)  # tokens
