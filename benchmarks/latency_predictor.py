@@ -3,6 +3,8 @@ each measured end to end and predicted from the table.
 
     python benchmarks/latency_predictor.py --space around:mobilenet_v3_large \\
         --space around:efficientnet_b0 --n 100 --device cpu --out result.json
+    python benchmarks/latency_predictor.py --space space:mobilenet_v3_like --n 50 \\
+        --runtime onnxruntime --quantize int8 --out benchmarks/results/lut_onnxruntime_int8.json
 
 The table (``--table``, built first when it lacks units of the spaces) covers every block the
 spaces can contain, timed in carrier networks sampled with a seed different from the test
@@ -121,6 +123,10 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=100, help="networks to sample (default 100)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtime", default="eager",
+                        choices=("eager", "onnxruntime", "openvino", "executorch"),
+                        help="what runs the networks (deployment runtimes need their extra)")
+    parser.add_argument("--quantize", default="none", choices=("none", "int8"))
     parser.add_argument("--clock", default=None, choices=("wall", "cpu"),
                         help="default: cpu (thread CPU time) on the CPU with 1 thread, else wall")
     parser.add_argument("--table", help="latency table (default: next to --out)")
@@ -143,7 +149,8 @@ def main(argv=None) -> int:
     if not args.space:
         parser.error("--space is required (around:NAME)")
     clock = args.clock or ("cpu" if args.device == "cpu" and args.threads == 1 else "wall")
-    settings = Settings(device=args.device, threads=args.threads, clock=clock)
+    settings = Settings.from_options(device=args.device, threads=args.threads, clock=clock,
+                                     runtime=args.runtime, quantize=args.quantize)
     key = settings.key()
     out = Path(args.out)
     table_path = Path(args.table) if args.table else out.with_name(out.stem + "_table.json")

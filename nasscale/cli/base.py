@@ -94,7 +94,15 @@ def _integer(option: str, text: object, minimum: int = 1, maximum: int | None = 
 def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool = False) -> None:
     """Options that make up a measurement key.  Unset options stay None so that a latency table
     given with --predict can supply them; ``settings_from_args`` checks the numbers."""
-    from nasscale.latency import ALLOCATORS, CLOCKS, DEVICES, DTYPES, MAX_BATCH
+    from nasscale.latency import (
+        ALLOCATORS,
+        CLOCKS,
+        DEVICES,
+        DTYPES,
+        MAX_BATCH,
+        QUANTIZATIONS,
+        RUNTIME_CHOICES,
+    )
 
     g = parser.add_argument_group("measurement key")
     g.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
@@ -108,6 +116,12 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool 
         g.add_argument("--compile", action="store_true", default=None, help="torch.compile")
         g.add_argument("--cuda-graphs", action="store_true", default=None,
                        help="replay the network as one CUDA graph (with --device cuda)")
+    g.add_argument("--runtime", choices=RUNTIME_CHOICES, help="what runs the network: eager "
+                   "(default) or compile (PyTorch), or the file nasscale export writes in "
+                   "onnxruntime, openvino or executorch (each an extra: pip install "
+                   "'nasscale[onnxruntime]')")
+    g.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: time the statically "
+                   "quantised form (deployment runtimes; default none)")
     g.add_argument("--clock", choices=CLOCKS, help="wall (default), or the thread's CPU time "
                    "(CPU, 1 thread: immune to preemption by other processes)")
     g.add_argument("--allocator", choices=ALLOCATORS, help="steady (default: glibc tuned not to "
@@ -127,4 +141,5 @@ def settings_from_args(args: argparse.Namespace, base=None):
         base, device=args.device, threads=threads, dtype=args.dtype, batch=batch,
         clock=args.clock, allocator=args.allocator, channels_last=args.channels_last or None,
         compile=getattr(args, "compile", None) or None,
-        cuda_graphs=getattr(args, "cuda_graphs", None) or None)
+        cuda_graphs=getattr(args, "cuda_graphs", None) or None,
+        runtime=getattr(args, "runtime", None), quantize=getattr(args, "quantize", None))

@@ -87,17 +87,28 @@ class ShowCommand(Command):
 
 class ExportCommand(Command):
     name = "export"
-    help = ("export a network to ONNX: a trained weights file (nasscale train -o, prune's "
-            "pruned.pt), or a name or YAML (with --weights, or random weights)")
+    help = ("export a network to ONNX or an ExecuTorch program, fp32 or int8: a trained weights "
+            "file (nasscale train -o, prune's pruned.pt), or a name or YAML (with --weights, or "
+            "random weights)")
 
     def add_arguments(self, parser):
         parser.add_argument("network", help="a trained weights file (MODEL.pt: network, "
                             "weights, classes and resolution), an architecture name or a "
                             "network .yaml")
-        parser.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+        out = parser.add_mutually_exclusive_group(required=True)
+        out.add_argument("--onnx", metavar="FILE", help="output .onnx file (ONNX Runtime, "
+                         "OpenVINO)")
+        out.add_argument("--pte", metavar="FILE", help="output .pte ExecuTorch program, "
+                         "lowered to XNNPACK (the executorch extra)")
         parser.add_argument("--weights", metavar="FILE", help="weights for a name or YAML (a "
                             "nasscale train file or a state_dict); without them the weights "
                             "are random (shapes and latency only)")
+        parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                            help="int8: static post-training quantisation (ONNX: ONNX "
+                            "Runtime's QDQ; .pte: XNNPACK's quantiser)")
+        parser.add_argument("--calibration", metavar="DATA", help="data whose training images "
+                            "calibrate int8, and whose held-out images score the network "
+                            "before and after quantisation (default: seeded noise, no score)")
         parser.add_argument("--resolution", type=int, help="input size (default: the "
                             "network's, which a trained file records)")
         parser.add_argument("--no-normalise", action="store_true", help="leave out the "
@@ -105,11 +116,19 @@ class ExportCommand(Command):
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
 
     def run(self, args):
-        from nasscale.export import export_onnx
+        if args.pte:
+            from nasscale.export import export_pte
 
-        out = export_onnx(args.network, args.onnx, resolution=args.resolution,
-                          opset=args.opset, weights=args.weights,
-                          normalise=not args.no_normalise)
+            out = export_pte(args.network, args.pte, resolution=args.resolution,
+                             weights=args.weights, normalise=not args.no_normalise,
+                             quantize=args.quantize, calibration=args.calibration)
+        else:
+            from nasscale.export import export_onnx
+
+            out = export_onnx(args.network, args.onnx, resolution=args.resolution,
+                              opset=args.opset, weights=args.weights,
+                              normalise=not args.no_normalise, quantize=args.quantize,
+                              calibration=args.calibration)
         classes = (f"{len(out.classes)} classes ({', '.join(out.classes[:6])}"
                    f"{', ...' if len(out.classes) > 6 else ''})" if out.classes
                    else "classes not recorded")
@@ -124,6 +143,23 @@ class ExportCommand(Command):
         if out.normalisation:
             print(f"input: RGB pixels in [0, 1] ({out.normalisation['scale']}); the graph "
                   "subtracts the training data's mean and divides by its std")
-        print(f"checked with onnx.checker; dynamic batch; output equals PyTorch's within "
-              f"{out.max_error:.2g} ({out.runtime}, batch of 2)")
+        if "nasscale.quantization" in out.meta:
+            print(f"quantised: {out.meta['nasscale.quantization']}")
+        if "nasscale.portable_ops" in out.meta:
+            print(f"lowered to XNNPACK; {out.meta['nasscale.portable_ops']} operators run in "
+                  "ExecuTorch's portable kernels; fixed batch 1")
+        if args.onnx:
+            checked = "checked with onnx.checker; dynamic batch"
+            if out.max_error is not None:
+                checked += (f"; output equals PyTorch's within {out.max_error:.2g} "
+                            f"({out.runtime}, batch of 2)")
+            print(checked)
+        elif out.max_error is not None:
+            print(f"checked: output equals PyTorch's within {out.max_error:.2g} ({out.runtime}, "
+                  "batch 1)")
+        if args.quantize == "int8" and args.calibration and out.weights is not None:
+            from nasscale.export import quantized_accuracy
+
+            print(quantized_accuracy(out, args.network, args.weights, args.resolution,
+                                     not args.no_normalise, bool(args.pte), args.calibration))
         return 0

@@ -13,7 +13,7 @@ class PruneCommand(Command):
             "optionally carrying trained weights")
 
     def add_arguments(self, parser):
-        from nasscale.latency import DEVICES
+        from nasscale.latency import DEVICES, QUANTIZATIONS, RUNTIME_CHOICES
         from nasscale.pruning import EVALUATOR_HELP, TARGET_HELP
 
         parser.add_argument("network", help="architecture name or a network .yaml file")
@@ -23,6 +23,12 @@ class PruneCommand(Command):
                             help="where latency is measured (default: cpu)")
         parser.add_argument("--threads", type=int, default=1,
                             help="CPU threads for latency (default 1)")
+        parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="eager",
+                            help="what runs the network for latency: eager (default), compile, "
+                            "or the exported file in onnxruntime, openvino or executorch")
+        parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
+                            help="int8: time the statically quantised form (deployment "
+                            "runtimes)")
         parser.add_argument("--lut", metavar="FILE",
                             help="latency lookup table to use and extend (default: "
                             "OUT/latency_table.json, built as pruning goes)")
@@ -61,7 +67,8 @@ class PruneCommand(Command):
         _integer("--max-iterations", args.max_iterations, 1, 100_000)
         _integer("--seed", args.seed, 0, 2 ** 32 - 1)
         req = PruneRequest(network=args.network, target=args.target, device=args.device,
-                           threads=args.threads, lut=args.lut, evaluator=args.evaluator,
+                           threads=args.threads, lut=args.lut, runtime=args.runtime,
+                           quantize=args.quantize, evaluator=args.evaluator,
                            weights=args.weights, out=args.out, seed=args.seed,
                            options=Options(args.step, args.decay, args.max_iterations),
                            verbose=not args.quiet, resume=args.resume)

@@ -1,5 +1,8 @@
 """Export a network to ONNX (the ``onnx`` extra): ``nasscale export NETWORK --onnx FILE``.
 
+The graph is written by :func:`nasscale.latency.runtimes.artifacts.write_onnx`, the function
+latency measurement in ONNX Runtime and OpenVINO uses too.
+
 What is exported:
 
 - a trained network: ``nasscale export MODEL.pt`` (what ``nasscale train -o`` and
@@ -22,11 +25,11 @@ least 1).
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nasscale.errors import NasscaleError
+from nasscale.latency.runtimes.artifacts import write_onnx
 
 
 def opset_range() -> tuple[int, int]:
@@ -141,30 +144,17 @@ def _usable_normalisation(meta: dict) -> dict | None:
     return {"mean": mean, "std": std, "scale": str(norm.get("scale", "pixels / 255"))}
 
 
-def export_onnx(spec_or_name, path: str | Path, resolution: int | None = None,
-                opset: int = 17, batch: int = 1, check: bool = True,
-                weights: str | None = None, normalise: bool = True) -> Exported:
-    """Write the network (see module doc) with a dynamic batch axis, load it back with
-    ``onnx.checker`` and compare its output with the PyTorch module's.  Uses torch's
-    TorchScript-based exporter (``dynamo=False``), which needs only the ``onnx`` package."""
+def deployable(spec_or_name, weights: str | None, resolution: int | None, normalise: bool):
+    """(spec at the export resolution, eval module, checkpoint metadata, normalisation or None)
+    of what ``nasscale export`` writes, whichever the format (see the module doc)."""
     import torch
 
-    low, high = opset_range()
-    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
-        raise NasscaleError(f"--opset: must be an ONNX opset from {low} to {high} (torch "
-                            f"{torch.__version__}'s exporter), got {opset!r}")
     from nasscale.scoring import MAX_TRAIN_RESOLUTION as most
 
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(
             resolution, int) or not 8 <= resolution <= most):
         raise NasscaleError(f"--resolution: must be an integer from 8 to {most} (pixels), got "
                             f"{resolution!r}")
-    try:
-        import onnx
-    except ImportError:
-        raise NasscaleError("ONNX export needs the onnx package: pip install "
-                            "'nasscale[onnx]'") from None
-
     spec, model, meta = network_and_weights(spec_or_name, weights)
     res = resolution or spec.resolution
     spec = spec.replace(resolution=res) if res != spec.resolution else spec
@@ -182,16 +172,41 @@ def export_onnx(spec_or_name, path: str | Path, resolution: int | None = None,
     norm = _usable_normalisation(meta) if normalise else None
     if norm is not None:
         model = _Normalised.wrap(model, norm)
+    return spec, model, meta, norm
+
+
+def export_onnx(spec_or_name, path: str | Path, resolution: int | None = None,
+                opset: int = 17, batch: int = 1, check: bool = True,
+                weights: str | None = None, normalise: bool = True, quantize: str = "none",
+                calibration: str | None = None) -> Exported:
+    """Write the network (see module doc) with a dynamic batch axis, load it back with
+    ``onnx.checker`` and compare its output with the PyTorch module's.  Uses torch's
+    TorchScript-based exporter (``dynamo=False``), which needs only the ``onnx`` package.
+    ``quantize='int8'`` writes the statically quantised QDQ form instead, calibrated on
+    ``calibration`` (a data source; :mod:`nasscale.latency.runtimes.quantize`)."""
+    import torch
+
+    low, high = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise NasscaleError(f"--opset: must be an ONNX opset from {low} to {high} (torch "
+                            f"{torch.__version__}'s exporter), got {opset!r}")
+    if quantize not in ("none", "int8"):
+        raise NasscaleError(f"--quantize: must be one of none, int8, got {quantize!r}")
+    try:
+        import onnx
+    except ImportError:
+        raise NasscaleError("ONNX export needs the onnx package: pip install "
+                            "'nasscale[onnx]'") from None
+
+    spec, model, meta, norm = deployable(spec_or_name, weights, resolution, normalise)
+    res = spec.resolution
     from nasscale.reports import output_file
 
     path = output_file(path, "--onnx")
+    fp32 = path if quantize == "none" else path.with_name(path.stem + ".fp32.onnx")
     example = torch.randn(batch, spec.in_channels, res, res)
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        write_onnx(model, example, fp32, opset)
     except torch.onnx.errors.OnnxExporterError as err:  # e.g. an operator newer than opset
         raise NasscaleError(f"--opset {opset}: {spec.name} cannot be exported at this opset: "
                             f"{str(err).splitlines()[0][:200]}") from None
@@ -202,13 +217,27 @@ def export_onnx(spec_or_name, path: str | Path, resolution: int | None = None,
     source = str(weights or spec_or_name) if meta or weights else None
     out = Exported(path, spec.name, res, classes, source, norm)
     out.meta = _metadata(out, spec, meta)
+    if quantize == "int8":
+        from nasscale.export.calibration import calibration_batches
+        from nasscale.latency import runtime_info
+        from nasscale.latency.runtimes.quantize import onnx_int8
+
+        runtime_info("onnxruntime").require()
+        batches, what = calibration_batches(calibration, spec.in_channels, res, norm)
+        try:
+            onnx_int8(fp32, path, batches)
+        finally:
+            fp32.unlink(missing_ok=True)
+        out.meta["nasscale.quantization"] = (f"int8 QDQ (ONNX Runtime quantize_static, U8S8, "
+                                             f"per channel), calibrated on {what}")
     proto = onnx.load(str(path))
     for key, value in out.meta.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
     if check:
         onnx.checker.check_model(proto, full_check=True)
-        out.max_error, out.runtime = compare(path, model, spec.in_channels, res)
+        if quantize == "none":
+            out.max_error, out.runtime = compare(path, model, spec.in_channels, res)
     return out
 
 

@@ -25,6 +25,7 @@ from nasscale.latency.key import (
 )
 from nasscale.latency.measure import LatencyRecord, Settings, measure
 from nasscale.latency.report import prediction_rows, record_lines, table_summary, warnings_for
+from nasscale.latency.runtimes import CHOICES as RUNTIME_CHOICES, QUANTIZATIONS, get as runtime_info
 from nasscale.latency.source import GrowingTable, LatencySource, Measured, Predicted
 from nasscale.latency.space import Neighbourhood, around
 from nasscale.latency.table import LatencyTable, Prediction, UnitPrediction, unit_key
@@ -42,7 +43,8 @@ def build_table(sources, out, settings=None, **options):
 
 
 __all__ = [
-    "ALLOCATORS", "CLOCKS", "DEVICES", "DTYPES", "MAX_BATCH", "MAX_ROUND_S", "available_cores",
+    "ALLOCATORS", "CLOCKS", "DEVICES", "DTYPES", "MAX_BATCH", "MAX_ROUND_S", "QUANTIZATIONS",
+    "RUNTIME_CHOICES", "available_cores", "runtime_info",
     "prediction_rows", "record_lines",
     "table_summary", "time_carrier", "warnings_for", "GrowingTable", "LatencySource", "Measured",
     "Predicted", "LatencyRecord", "LatencyStats", "LatencyTable", "MeasurementKey", "Neighbourhood",

@@ -71,9 +71,12 @@ class CarrierTiming:
 
 def time_carrier(spec: NetworkSpec, settings: Settings,
                  policy: TimingPolicy = CARRIER_POLICY) -> CarrierTiming:
-    """Time each unit of a network inside the network, and the network end to end."""
+    """Time each unit of a network inside the network, and the network end to end (in a
+    deployment runtime: from its profiler, :mod:`nasscale.latency.runtimes.profile`)."""
     import torch
 
+    if settings.runtime != "torch":
+        return _runtime_carrier(spec, settings, policy)
     with torch_threads(settings.threads), torch.inference_mode():
         prepared = prepare(spec, settings, policy=policy)
         units, x = prepared.units, prepared.inputs
@@ -92,6 +95,32 @@ def time_carrier(spec: NetworkSpec, settings: Settings,
     return CarrierTiming(units_ms=[float(v) for v in np.median(laps[:, 1:], axis=0)],
                          overhead_ms=float(np.median(laps[:, 0] - laps[:, 1:].sum(axis=1))),
                          end_to_end_ms=float(np.median(laps[:, 0])), other_load=runs.other_load)
+
+
+#: profiled runs per carrier in a deployment runtime (the median share of each block is kept)
+PROFILED_RUNS = 20
+
+
+def _runtime_carrier(spec: NetworkSpec, settings: Settings,
+                     policy: TimingPolicy) -> CarrierTiming:
+    from nasscale.latency.runtimes.profile import per_unit, profiles, unit_path
+
+    prepared = prepare(spec, settings, policy=policy)
+
+    def run(sw):
+        prepared.forward()
+        sw.lap()
+
+    runs = run_guarded(lambda: time_runs(run, prepared.stopwatch(), policy),
+                       f"timing {spec.name}")
+    end_to_end = float(np.median(runs.totals)) * 1e3
+    paths = [unit_path(u) for u in units_of(resolve(spec))]
+    found = run_guarded(lambda: profiles(settings.runtime, prepared.artifact, prepared.inputs,
+                                         settings.threads, PROFILED_RUNS),
+                        f"profiling {spec.name}")
+    units, overhead = per_unit(found, paths, end_to_end)
+    return CarrierTiming(units_ms=units, overhead_ms=overhead, end_to_end_ms=end_to_end,
+                         other_load=runs.other_load)
 
 
 def lone_carrier(unit: "ResolvedBlock | ResolvedHead") -> NetworkSpec:

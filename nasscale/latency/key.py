@@ -5,7 +5,11 @@ names the device (``cpu``/``cuda``) and its model (``/proc/cpuinfo``'s model nam
 name), the CPU's vector ISA as torch sees it, the torch version, the intra-op thread count, the
 dtype, the batch size, the memory format, the execution mode (``eager``, ``compile``,
 ``cuda-graph``, ``compile+cuda-graph``), the clock the runs were timed with (``wall``, or the
-calling thread's ``cpu`` time) and the memory allocator (see :func:`setup_allocator`).
+calling thread's ``cpu`` time), the memory allocator (see :func:`setup_allocator`), and what ran
+the network: the runtime (``torch``, ``onnxruntime``, ``openvino``, ``executorch``: see
+:mod:`nasscale.latency.runtimes`), its version, its execution provider or device plugin, and
+the quantisation (``none``, ``int8``).  A key written before runtimes were recorded reads as
+PyTorch's (``torch``, the key's torch version, ``aten``/``cuda``, ``none``).
 
 The input resolution is *not* part of the key: a network record states its resolution beside the
 key, and a latency table stores one entry per block *input shape*, so one table serves every
@@ -28,6 +32,8 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 MODES = ("eager", "compile", "cuda-graph", "compile+cuda-graph")
 CLOCKS = ("wall", "cpu")
 ALLOCATORS = ("steady", "default")
+#: the key's fields that say what ran the network (absent from keys of older files)
+RUNTIME_FIELDS = ("runtime", "runtime_version", "provider", "quantize")
 #: The largest batch a measurement takes: throughput benchmarks use up to about 1,024, and
 #: 4,096 images of 3 x 224 x 224 in float32 are already 2.5 GB of input alone.
 MAX_BATCH = 4096
@@ -48,6 +54,10 @@ class MeasurementKey:
     mode: str
     clock: str
     allocator: str
+    runtime: str = "torch"
+    runtime_version: str = ""
+    provider: str = "aten"
+    quantize: str = "none"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,6 +65,10 @@ class MeasurementKey:
     @classmethod
     def from_dict(cls, data: dict, where: str = "key") -> "MeasurementKey":
         names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(data, dict) and not set(RUNTIME_FIELDS) & set(data):  # an older key
+            data = {**data, "runtime": "torch", "runtime_version": data.get("torch", ""),
+                    "provider": "cuda" if data.get("device") == "cuda" else "aten",
+                    "quantize": "none"}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             raise NasscaleError(f"{where}: must be a mapping with exactly the fields "
                                 f"{', '.join(names)}")
@@ -69,10 +83,13 @@ class MeasurementKey:
     def describe(self) -> str:
         """One line for tables: ``cpu (Intel Xeon, AVX512) · torch 2.13.0 · 1 thread · ...``."""
         threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
+        runtime = () if self.runtime == "torch" else (
+            f"{self.runtime} {self.runtime_version} ({self.provider})"
+            + (f" {self.quantize}" if self.quantize != "none" else ""),)
         return " · ".join((f"{self.device} ({self.device_name}, {self.capability})",
-                           f"torch {self.torch}", threads, self.dtype, f"batch {self.batch}",
-                           self.memory_format, self.mode, f"{self.clock} clock",
-                           f"{self.allocator} allocator"))
+                           *runtime, f"torch {self.torch}", threads, self.dtype,
+                           f"batch {self.batch}", self.memory_format, self.mode,
+                           f"{self.clock} clock", f"{self.allocator} allocator"))
 
 
 # --- the machine ------------------------------------------------------------------------------
@@ -141,8 +158,11 @@ def setup_allocator(allocator: str) -> str:
 
 
 def check_settings(device: str, threads: int, dtype: str, batch: int, memory_format: str,
-                   mode: str, clock: str) -> None:
+                   mode: str, clock: str, runtime: str = "torch", quantize: str = "none"
+                   ) -> None:
     """Validate measurement settings with one-line messages naming the field."""
+    from nasscale.latency import runtimes
+
     if device not in DEVICES:
         raise field_error("device", one_of(DEVICES), device)
     if dtype not in DTYPES:
@@ -167,16 +187,22 @@ def check_settings(device: str, threads: int, dtype: str, batch: int, memory_for
     if clock == "cpu" and (device != "cpu" or threads != 1):
         raise field_error("clock", "'wall', or 'cpu' only on the CPU with 1 thread (thread CPU "
                           "time misses the other threads' and the GPU's work)", clock)
+    runtimes.check(runtime, quantize, device, dtype, memory_format, mode)
 
 
 def current_key(device: str = "cpu", threads: int = 1, dtype: str = "float32", batch: int = 1,
                 memory_format: str = "contiguous", mode: str = "eager", clock: str = "wall",
-                allocator: str = "steady") -> MeasurementKey:
+                allocator: str = "steady", runtime: str = "torch", quantize: str = "none"
+                ) -> MeasurementKey:
     """The key of a measurement with these settings on this machine (validated; sets up the
-    allocator).  ``device='cuda'`` without CUDA is a one-line error."""
-    check_settings(device, threads, dtype, batch, memory_format, mode, clock)
+    allocator).  ``device='cuda'`` without CUDA, or a runtime whose package is missing, is a
+    one-line error."""
+    check_settings(device, threads, dtype, batch, memory_format, mode, clock, runtime, quantize)
     import torch
 
+    from nasscale.latency import runtimes
+
+    info = runtimes.get(runtime)
     if device == "cuda":
         if not torch.cuda.is_available():
             raise NasscaleError("device: CUDA is not available here (torch "
@@ -190,4 +216,6 @@ def current_key(device: str = "cpu", threads: int = 1, dtype: str = "float32", b
     return MeasurementKey(device=device, device_name=name, capability=capability,
                           torch=torch.__version__, threads=threads, dtype=dtype, batch=batch,
                           memory_format=memory_format, mode=mode, clock=clock,
-                          allocator=setup_allocator(allocator))
+                          allocator=setup_allocator(allocator), runtime=runtime,
+                          runtime_version=info.version(), provider=info.provider(device),
+                          quantize=quantize)

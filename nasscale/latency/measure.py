@@ -3,7 +3,9 @@
 The network is built from its spec, put in eval mode with every conv → BatchNorm pair folded into
 one conv (what any inference runtime does, and why FLOPs do not count BN), converted to the dtype
 and memory format, optionally compiled or captured in a CUDA graph, and timed under
-``torch.inference_mode`` by the protocol of :mod:`nasscale.latency.timing`.  The thread count is
+``torch.inference_mode`` by the protocol of :mod:`nasscale.latency.timing`.  In a deployment
+runtime (``Settings.runtime``), what is timed is the file ``nasscale export`` writes, loaded in
+that runtime (:mod:`nasscale.latency.runtimes`).  The thread count is
 set for the measurement and restored afterwards; it may never exceed the cores.
 """
 from __future__ import annotations
@@ -12,11 +14,13 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from nasscale.costs.analytic import network_cost
 from nasscale.errors import NasscaleError
 from nasscale.latency.key import MeasurementKey, current_key
+from nasscale.latency.runtimes.artifacts import write_artifact
 from nasscale.latency.timing import (
     CpuStopwatch,
     CudaStopwatch,
@@ -39,17 +43,19 @@ class Settings:
     mode: str = "eager"
     clock: str = "wall"
     allocator: str = "steady"
+    runtime: str = "torch"  # what runs the network (nasscale.latency.runtimes)
+    quantize: str = "none"  # int8: calibrated on seeded noise (the scales do not set the speed)
 
     def key(self) -> MeasurementKey:
         return current_key(self.device, self.threads, self.dtype, self.batch, self.memory_format,
-                           self.mode, self.clock, self.allocator)
+                           self.mode, self.clock, self.allocator, self.runtime, self.quantize)
 
     @classmethod
     def of_key(cls, key: MeasurementKey) -> "Settings":
         """Settings that reproduce ``key`` (the allocator's name is mapped back to its policy)."""
         allocator = "default" if key.allocator.endswith("-default") else "steady"
         return cls(key.device, key.threads, key.dtype, key.batch, key.memory_format, key.mode,
-                   key.clock, allocator)
+                   key.clock, allocator, key.runtime, key.quantize)
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -57,16 +63,23 @@ class Settings:
     @classmethod
     def from_options(cls, base: "Settings | None" = None, *, channels_last: bool | None = None,
                      compile: bool | None = None, cuda_graphs: bool | None = None,
-                     **fields: object) -> "Settings":
+                     runtime: str | None = None, **fields: object) -> "Settings":
         """The one mapping from what users write (CLI flags, a study's ``latency:`` section,
         ``nasscale prune``'s options) to settings: ``channels_last`` sets the memory format,
-        ``compile``/``cuda_graphs`` the mode; the other options are fields of the same name.
-        ``None`` leaves ``base``'s value (default: ``Settings()``)."""
+        ``compile``/``cuda_graphs`` the mode, ``runtime`` (``eager``, ``compile`` or a
+        deployment runtime) the runtime and, for PyTorch, the mode; the other options are fields
+        of the same name.  ``None`` leaves ``base``'s value (default: ``Settings()``)."""
+        from nasscale.latency.runtimes import split_choice
+
         changes = {k: v for k, v in fields.items() if v is not None}
         if channels_last is not None:
             changes["memory_format"] = "channels_last" if channels_last else "contiguous"
         if compile is not None or cuda_graphs is not None:
             changes["mode"] = mode_of(bool(compile), bool(cuda_graphs))
+        if runtime is not None:
+            changes["runtime"], mode = split_choice(runtime)
+            if mode == "compile" or (mode == "eager" and "mode" not in changes):
+                changes["mode"] = mode_of(mode == "compile", bool(cuda_graphs))
         return (base or cls()).replace(**changes)
 
 
@@ -133,7 +146,9 @@ class Prepared:
     forward: Callable[[], object]
     units: list
     stopwatch: Callable[[], object]
-    compile_s: float = 0.0
+    compile_s: float = 0.0  # torch.compile, CUDA-graph capture, or a runtime's export and load
+    artifact: Path | None = None  # the file a deployment runtime runs
+    workdir: object = None  # the temporary folder holding it (removed with the Prepared)
 
 
 def _torch_dtype(torch, name: str):
@@ -148,6 +163,8 @@ def prepare(spec: NetworkSpec, settings: Settings, resolution: int | None = None
     from nasscale.modules import build_network
 
     rn = resolve(spec, resolution)
+    if settings.runtime != "torch":
+        return _prepare_runtime(spec, rn, settings, policy)
     device = torch.device("cuda" if settings.device == "cuda" else "cpu")
     dtype = _torch_dtype(torch, settings.dtype)
     fmt = (torch.channels_last if settings.memory_format == "channels_last"
@@ -171,6 +188,38 @@ def prepare(spec: NetworkSpec, settings: Settings, resolution: int | None = None
         ratio = (policy or TimingPolicy()).preempt_ratio
         stopwatch = lambda: CpuStopwatch(settings.clock, settings.threads, ratio)  # noqa: E731
     return Prepared(rn, model, x, forward, units, stopwatch, compile_s)
+
+
+def _prepare_runtime(spec: NetworkSpec, rn: ResolvedNetwork, settings: Settings,
+                     policy: TimingPolicy | None) -> Prepared:
+    """Write what ``nasscale export`` writes for the runtime (an ONNX file or a ``.pte``
+    program, int8 when asked) into a temporary folder and load it there; ``units`` is empty
+    (a runtime is timed end to end; its lookup tables read the runtime's profiler)."""
+    import tempfile
+
+    import torch
+
+    from nasscale.latency.runtimes import get
+
+    info = get(settings.runtime)
+    info.require()
+    workdir = tempfile.TemporaryDirectory(prefix="nasscale-runtime-")
+    t0 = time.perf_counter()
+    path = write_artifact(spec, rn.resolution, settings, Path(workdir.name))  # as export does
+    x = torch.randn(settings.batch, spec.in_channels, rn.resolution, rn.resolution,
+                    generator=torch.Generator().manual_seed(0)).numpy()
+    try:
+        forward = info.module().load(path, x, settings)
+    except NasscaleError:
+        raise
+    except Exception as err:  # a kind the runtime cannot run: one line naming both
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise NasscaleError(f"runtime {settings.runtime} cannot run {spec.name}: "
+                            f"{type(err).__name__}: {first}") from None
+    ratio = (policy or TimingPolicy()).preempt_ratio
+    return Prepared(rn, None, x, forward, [],
+                    lambda: CpuStopwatch(settings.clock, settings.threads, ratio),
+                    time.perf_counter() - t0, artifact=path, workdir=workdir)
 
 
 def _compiled_forward(torch, model, x, mode: str) -> Callable[[], object]:

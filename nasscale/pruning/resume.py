@@ -36,9 +36,12 @@ def request_of(req, spec, evaluator) -> dict:
     """What a run was made for: resuming with any of it changed is refused."""
     from nasscale.grammar import network_to_data
 
-    return {"network": network_to_data(spec), "target": req.target, "evaluator": evaluator.text,
-            "weights": req.weights, "options": asdict(req.options), "seed": req.seed,
-            "device": req.device, "threads": req.threads, "lut": req.lut}
+    out = {"network": network_to_data(spec), "target": req.target, "evaluator": evaluator.text,
+           "weights": req.weights, "options": asdict(req.options), "seed": req.seed,
+           "device": req.device, "threads": req.threads, "lut": req.lut}
+    if (req.runtime, req.quantize) != ("eager", "none"):  # files from before runtimes resume
+        out.update(runtime=req.runtime, quantize=req.quantize)
+    return out
 
 
 def refuse_to_overwrite(out: Path) -> None:

@@ -44,6 +44,8 @@ class PruneRequest:
     device: str = "cpu"
     threads: int = 1
     lut: str | None = None
+    runtime: str = "eager"  # what runs the network for latency (nasscale.latency.runtimes)
+    quantize: str = "none"
     evaluator: str | None = None
     weights: str | None = None
     out: str | None = None
@@ -155,7 +157,8 @@ def _resource(req: PruneRequest, target, out: Path, spec: NetworkSpec, log):
     """The resource pruned against, and for latency the start network measured (ms)."""
     from nasscale.latency.measure import Settings
 
-    settings = Settings.from_options(device=req.device, threads=req.threads)
+    settings = Settings.from_options(device=req.device, threads=req.threads,
+                                     runtime=req.runtime, quantize=req.quantize)
     if target.metric != "latency" and req.lut:
         raise NasscaleError(f"--lut is for latency targets; {target} is counted analytically")
     settings.key()  # no such device (cuda here?), too many threads: before anything else

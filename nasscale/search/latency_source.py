@@ -32,7 +32,7 @@ def latency_settings(study):
     return Settings.from_options(
         device=cfg.device, threads=cfg.threads, batch=cfg.batch, dtype=cfg.dtype,
         channels_last=cfg.channels_last, compile=cfg.compile, cuda_graphs=False,
-        clock=cfg.clock)
+        clock=cfg.clock, runtime=cfg.runtime, quantize=cfg.quantize)
 
 
 def ensure_table(study) -> None:

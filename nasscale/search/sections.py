@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from nasscale.errors import NasscaleError, SpecError, suggest
 from nasscale.latency.key import MAX_BATCH
+from nasscale.latency.runtimes import CHOICES as RUNTIME_CHOICES, QUANTIZATIONS
 from nasscale.scoring.fields import (
     MAX_EPOCHS,
     Choice,
@@ -56,6 +57,10 @@ class LatencySection(Section):
     channels_last: bool = setting(False, Flag(), "channels-last memory format")
     compile: bool = setting(False, Flag(), "torch.compile before timing")
     clock: str = setting("wall", Text(), "wall or cuda events")
+    runtime: str = setting("eager", Choice(RUNTIME_CHOICES), "what runs the network: PyTorch "
+                           "(eager, compile) or a deployment runtime")
+    quantize: str = setting("none", Choice(QUANTIZATIONS), "int8: the statically quantised form "
+                            "(deployment runtimes)")
 
     @classmethod
     def from_data(cls, data: Any, where: str = "latency"):
