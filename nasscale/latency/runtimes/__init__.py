@@ -114,18 +114,14 @@ def check(runtime: str, quantize: str, device: str, dtype: str, memory_format: s
                           "or executorch)", quantize)
     if runtime == "torch":
         return
-    if device != "cpu":
-        raise field_error("device", f"cpu with runtime {runtime} (its CPU path is what "
-                          "nasscale times)", device)
-    if dtype != "float32":
-        raise field_error("dtype", f"float32 with runtime {runtime} (use quantize: int8 for "
-                          "its integer form)", dtype)
-    if memory_format != "contiguous":
-        raise field_error("memory_format", f"contiguous with runtime {runtime} (the runtime "
-                          "chooses its own layout)", memory_format)
-    if mode != "eager":
-        raise field_error("mode", f"eager with runtime {runtime} (torch.compile is a PyTorch "
-                          "mode; pick --runtime compile for it)", mode)
+    fixed = (("device", device, "cpu", "its CPU path is what nasscale times"),
+             ("dtype", dtype, "float32", "use quantize: int8 for its integer form"),
+             ("memory_format", memory_format, "contiguous", "the runtime chooses its own layout"),
+             ("mode", mode, "eager", "torch.compile is a PyTorch mode; pick --runtime compile "
+              "for it"))
+    for field, value, want, why in fixed:
+        if value != want:
+            raise field_error(field, f"{want} with runtime {runtime} ({why})", value)
 
 
 __all__ = ["CHOICES", "QUANTIZATIONS", "REGISTRY", "RUNTIMES", "RuntimeInfo", "check", "get",
