@@ -383,3 +383,36 @@ def test_lut_build_and_cost_predict_in_a_runtime(tmp_path, capsys):
     assert main(["cost", str(net), "--predict", str(lut), "--round-seconds", "0.02"]) == 0
     text = capsys.readouterr().out
     assert "openvino" in text and "predicted" in text
+
+
+def test_prune_measures_latency_in_the_runtime_it_is_given(tmp_path, monkeypatch, capsys):
+    """``nasscale prune --runtime R --quantize int8``: the latency resource gets R's settings,
+    and a resumed run made for another runtime is refused (the runtime is in its record)."""
+    from nasscale.pruning import run as prune_run
+    from nasscale.pruning.resume import request_of
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(metric, lut, out, settings):
+        seen.update(metric=metric, runtime=settings.runtime, quantize=settings.quantize)
+        raise Stop
+
+    monkeypatch.setattr(prune_run, "make_resource", capture)
+    with pytest.raises(Stop):
+        main(["prune", "mobilenet_v3_small", "--target", "latency=0.9x", "--runtime",
+              "onnxruntime", "--quantize", "int8", "--out", str(tmp_path / "p"), "--quiet"])
+    assert seen == {"metric": "latency", "runtime": "onnxruntime", "quantize": "int8"}
+
+    spec = nasscale.load("mobilenet_v3_small")
+    evaluator = type("E", (), {"text": "flops"})()
+    plain = request_of(prune_run.PruneRequest("n", "latency=0.9x"), spec, evaluator)
+    assert "runtime" not in plain  # records from before runtimes still resume
+    other = request_of(prune_run.PruneRequest("n", "latency=0.9x", runtime="openvino"), spec,
+                       evaluator)
+    assert other["runtime"] == "openvino" and other != plain
+    with pytest.raises(SystemExit) as refused:  # argparse names the option and its choices
+        main(["prune", "mobilenet_v3_small", "--target", "latency=0.9x", "--quantize", "int4"])
+    assert refused.value.code == 2 and "--quantize" in capsys.readouterr().err
