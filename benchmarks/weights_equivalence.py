@@ -1,5 +1,12 @@
 """Weights equivalence: every covered network, reference -> nasscale -> reference.
 
+A re-parameterisable network (MobileOne, RepViT) gets a second row, ``form`` deploy: the same
+round trip with the reference's deploy form (timm's ``reparameterize_model``) and nasscale's
+(``nasscale.reparameterize``), and ``fuse_max``: nasscale's fusion of the reference-trained
+weights against the reference's own fusion of them.  Where that is above 1e-5, nasscale's
+fusion is checked in float64 against the unfused network (``fuse_float64_max``; the
+reference's own fusion differs from its unfused network by as much in float32).
+
 Run in a separate virtual environment with torchvision, timm and fvcore installed ($REF_ENV:
 torchvision and timm do not import next to the project's CPU torch):
 
@@ -43,17 +50,36 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def check(source: str, net: str, repeats: int) -> dict:
+def check(source: str, net: str, repeats: int, form: str = "train") -> dict:
+    """One row.  ``form`` ``deploy``: the network's deploy form (``nasscale.reparameterize``)
+    against the reference's (timm's ``reparameterize_model``), and ``fuse_max``: nasscale's
+    re-parameterisation of the train form loaded from the reference against the reference's
+    own re-parameterisation of the same weights."""
     spec = nasscale.zoo.get(net)
     size = spec.resolution if spec.family in ("vit", "swin") else min(spec.resolution, 160)
-    ins, outs, f64, t0 = [], [], [], time.perf_counter()
-    ref = models.create(source, net).eval()
+    deploy = form == "deploy"
+    target = nasscale.reparameterize(spec) if deploy else spec
+    ins, outs, f64, fuse, fuse64, t0 = [], [], [], [], [], time.perf_counter()
+    ref = models.create(source, net, deploy=deploy).eval()
     for r in range(repeats):
         ref.load_state_dict(seeded_state_dict(ref.state_dict(), salt=f"repeat{r}/"))
         x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(r))
-        ours = load_weights(net, ref.state_dict(), source=source)
-        back = models.create(source, net).eval()
-        back.load_state_dict(export_weights(ours, net, source), strict=True)
+        if deploy:
+            trained = models.create(source, net).eval()
+            trained.load_state_dict(seeded_state_dict(trained.state_dict(), salt=f"repeat{r}/"))
+            ours_fused = nasscale.reparameterize(load_weights(net, trained.state_dict(),
+                                                              source=source))
+            from timm.utils.model import reparameterize_model
+            with torch.no_grad():
+                fuse.append(rel(ours_fused(x), reparameterize_model(trained)(x)))
+                if fuse[-1] >= 1e-5:  # float32 rounding, or a wrong fusion? float64 tells
+                    ours64 = load_weights(net, trained.state_dict(), source=source).double()
+                    fuse64.append(rel(nasscale.reparameterize(ours64)(x.double()),
+                                      trained.double()(x.double())))
+                    trained.float()
+        ours = load_weights(target, ref.state_dict(), source=source)
+        back = models.create(source, net, deploy=deploy).eval()
+        back.load_state_dict(export_weights(ours, target, source), strict=True)
         with torch.no_grad():
             a, b, c = ref(x), ours(x), back(x)
         ins.append(rel(b, a))
@@ -65,7 +91,10 @@ def check(source: str, net: str, repeats: int) -> dict:
             ref.float()
             f64.append(max(rel(b64, a64), rel(c64, b64)))
         del ours, back
-    return {"source": source, "network": net, "model": models.SOURCES[source][net],
+    return {"source": source, "network": net, "form": form,
+            **({"fuse_max": max(fuse)} if fuse else {}),
+            **({"fuse_float64_max": max(fuse64)} if fuse64 else {}),
+            "model": models.SOURCES[source][net],
             "size": size, "repeats": repeats, "in_max": max(ins), "out_max": max(outs),
             "in": ins, "out": outs, **({"float64_max": max(f64)} if f64 else {}),
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -84,23 +113,30 @@ def main() -> None:
         old = json.loads(Path(args.out).read_text(encoding="utf-8"))
         if old.get("versions") == versions():
             rows = [r for r in old["rows"] if r["repeats"] == args.repeats]
-    done = {(r["source"], r["network"]) for r in rows}
-    print(f"{'source':<12} {'network':<24} {'size':>4}  {'in (max rel)':>12}  "
-          f"{'out (max rel)':>13}  {'s':>6}")
-    todo = [(s, n) for s, table in models.SOURCES.items() for n in table
-            if not args.only or n in args.only]
-    for source, net in todo:
-        if (source, net) in done:
+    done = {(r["source"], r["network"], r.get("form", "train")) for r in rows}
+    print(f"{'source':<12} {'network':<24} {'form':<6} {'size':>4}  {'in (max rel)':>12}  "
+          f"{'out (max rel)':>13}  {'fused vs ref':>12}  {'s':>6}")
+    todo = [(s, n, f) for s, table in models.SOURCES.items() for n in table
+            if not args.only or n in args.only
+            for f in (("train", "deploy") if models.reparameterizable(n) else ("train",))]
+    for source, net, form in todo:
+        if (source, net, form) in done:
             continue
-        row = check(source, net, args.repeats)
+        row = check(source, net, args.repeats, form)
         rows.append(row)
-        ok = "" if max(row["in_max"], row["out_max"]) < 1e-5 else (
+        worst = max(row["in_max"], row["out_max"])
+        ok = "" if worst < 1e-5 else (
             f"  float32 rounding (float64: {row['float64_max']:.1e})"
             if row.get("float64_max", 1.0) < 1e-9 else "  ABOVE 1e-5")
-        print(f"{source:<12} {net:<24} {row['size']:>4}  {row['in_max']:>12.2e}  "
-              f"{row['out_max']:>13.2e}  {row['seconds']:>6.1f}{ok}", flush=True)
-        write(args.out, rows, complete=all(t in {(r["source"], r["network"]) for r in rows}
-                                           for t in todo))  # after each row: a long run
+        if row.get("fuse_max", 0.0) >= 1e-5:  # nasscale's fusion in float64 against the truth
+            ok += (f"  fusion exact in float64 ({row['fuse_float64_max']:.1e} from the "
+                   "unfused network): float32 rounding"
+                   if row.get("fuse_float64_max", 1.0) < 1e-9 else "  FUSION ABOVE 1e-5")
+        fused = f"{row['fuse_max']:.2e}" if "fuse_max" in row else "-"
+        print(f"{source:<12} {net:<24} {form:<6} {row['size']:>4}  {row['in_max']:>12.2e}  "
+              f"{row['out_max']:>13.2e}  {fused:>12}  {row['seconds']:>6.1f}{ok}", flush=True)
+        have = {(r["source"], r["network"], r.get("form", "train")) for r in rows}
+        write(args.out, rows, complete=all(t in have for t in todo))  # after each row
     print(f"worst: {max(max(r['in_max'], r['out_max']) for r in rows):.2e} over {len(rows)} "
           f"networks -> {args.out}")
     f64 = [r for r in rows if "float64_max" in r]

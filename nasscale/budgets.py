@@ -227,7 +227,7 @@ class BudgetResolver:
 
         spec = self.spec(reference)
         if metric in ("flops", "params"):
-            cost = zoo.count(spec)
+            cost = zoo.count(spec.deploy_form())  # what runs: the fused form
             value = cost.flops if metric == "flops" else cost.params
             return float(value), f"{spec.name} counted at {spec.resolution}x{spec.resolution}", None
         return self.source.reference(spec)

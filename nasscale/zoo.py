@@ -185,6 +185,22 @@ def count(spec_or_name: "NetworkSpec | str", resolution: int | None = None):
     return network_cost(resolve(load(spec_or_name), resolution))
 
 
+def reparameterize(network):
+    """The deploy form of a network with re-parameterisable blocks (MobileOne, RepViT, FastViT).
+
+    A spec, a zoo name or a YAML path gives a ``NetworkSpec`` with every such block fused
+    (``NetworkSpec.deploy_form``); a built module (``nasscale.build``, trained or not) gives a
+    new module of that spec whose output equals the given module's in eval mode (its
+    BatchNorm running statistics folded in), the module itself unchanged.  A network without
+    such blocks is its own deploy form.
+    """
+    if isinstance(network, (NetworkSpec, str, Path)):
+        return load(network).deploy_form()
+    from nasscale.modules.reparam import reparameterize_model
+
+    return reparameterize_model(network)
+
+
 def build(spec_or_name: "NetworkSpec | str", resolution: int | None = None):
     """The ``torch.nn.Module`` of a network; forward takes (N, 3, R, R) and gives (N, classes)."""
     from nasscale.modules import build_network

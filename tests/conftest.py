@@ -88,4 +88,58 @@ TINY = {
     "uib": ["uib_a3_k5_s2_e4_c16_relu", "uib_r2_a3_k0_s1_e2_c16_relu_ls1e-05",
             "uib_a0_k3_s2_e3_c24_relu", "uib_a5_k0_s2_e2_c24_relu", "uib_a0_k0_e2_c24_relu"],
     "mqa": ["conv_k3_s2_c16_relu", "mqa_k3_h2_v2_d8_c16_ls1e-05", "mqa_r2_k3_h4_d8_c16"],
+    "repconv": ["repconv_k3_s2_b2_c16_relu", "repconv_r2_k3_s1_b3_c16_dw_relu",
+                "repconv_k1_s1_c24_relu_se0.25-mid-sigmoid-relu-d8", "repconv_k3_c24_relu_deploy"],
+    "mobileone": ["mobileone_r2_k3_s2_b4_c16_relu", "mobileone_k3_s1_b1_c24_relu",
+                  "mobileone_k3_s1_b2_c24_relu_se0.25-mid-sigmoid-relu-d8",
+                  "mobileone_k3_s2_b2_c32_relu_deploy"],
+    "repvit": ["repvit_r2_k3_e2_c8_gelu_se0.25-in-sigmoid-relu-d8", "repvit_k3_e2_c8_gelu",
+               "repvit_k3_e2_c8_gelu_deploy"],
+    "repvitdown": ["repvitdown_k3_e2_c16_gelu", "repvit_k3_e2_c16_gelu",
+                   "repvitdown_k3_e2_c24_gelu_deploy"],
+    "repvitstem": ["repvitstem_c16_gelu", "repvit_k3_e2_c16_gelu"],
+    "repmixer": ["repmixer_r2_k3_e3_c8_gelu_ls1e-05", "repmixer_k5_m12_c8_gelu_ls0",
+                 "repmixer_k3_e2_c8_gelu_ls0.5_deploy"],
+    "fvattn": ["fvattn_r2_h2_e2_c8_gelu_ls1e-05", "fvattn_m12_c8_gelu_ls0"],
+    # with repconv's grouped form, FastViT's other conv of one group per input channel
+    "replk": ["replk_k7_sk3_s2_c16", "replk_k5_sk3_s1_c24", "replk_k7_sk3_s2_c48_deploy",
+              "repconv_k3_c96_grouped_gelu_se0.0625-mid-sigmoid-relu-d1",
+              "repconv_k3_c120_grouped_gelu"],
+    "repcpe": ["replk_k7_sk3_s2_c16", "repcpe_k7_c16", "repcpe_k3_c16_deploy"],
 }
+
+
+# --- re-parameterisable networks (tests/test_reparam.py, test_repvit.py, test_fastvit.py) -----
+
+def trained_network(spec, seed: int = 0) -> torch.nn.Module:
+    """The built network with its weights and BatchNorm statistics moved off their initial
+    values (a fusion that ignored the statistics or the BN affine would show), in eval mode."""
+    import nasscale
+
+    torch.manual_seed(seed)
+    model = nasscale.build(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        model.train()
+        for _ in range(3):
+            model(torch.randn(8, 3, spec.resolution, spec.resolution))
+    return model.eval()
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|."""
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def assert_both_forms_count(name: str, figures: tuple[int, int, int, int]) -> None:
+    """A zoo network's (params, FLOPs, deploy params, deploy FLOPs): the analytic counts of its
+    train form and of ``nasscale.reparameterize``'s deploy form, and its YAML's ``expected``."""
+    import nasscale
+
+    spec = nasscale.load(name)
+    train, deploy = nasscale.count(spec), nasscale.count(nasscale.reparameterize(spec))
+    assert (train.params, train.flops, deploy.params, deploy.flops) == figures
+    e = spec.expected
+    assert (e.params, e.flops, e.deploy_params, e.deploy_flops) == figures
+    assert spec.reparameterizable and not spec.deployed

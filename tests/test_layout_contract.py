@@ -35,6 +35,14 @@ def _reference(source: str) -> dict:
 
 
 @functools.cache
+def _deploy_reference(source: str) -> dict:
+    """The reference's deploy form of each re-parameterisable network (after its own
+    re-parameterisation)."""
+    with gzip.open(FIXTURES / f"{source}.json.gz", "rt", encoding="utf-8") as f:
+        return json.load(f).get("deploy", {})
+
+
+@functools.cache
 def _ours(network: str, source: str) -> dict[str, tuple[int, ...]]:
     """The module's state-dict keys and shapes as ``source`` builds the network (meta device)."""
     with torch.device("meta"):
@@ -163,6 +171,25 @@ class LayoutContract:
         assert all(torch.equal(twice[k], exported[k]) for k in exported)
 
 
+    # --- the deploy form of a re-parameterisable network -------------------------------------
+    def test_the_deploy_form_maps_to_the_references_deploy_form(self):
+        """Fused with ``nasscale.reparameterize``, the network's tensors take the names and
+        shapes of the reference's own deploy form, and export then load gives them back."""
+        if not nasscale.zoo.get(self.network).reparameterizable:
+            pytest.skip(f"{self.network} trains and deploys in one form")
+        deploy = spec_for(self.network, self.source).deploy_form()
+        mapped = {r: s for r, s in reference_keys(deploy, self.source).values()}
+        fixture = _deploy_reference(self.source).get(self.network)
+        if fixture is not None:
+            assert mapped == {k: tuple(s) for k, s in fixture["tensors"]}
+        model = nasscale.reparameterize(_seeded_module(self.network, self.source))
+        exported = export_weights(model, deploy, target=self.source)
+        assert set(exported) == set(mapped)
+        again = load_weights(deploy, exported, source=self.source)
+        a, b = model.state_dict(), again.state_dict()
+        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
 # --- one contract per layout ------------------------------------------------------------------
 
 class TestTvMobileNetV2(LayoutContract):
@@ -223,6 +250,18 @@ class TestTimmSwin(LayoutContract):
 
 class TestTimmMobileViT(LayoutContract):
     name, network = "timm_mobilevit", "mobilevit_xxs"
+
+
+class TestTimmMobileOne(LayoutContract):  # re-parameterisable: both forms
+    name, network = "timm_mobileone", "mobileone_s0"
+
+
+class TestTimmRepViT(LayoutContract):  # re-parameterisable blocks and head: both forms
+    name, network = "timm_repvit", "repvit_m0_9"
+
+
+class TestTimmFastViT(LayoutContract):  # re-parameterisable blocks, attention: both forms
+    name, network = "timm_fastvit", "fastvit_sa12"
 
 
 CONTRACTS = LayoutContract.__subclasses__()

@@ -122,8 +122,9 @@ def test_network_validation():
         NetworkSpec(name="x", stem=(), stages=())
     with pytest.raises(SpecError, match="dropout"):
         HeadSpec(dropout=1.0)
-    with pytest.raises(SpecError, match="norm: must be one of 'none', 'ln'"):
-        HeadSpec(norm="bn")
+    with pytest.raises(SpecError, match="norm: must be one of 'none', 'ln', 'ln_before_pool', "
+                                        "'bn'"):
+        HeadSpec(norm="gn")
 
 
 def test_every_block_kind_states_its_skip_rule():

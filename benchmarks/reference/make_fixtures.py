@@ -4,7 +4,9 @@
 
 For every zoo network that torchvision or timm implements (benchmarks/reference/models.py):
 the reference state dict's tensor names and shapes, its parameter count and its BatchNorm and
-LayerNorm constants -> tests/fixtures/weights/{torchvision,timm}.json.gz.  For a few small
+LayerNorm constants -> tests/fixtures/weights/{torchvision,timm}.json.gz ("networks"; and under
+"deploy" the same of the reference's deploy form of each re-parameterisable network, after
+timm's ``reparameterize_model``).  For a few small
 networks, the reference's output on a seeded input when every tensor is filled from its name
 (nasscale.weights.seeded) -> tests/fixtures/weights/outputs.json.  These are facts recorded
 from torchvision and timm; no code or weights of theirs are copied.
@@ -30,11 +32,13 @@ OUTPUTS = [("torchvision", "mobilenet_v3_small", 96), ("timm", "mobilevit_xxs", 
            ("torchvision", "swin_t", 224), ("timm", "efficientnet_b0", 64),
            ("torchvision", "mnasnet0_5", 64), ("timm", "mnasnet_small", 64),
            ("timm", "lcnet_050", 64),
-           ("timm", "mobilevit_v2_050", 72)]  # 72: three blocks pad to whole patches
+           ("timm", "mobilevit_v2_050", 72),  # 72: three blocks pad to whole patches
+           ("timm", "mobileone_s0", 64), ("timm", "repvit_m0_9", 64),
+           ("timm", "fastvit_t8", 64), ("timm", "fastvit_sa12", 64)]
 
 
-def describe(source: str, network: str) -> dict:
-    m = models.create(source, network, meta=True)
+def describe(source: str, network: str, deploy: bool = False) -> dict:
+    m = models.create(source, network, meta=True, deploy=deploy)
     bn = sorted({(x.eps, x.momentum) for x in m.modules()
                  if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)})
     ln = sorted({x.eps for x in m.modules() if isinstance(x, torch.nn.LayerNorm)})
@@ -62,7 +66,10 @@ def main() -> None:
     for source, table in models.SOURCES.items():
         data = {"versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                              "timm": timm.__version__},
-                "networks": {net: describe(source, net) for net in table}}
+                "networks": {net: describe(source, net) for net in table},
+                # the deploy form of the re-parameterisable networks (nasscale.reparameterize)
+                "deploy": {net: describe(source, net, deploy=True) for net in table
+                           if models.reparameterizable(net)}}
         with gzip.open(OUT / f"{source}.json.gz", "wt", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
         print(f"{source}: {len(table)} networks")

@@ -51,15 +51,21 @@ TIMM = {
     **{f"mobilenet_v4_conv_{n}": f"mobilenetv4_conv_{n}" for n in ("small", "medium", "large")},
     "mobilenet_v4_hybrid_medium": "mobilenetv4_hybrid_medium",
     "mobilenet_v4_hybrid_large": "mobilenetv4_hybrid_large",
+    **{f"mobileone_s{i}": f"mobileone_s{i}" for i in range(5)},
+    **{f"repvit_{m}": f"repvit_{m}" for m in ("m0_9", "m1_0", "m1_1", "m1_5", "m2_3")},
     **{f"mobilevit_v2_{m}": f"mobilevitv2_{m}" for m in ("050", "075", "100", "125", "150",
                                                           "175", "200")},
+    **{f"fastvit_{m}": f"fastvit_{m}" for m in ("t8", "t12", "s12", "sa12", "sa24", "sa36",
+                                                  "ma36")},
 }
 
 SOURCES = {"torchvision": TORCHVISION, "timm": TIMM}
 
 
-def create(source: str, network: str, meta: bool = False):
-    """The reference module (random init; on the meta device when ``meta``)."""
+def create(source: str, network: str, meta: bool = False, deploy: bool = False):
+    """The reference module (random init; on the meta device when ``meta``).  ``deploy``: the
+    reference's own deploy form of a re-parameterisable network (timm's
+    ``reparameterize_model``), whose nasscale counterpart is ``nasscale.reparameterize``."""
     import torch
 
     name = SOURCES[source][network]
@@ -68,4 +74,15 @@ def create(source: str, network: str, meta: bool = False):
             import torchvision.models as tvm
             return getattr(tvm, name)()
         import timm
-        return timm.create_model(name, pretrained=False, num_classes=1000)
+        model = timm.create_model(name, pretrained=False, num_classes=1000)
+        if deploy:
+            from timm.utils.model import reparameterize_model
+            model = reparameterize_model(model.eval())
+        return model
+
+
+def reparameterizable(network: str) -> bool:
+    """Whether the zoo network trains in another form than it deploys (both are references)."""
+    import nasscale
+
+    return nasscale.load(network).reparameterizable

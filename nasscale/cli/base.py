@@ -34,12 +34,18 @@ def print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _expected_check(spec, cost) -> list[str]:
+def _expected_check(spec, cost, deploy=None) -> list[str]:
+    """Lines comparing a network's counts with its published figures; ``deploy``: the cost of
+    its deploy form, compared with ``expected.deploy_*``."""
     exp = spec.expected
     if exp is None:
         return []
     lines = []
-    for label, ours, ref in (("params", cost.params, exp.params), ("FLOPs", cost.flops, exp.flops)):
+    pairs = [("params", cost.params, exp.params), ("FLOPs", cost.flops, exp.flops)]
+    if deploy is not None:
+        pairs += [("deploy params", deploy.params, exp.deploy_params),
+                  ("deploy FLOPs", deploy.flops, exp.deploy_flops)]
+    for label, ours, ref in pairs:
         if ref is not None:
             mark = "matches" if ours == ref else f"DIFFERS by {ours - ref:+,}"
             lines.append(f"published {label}: {ref:,} ({mark})")
@@ -122,6 +128,9 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, table_mode: bool 
                    "'nasscale[onnxruntime]')")
     g.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: time the statically "
                    "quantised form (deployment runtimes; default none)")
+    g.add_argument("--form", choices=("deploy", "train"), help="re-parameterisable networks "
+                   "(MobileOne, RepViT, FastViT): time the fused form they deploy in (default) "
+                   "or the branched form they train in")
     g.add_argument("--clock", choices=CLOCKS, help="wall (default), or the thread's CPU time "
                    "(CPU, 1 thread: immune to preemption by other processes)")
     g.add_argument("--allocator", choices=ALLOCATORS, help="steady (default: glibc tuned not to "
@@ -142,4 +151,5 @@ def settings_from_args(args: argparse.Namespace, base=None):
         clock=args.clock, allocator=args.allocator, channels_last=args.channels_last or None,
         compile=getattr(args, "compile", None) or None,
         cuda_graphs=getattr(args, "cuda_graphs", None) or None,
-        runtime=getattr(args, "runtime", None), quantize=getattr(args, "quantize", None))
+        runtime=getattr(args, "runtime", None), quantize=getattr(args, "quantize", None),
+        form=getattr(args, "form", None))

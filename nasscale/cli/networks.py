@@ -40,6 +40,10 @@ class ShowCommand(Command):
         parser.add_argument("network",
                             help="architecture name (see `nasscale list`) or a .yaml file")
         parser.add_argument("--resolution", type=int, help="input size (default: the network's)")
+        parser.add_argument("--form", choices=("train", "deploy"), help="for a network with "
+                            "re-parameterisable blocks (MobileOne, RepViT, FastViT): show the "
+                            "form it trains in (branches) or the fused one it deploys in "
+                            "(default: as written; the table and JSON give both totals)")
         add_format(parser, ("table", "json", "yaml"))
 
     def run(self, args):
@@ -47,7 +51,10 @@ class ShowCommand(Command):
         if args.resolution is not None and args.resolution != spec.resolution:
             # published figures hold at the published resolution only
             spec = spec.replace(resolution=args.resolution, expected=None)
+        if args.form is not None:
+            spec = spec.deploy_form() if args.form == "deploy" else spec.train_form()
         cost = nasscale.count(spec)  # resolves: a bad resolution fails here, before any output
+        forms = _forms(spec, cost)
         if args.format == "yaml":
             sys.stdout.write(nasscale.dump_network(spec))
             return 0
@@ -62,7 +69,9 @@ class ShowCommand(Command):
                 "flops_by_kind": {"conv": total.conv, "linear": total.linear,
                                   "attention": total.attention},
                 "flops_convention": FLOPS_CONVENTION, "paper": spec.paper,
-                "reference": spec.reference, "stages": [r.as_dict() for r in rows]})
+                "reference": spec.reference, "stages": [r.as_dict() for r in rows],
+                "forms": {form: {"params": c.params, "flops": c.flops}
+                          for form, c in forms.items()}})
             return 0
         attention = cost.total.attention > 0
         headers = ["stage", "block", "n", "channels", "stride", "out HxW", "params", "FLOPs"]
@@ -79,10 +88,24 @@ class ShowCommand(Command):
               + (f"  ({spec.paper})" if spec.paper else ""))
         print(table(headers, body, right="n stride params FLOPs attn FLOPs"))
         print(f"\ntotal: {cost.params:,} params, {cost.flops:,} FLOPs ({si(cost.flops)})")
-        for line in _expected_check(spec, cost):
+        for form, c in forms.items():
+            if c is not cost:
+                print(f"{form} form: {c.params:,} params, {c.flops:,} FLOPs ({si(c.flops)})"
+                      + (" -- the form nasscale times and exports" if form == "deploy" else ""))
+        for line in _expected_check(spec, forms.get("train", cost), forms.get("deploy")):
             print(line)
         print(FLOPS_CONVENTION + ".")
         return 0
+
+
+def _forms(spec, cost) -> dict:
+    """``{"train": cost, "deploy": cost}`` of a network with re-parameterisable blocks (the
+    given ``cost`` for the form ``spec`` is in); empty for any other network."""
+    if not spec.reparameterizable:
+        return {}
+    train, deploy = spec.train_form(), spec.deploy_form()
+    return {"train": cost if train == spec else nasscale.count(train),
+            "deploy": cost if deploy == spec else nasscale.count(deploy)}
 
 
 class ExportCommand(Command):

@@ -25,10 +25,12 @@ from nasscale.specs import (
     LNDownsampleSpec,
     MBConvSpec,
     MobileMQASpec,
+    MobileOneSpec,
     MobileViTSpec,
     MobileViTv2Spec,
     PatchifySpec,
     PatchMergeSpec,
+    RepConvSpec,
     ResolvedBlock,
     ResolvedHead,
     ResolvedNetwork,
@@ -39,6 +41,15 @@ from nasscale.specs import (
     ViTSpec,
 )
 from nasscale.specs.attention import ceil_to
+from nasscale.specs.blocks import conv_out
+from nasscale.specs.fastvit import (
+    MLP_KERNEL,
+    FastViTAttentionSpec,
+    RepCPESpec,
+    RepLKSpec,
+    RepMixerSpec,
+)
+from nasscale.specs.repvit import RepViTDownSpec, RepViTSpec, RepViTStemSpec
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,131 @@ def patchmerge_cost(rb: ResolvedBlock) -> Cost:
 
 
 #: One cost formula per block kind.
+# --- re-parameterisable kinds: the form the spec is in (``deploy``) ---------------------------
+
+def rep_conv(cin: int, cout: int, kernel: int, out_hw, groups: int, branches: int,
+             identity: bool, deploy: bool, se: int = 0) -> Cost:
+    """One re-parameterisable conv: ``branches`` k×k conv-BN, a 1×1 conv-BN when k > 1 and a BN
+    identity (train form); one k×k conv with bias (deploy form); then the SE of width ``se``."""
+    if deploy:
+        cost = conv(cin, cout, kernel, out_hw, groups, bias=True)
+    else:
+        cost = conv_norm(cin, cout, kernel, out_hw, groups) * branches
+        if kernel > 1:
+            cost += conv_norm(cin, cout, 1, out_hw, groups)
+        if identity:
+            cost += norm(cout)
+    return cost + (squeeze_excite(cout, se) if se else Cost())
+
+
+def repconv_cost(rb: ResolvedBlock) -> Cost:
+    s = rb.spec
+    return rep_conv(rb.in_channels, rb.out_channels, s.kernel_size, rb.out_hw,
+                    s.groups(rb.in_channels), s.branches, rb.residual, s.deploy,
+                    rb.widths["se"])
+
+
+def mobileone_cost(rb: ResolvedBlock) -> Cost:
+    s, cin = rb.spec, rb.in_channels
+    dw = rep_conv(cin, cin, s.kernel_size, rb.out_hw, cin, s.branches, s.stride == 1, s.deploy,
+                  rb.widths["se_dw"])
+    return dw + rep_conv(cin, rb.out_channels, 1, rb.out_hw, 1, s.branches, rb.residual,
+                         s.deploy, rb.widths["se"])
+
+
+# --- RepViT (the form the spec is in) ----------------------------------------------------------
+
+def _conv_bn(cin: int, cout: int, kernel: int, out_hw, groups: int, deploy: bool) -> Cost:
+    """A conv → BN (train form) or the conv with bias it fuses to (deploy form)."""
+    return (conv(cin, cout, kernel, out_hw, groups, bias=True) if deploy
+            else conv_norm(cin, cout, kernel, out_hw, groups))
+
+
+def _repvit_mixers(c: int, mid: int, k: int, hw, se: int, deploy: bool) -> Cost:
+    """Token mixer (dw k×k conv-BN + dw 1×1 conv with bias + identity → BN; deploy: one dw
+    conv with bias), SE, channel mixer (1×1 conv-BN, act, 1×1 conv-BN)."""
+    if deploy:
+        cost = conv(c, c, k, hw, c, bias=True)
+    else:
+        cost = conv_norm(c, c, k, hw, c) + conv(c, c, 1, hw, c, bias=True) + norm(c)
+    if se:
+        cost += squeeze_excite(c, se)
+    return cost + _conv_bn(c, mid, 1, hw, 1, deploy) + _conv_bn(mid, c, 1, hw, 1, deploy)
+
+
+def repvit_cost(rb: ResolvedBlock) -> Cost:
+    s = rb.spec
+    return _repvit_mixers(rb.in_channels, rb.widths["mid"], s.kernel_size, rb.out_hw,
+                          rb.widths["se"], s.deploy)
+
+
+def repvitdown_cost(rb: ResolvedBlock) -> Cost:
+    s, cin, cout = rb.spec, rb.in_channels, rb.out_channels
+    cost = _conv_bn(cin, cin, s.kernel_size, rb.out_hw, cin, s.deploy)
+    cost += _conv_bn(cin, cout, 1, rb.out_hw, 1, s.deploy)
+    mid = rb.widths["mid"]
+    return cost + _conv_bn(cout, mid, 1, rb.out_hw, 1, s.deploy) + _conv_bn(
+        mid, cout, 1, rb.out_hw, 1, s.deploy)
+
+
+def repvitstem_cost(rb: ResolvedBlock) -> Cost:
+    s, half = rb.spec, rb.widths["mid"]
+    hw = (conv_out(rb.in_hw[0], 3, 2, 1), conv_out(rb.in_hw[1], 3, 2, 1))
+    return (_conv_bn(rb.in_channels, half, 3, hw, 1, s.deploy)
+            + _conv_bn(half, rb.out_channels, 3, rb.out_hw, 1, s.deploy))
+
+
+# --- FastViT (the form the spec is in) ---------------------------------------------------------
+
+def _conv_mlp(c: int, mid: int, hw) -> Cost:
+    """FastViT's convolutional MLP: depthwise 7×7 conv-BN, 1×1 convs with bias c → mid → c."""
+    return (conv_norm(c, c, MLP_KERNEL, hw, c) + conv(c, mid, 1, hw, bias=True)
+            + conv(mid, c, 1, hw, bias=True))
+
+
+def _layer_scales(c: int, init: float, count: int) -> Cost:
+    return Cost(params=c * count if init > 0 else 0)
+
+
+def repmixer_cost(rb: ResolvedBlock) -> Cost:
+    """Token mixer: BN + depthwise MobileOne conv (k×k conv-BN, 1×1 conv-BN, BN identity) +
+    layer scale; deploy form: one depthwise k×k conv with bias.  Then the MLP and its layer
+    scale (the same in both forms)."""
+    s, c, hw = rb.spec, rb.in_channels, rb.out_hw
+    if s.deploy:
+        mixer = conv(c, c, s.kernel_size, hw, c, bias=True)
+    else:
+        mixer = (norm(c) + rep_conv(c, c, s.kernel_size, hw, c, 1, True, False)
+                 + _layer_scales(c, s.layer_scale, 1))
+    return mixer + _conv_mlp(c, rb.widths["mid"], hw) + _layer_scales(c, s.layer_scale, 1)
+
+
+def fvattn_cost(rb: ResolvedBlock) -> Cost:
+    """BN, qkv linear (no bias), Q·Kᵀ and A·V over the h·w positions, output linear, the MLP,
+    two layer scales."""
+    s, c, hw = rb.spec, rb.in_channels, rb.out_hw
+    rows = hw[0] * hw[1]
+    return (norm(c) + linear(c, 3 * c, rows, bias=False) + attention_matmuls(1, rows, c)
+            + linear(c, c, rows) + _conv_mlp(c, rb.widths["mid"], hw)
+            + _layer_scales(c, s.layer_scale, 2))
+
+
+def replk_cost(rb: ResolvedBlock) -> Cost:
+    """Two grouped conv-BN branches (k×k, small kernel; one group per input channel); deploy
+    form: one k×k grouped conv with bias."""
+    s, cin, cout, hw = rb.spec, rb.in_channels, rb.out_channels, rb.out_hw
+    g = s.groups(cin)
+    if s.deploy:
+        return conv(cin, cout, s.kernel_size, hw, g, bias=True)
+    return conv_norm(cin, cout, s.kernel_size, hw, g) + conv_norm(cin, cout, s.small_kernel, hw, g)
+
+
+def repcpe_cost(rb: ResolvedBlock) -> Cost:
+    """A depthwise k×k conv with bias in both forms (the identity folds into its kernel)."""
+    c = rb.in_channels
+    return conv(c, c, rb.spec.kernel_size, rb.out_hw, c, bias=True)
+
+
 COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     ConvSpec: conv_cost,
     DepthwiseSeparableSpec: ds_cost,
@@ -281,6 +417,15 @@ COSTS: dict[type[BlockSpec], Callable[[ResolvedBlock], Cost]] = {
     PatchMergeSpec: patchmerge_cost,
     UIBSpec: uib_cost,
     MobileMQASpec: mqa_cost,
+    RepConvSpec: repconv_cost,
+    MobileOneSpec: mobileone_cost,
+    RepViTSpec: repvit_cost,
+    RepViTDownSpec: repvitdown_cost,
+    RepViTStemSpec: repvitstem_cost,
+    RepMixerSpec: repmixer_cost,
+    FastViTAttentionSpec: fvattn_cost,
+    RepLKSpec: replk_cost,
+    RepCPESpec: repcpe_cost,
 }
 
 
@@ -296,12 +441,16 @@ def head_cost(head: ResolvedHead) -> Cost:
     """Pooling (free) → optional LayerNorm (before or after pooling: the same parameters) →
     hidden linears → classifier."""
     c = head.in_channels
+    if head.deploy:  # a bn/distill head fused: one linear
+        return linear(c, head.num_classes)
+    if head.norm == "bn":  # BatchNorm → classifier, twice with a distillation twin
+        return (norm(c) + linear(c, head.num_classes)) * (2 if head.distill else 1)
     cost = norm(c) if head.norm != "none" else Cost()
     for width in head.hidden:
         bn = head.hidden_norm == "bn"
         cost += linear(c, width, bias=not bn) + (norm(width) if bn else Cost())
         c = width
-    return cost + linear(c, head.num_classes)
+    return cost + linear(c, head.num_classes) * (2 if head.distill else 1)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,9 @@ def _usable_normalisation(meta: dict) -> dict | None:
 
 def deployable(spec_or_name, weights: str | None, resolution: int | None, normalise: bool):
     """(spec at the export resolution, eval module, checkpoint metadata, normalisation or None)
-    of what ``nasscale export`` writes, whichever the format (see the module doc)."""
+    of what ``nasscale export`` writes, whichever the format (see the module doc).  A network
+    with re-parameterisable blocks is fused first (``nasscale.reparameterize``): the file holds
+    its deploy form."""
     import torch
 
     from nasscale.scoring import MAX_TRAIN_RESOLUTION as most
@@ -169,6 +171,10 @@ def deployable(spec_or_name, weights: str | None, resolution: int | None, normal
             raise NasscaleError(f"{spec.name}: cannot build it here: "
                                 f"{str(err).splitlines()[0][:200]}") from None
     model = model.eval()
+    if spec.reparameterizable and not spec.deployed:  # ship the fused form (same function)
+        from nasscale import zoo
+
+        model, spec = zoo.reparameterize(model), spec.deploy_form()
     norm = _usable_normalisation(meta) if normalise else None
     if norm is not None:
         model = _Normalised.wrap(model, norm)

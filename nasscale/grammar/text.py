@@ -22,7 +22,7 @@ token           field                              meaning
 ``m<int>``      mid_channels                       explicit expanded width (exclusive with e)
 ``p<int>``      patch_size                         kernel = stride of a patchify/embedding conv;
                                                    MobileViT: side of the unfolded patches
-``ls<float>``   layer_scale                        ConvNeXt layer-scale init (0: none)
+``ls<float>``   layer_scale                        ConvNeXt, FastViT layer-scale init (0: none)
 ``h<int>``      num_heads                          attention heads (divide the attention width)
 ``w<int>``      window_size                        Swin attention window (w×w tokens)
 ``d<int>``      transformer_dim                    MobileViT transformer width
@@ -32,6 +32,15 @@ token           field                              meaning
 ``v<int>``      kv_stride                          Mobile MQA: key/value downsampling stride
 ``d<int>``      key_dim                            Mobile MQA: channels per head (q, k and v)
 ``shift``       shifted=True                       Swin: shifted windows on the first repeat
+``b<int>``      branches                           re-parameterisable blocks: parallel k×k conv
+                                                   branches it trains with
+``dw``          depthwise=True                     repconv: every conv depthwise
+``grouped``     grouped=True                       repconv: one group per input channel, a wider
+                                                   output (gcd(in, out) groups)
+``deploy``      deploy=True                        re-parameterisable blocks: the fused form
+``alt``         se_alternate=True                  RepViT: the stage's repeats alternate with
+                                                   and without the SE, starting with it
+``sk<int>``     small_kernel                       replk: kernel of the small parallel conv
 activation      activation                         relu, relu6, hswish, silu, gelu, ...
 ``se<r>-<base>-<gate>-<act>-d<div>``  se          squeeze-excite: ratio, base (in|mid), gate
                                                    (sigmoid|hsigmoid), its activation, divisor
@@ -158,6 +167,11 @@ TOKENS: dict[str, Token] = {
     "shift": flag_token("shift", "shifted", True), "grn": flag_token("grn", "grn", True),
     "a": int_token("a", "start_kernel"),
     "kv_stride": int_token("v", "kv_stride"), "key_dim": int_token("d", "key_dim"),
+    "b": int_token("b", "branches"), "dw": flag_token("dw", "depthwise", True),
+    "deploy": flag_token("deploy", "deploy", True),
+    "alt": flag_token("alt", "se_alternate", True),
+    "small_kernel": int_token("sk", "small_kernel"),
+    "grouped": flag_token("grouped", "grouped", True),
 }
 
 

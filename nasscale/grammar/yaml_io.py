@@ -35,7 +35,7 @@ NETWORK_KEYS = ("name", "family", "paper", "reference", "weights", "resolution",
                 "in_channels", "drop_path_rate", "rounding", "norm", "stem", "stages", "head",
                 "expected")
 HEAD_KEYS = ("blocks", "pool", "norm", "hidden", "hidden_activation", "hidden_norm",
-             "dropout")
+             "dropout", "distill", "deploy")
 ROUNDING_KEYS = tuple(f.name for f in dataclasses.fields(RoundingPolicy))
 NORM_KEYS = tuple(f.name for f in dataclasses.fields(NormPolicy))
 EXPECTED_KEYS = tuple(f.name for f in dataclasses.fields(Expected))
@@ -252,6 +252,9 @@ def network_to_data(spec: NetworkSpec) -> dict[str, Any]:
                    "hidden_activation": head.hidden_activation, "dropout": head.dropout}
     if head.hidden_norm != "none":
         out["head"]["hidden_norm"] = head.hidden_norm
+    for flag in ("distill", "deploy"):  # written where set (RepViT's head)
+        if getattr(head, flag):
+            out["head"][flag] = True
     if spec.expected is not None:
         out["expected"] = {k: v for k, v in dataclasses.asdict(spec.expected).items()
                            if v not in (None, "")}

@@ -8,8 +8,12 @@ dtype, the batch size, the memory format, the execution mode (``eager``, ``compi
 calling thread's ``cpu`` time), the memory allocator (see :func:`setup_allocator`), and what ran
 the network: the runtime (``torch``, ``onnxruntime``, ``openvino``, ``executorch``: see
 :mod:`nasscale.latency.runtimes`), its version, its execution provider or device plugin, and
-the quantisation (``none``, ``int8``).  A key written before runtimes were recorded reads as
-PyTorch's (``torch``, the key's torch version, ``aten``/``cuda``, ``none``).
+the quantisation (``none``, ``int8``), and the form of re-parameterisable networks that ran
+(``deploy``, the fused form every runtime ships, or ``train``, with its branches: MobileOne,
+RepViT, FastViT; a network without such blocks is one form).  A key written before runtimes
+were recorded reads as PyTorch's (``torch``, the key's torch version, ``aten``/``cuda``,
+``none``); one written before forms were recorded reads as ``deploy`` (its networks had no
+re-parameterisable blocks).
 
 The input resolution is *not* part of the key: a network record states its resolution beside the
 key, and a latency table stores one entry per block *input shape*, so one table serves every
@@ -32,6 +36,9 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 MODES = ("eager", "compile", "cuda-graph", "compile+cuda-graph")
 CLOCKS = ("wall", "cpu")
 ALLOCATORS = ("steady", "default")
+#: which form of a re-parameterisable network is timed: the fused one it deploys in, or the
+#: branched one it trains in
+FORMS = ("deploy", "train")
 #: the key's fields that say what ran the network (absent from keys of older files)
 RUNTIME_FIELDS = ("runtime", "runtime_version", "provider", "quantize")
 #: The largest batch a measurement takes: throughput benchmarks use up to about 1,024, and
@@ -58,6 +65,7 @@ class MeasurementKey:
     runtime_version: str = ""
     provider: str = "aten"
     quantize: str = "none"
+    form: str = "deploy"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,6 +77,8 @@ class MeasurementKey:
             data = {**data, "runtime": "torch", "runtime_version": data.get("torch", ""),
                     "provider": "cuda" if data.get("device") == "cuda" else "aten",
                     "quantize": "none"}
+        if isinstance(data, dict) and "form" not in data:  # before forms were recorded
+            data = {**data, "form": "deploy"}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             raise NasscaleError(f"{where}: must be a mapping with exactly the fields "
                                 f"{', '.join(names)}")
@@ -86,8 +96,9 @@ class MeasurementKey:
         runtime = () if self.runtime == "torch" else (
             f"{self.runtime} {self.runtime_version} ({self.provider})"
             + (f" {self.quantize}" if self.quantize != "none" else ""),)
+        form = ("train form (unfused)",) if self.form == "train" else ()
         return " · ".join((f"{self.device} ({self.device_name}, {self.capability})",
-                           *runtime, f"torch {self.torch}", threads, self.dtype,
+                           *runtime, *form, f"torch {self.torch}", threads, self.dtype,
                            f"batch {self.batch}", self.memory_format, self.mode,
                            f"{self.clock} clock", f"{self.allocator} allocator"))
 
@@ -158,8 +169,8 @@ def setup_allocator(allocator: str) -> str:
 
 
 def check_settings(device: str, threads: int, dtype: str, batch: int, memory_format: str,
-                   mode: str, clock: str, runtime: str = "torch", quantize: str = "none"
-                   ) -> None:
+                   mode: str, clock: str, runtime: str = "torch", quantize: str = "none",
+                   form: str = "deploy") -> None:
     """Validate measurement settings with one-line messages naming the field."""
     from nasscale.latency import runtimes
 
@@ -173,6 +184,8 @@ def check_settings(device: str, threads: int, dtype: str, batch: int, memory_for
         raise field_error("mode", one_of(MODES), mode)
     if clock not in CLOCKS:
         raise field_error("clock", one_of(CLOCKS), clock)
+    if form not in FORMS:
+        raise field_error("form", one_of(FORMS), form)
     for name, value in (("threads", threads), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise field_error(name, "an integer >= 1", value)
@@ -192,12 +205,13 @@ def check_settings(device: str, threads: int, dtype: str, batch: int, memory_for
 
 def current_key(device: str = "cpu", threads: int = 1, dtype: str = "float32", batch: int = 1,
                 memory_format: str = "contiguous", mode: str = "eager", clock: str = "wall",
-                allocator: str = "steady", runtime: str = "torch", quantize: str = "none"
-                ) -> MeasurementKey:
+                allocator: str = "steady", runtime: str = "torch", quantize: str = "none",
+                form: str = "deploy") -> MeasurementKey:
     """The key of a measurement with these settings on this machine (validated; sets up the
     allocator).  ``device='cuda'`` without CUDA, or a runtime whose package is missing, is a
     one-line error."""
-    check_settings(device, threads, dtype, batch, memory_format, mode, clock, runtime, quantize)
+    check_settings(device, threads, dtype, batch, memory_format, mode, clock, runtime, quantize,
+                   form)
     import torch
 
     from nasscale.latency import runtimes
@@ -218,4 +232,4 @@ def current_key(device: str = "cpu", threads: int = 1, dtype: str = "float32", b
                           memory_format=memory_format, mode=mode, clock=clock,
                           allocator=setup_allocator(allocator), runtime=runtime,
                           runtime_version=info.version(), provider=info.provider(device),
-                          quantize=quantize)
+                          quantize=quantize, form=form)

@@ -45,17 +45,19 @@ class Settings:
     allocator: str = "steady"
     runtime: str = "torch"  # what runs the network (nasscale.latency.runtimes)
     quantize: str = "none"  # int8: calibrated on seeded noise (the scales do not set the speed)
+    form: str = "deploy"  # re-parameterisable networks: fused (deploy) or branched (train)
 
     def key(self) -> MeasurementKey:
         return current_key(self.device, self.threads, self.dtype, self.batch, self.memory_format,
-                           self.mode, self.clock, self.allocator, self.runtime, self.quantize)
+                           self.mode, self.clock, self.allocator, self.runtime, self.quantize,
+                           self.form)
 
     @classmethod
     def of_key(cls, key: MeasurementKey) -> "Settings":
         """Settings that reproduce ``key`` (the allocator's name is mapped back to its policy)."""
         allocator = "default" if key.allocator.endswith("-default") else "steady"
         return cls(key.device, key.threads, key.dtype, key.batch, key.memory_format, key.mode,
-                   key.clock, allocator, key.runtime, key.quantize)
+                   key.clock, allocator, key.runtime, key.quantize, key.form)
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -157,11 +159,14 @@ def _torch_dtype(torch, name: str):
 
 def prepare(spec: NetworkSpec, settings: Settings, resolution: int | None = None,
             policy: TimingPolicy | None = None) -> Prepared:
-    """Build, fold, convert and (optionally) compile/capture a network for timing."""
+    """Build, fold, convert and (optionally) compile/capture a network for timing: the form of
+    a re-parameterisable network that ``settings.form`` names (deploy: fused, what ``nasscale
+    export`` writes)."""
     import torch
 
     from nasscale.modules import build_network
 
+    spec = spec.deploy_form() if settings.form == "deploy" else spec.train_form()
     rn = resolve(spec, resolution)
     if settings.runtime != "torch":
         return _prepare_runtime(spec, rn, settings, policy)
@@ -300,7 +305,8 @@ def measure(spec_or_name: "NetworkSpec | str", device: str = "cpu", threads: int
                             "channels_last" if channels_last else "contiguous",
                             mode_of(compile, cuda_graphs), clock, allocator)
     key = settings.key()
-    cost = network_cost(resolve(spec, resolution))
+    timed = spec.deploy_form() if settings.form == "deploy" else spec.train_form()
+    cost = network_cost(resolve(timed, resolution))  # of the form that runs
     what = f"measuring {spec.name} ({settings.device}, {settings.dtype})"
     import torch
 

@@ -47,7 +47,10 @@ MAX_SAMPLES = 8  # per-context medians kept per entry
 # --- unit keys ------------------------------------------------------------------------------
 
 def block_key(rb: ResolvedBlock) -> str:
-    return f"{format_block(rb.spec)}@{rb.in_channels}x{rb.in_hw[0]}x{rb.in_hw[1]}"
+    """A block at its input shape.  A re-parameterisable block is named in its train form
+    whichever form the network gives it; the table's key says which form was timed."""
+    return (f"{format_block(rb.spec.train_form())}@{rb.in_channels}x{rb.in_hw[0]}x"
+            f"{rb.in_hw[1]}")
 
 
 def head_key(head: ResolvedHead) -> str:
@@ -55,7 +58,7 @@ def head_key(head: ResolvedHead) -> str:
     if head.norm != "none":
         parts.append(head.norm)
     parts += [f"fc{w}-{head.hidden_activation}" for w in head.hidden]
-    parts.append(f"fc{head.num_classes}")
+    parts.append(f"fc{head.num_classes}" + ("x2" if head.distill else ""))
     return "_".join(parts) + f"@{head.in_channels}x{head.hw[0]}x{head.hw[1]}"
 
 

@@ -222,7 +222,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         chosen = _best_proposal(proposals, current, groups, model if weighted else None,
                                 evaluator, score, value, i, progress)
         groups = width_groups(chosen.spec, names)
-        cost = network_cost(resolve(chosen.spec))
+        cost = network_cost(resolve(chosen.spec.deploy_form()))
         it = Iteration(index=i + 1, limit=it_limit, group=chosen.group,
                        old_width=chosen.old_width, width=chosen.width,
                        resource=chosen.resource, score=chosen.score,

@@ -33,7 +33,8 @@ def result_record(result, out: Path | None = None) -> dict:
     from nasscale.costs.analytic import network_cost
     from nasscale.specs import resolve
 
-    start, final = network_cost(resolve(result.start)), network_cost(resolve(result.final))
+    start, final = (network_cost(resolve(result.start.deploy_form())),  # what runs
+                    network_cost(resolve(result.final.deploy_form())))
     record = {
         "network": result.start.name,
         "target": str(result.target),
@@ -116,7 +117,8 @@ def result_text(result, out: Path | None = None) -> str:
                      f"{it.delta_score:+.4g}"))
     head = ("iter", "layer group pruned", "width", m + (" (pred.)" if m == "latency" else ""),
             "limit", "score", "change")
-    start, final = network_cost(resolve(result.start)), network_cost(resolve(result.final))
+    start, final = (network_cost(resolve(result.start.deploy_form())),  # what runs
+                    network_cost(resolve(result.final.deploy_form())))
     lines = [table(head, rows, right="iter width limit score change " + m), ""]
     lines.append(f"{result.start.name} -> {result.final.name}: target {result.target} "
                  f"(limit {_amount(m, result.limit)}), {len(result.iterations)} iterations, "

@@ -112,7 +112,7 @@ class CountResource(Resource):
     def value(self, spec: NetworkSpec) -> float:
         from nasscale.costs.analytic import network_cost
 
-        cost = network_cost(resolve(spec))
+        cost = network_cost(resolve(spec.deploy_form()))  # what runs (re-parameterised)
         return float(cost.flops if self.metric == "flops" else cost.params)
 
     def describe(self) -> str:

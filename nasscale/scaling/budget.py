@@ -63,7 +63,7 @@ def largest_phi(spec: NetworkSpec, metric: str, budget: float, alpha: float = AL
 
     def evaluate(k: int) -> tuple[NetworkSpec, NetworkCost]:  # φ on a grid of ``tolerance``
         scaled = compound(spec, round(k * tolerance, 9), alpha, beta, gamma)
-        return scaled, network_cost(resolve(scaled))
+        return scaled, network_cost(resolve(scaled.deploy_form()))  # what runs
 
     lo, (lo_spec, lo_cost) = 0, evaluate(0)
     if getattr(lo_cost, metric) > budget:

@@ -36,7 +36,10 @@ class Scaling:
         return self.depth * self.width ** 2 * self.resolution_scale ** 2
 
     def costs(self) -> tuple[NetworkCost, NetworkCost]:
-        return network_cost(resolve(self.base)), network_cost(resolve(self.scaled))
+        """Base and scaled costs of the form that runs: the deploy form of a network with
+        re-parameterisable blocks (its scaled train form is ``scaled``)."""
+        return (network_cost(resolve(self.base.deploy_form())),
+                network_cost(resolve(self.scaled.deploy_form())))
 
 
 def _stage_pairs(base: NetworkCost, scaled: NetworkCost):

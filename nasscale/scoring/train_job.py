@@ -56,6 +56,7 @@ def run_train_job(job: TrainJob) -> dict:
                             f"record, and {stem}.ckpt, the resumable checkpoint, are written "
                             "beside it)")
     spec = zoo.load(job.network)
+    spec.check_trainable(str(job.network))
     settings = replace(job.settings, resolution=job.resolution or spec.resolution)
     settings.check()
     from nasscale.reports import output_file

@@ -102,6 +102,9 @@ class LayerChoice:
     #: UIB's start depthwise kernel (0: none); its ``kernel_size`` is the mid one, where 0
     #: (no mid depthwise conv) is allowed when every kind of the choice allows it
     start_kernel: tuple[int, ...] = (0,)
+    #: the conv branches a re-parameterisable layer trains with (MobileOne); its deploy form,
+    #: hence its latency and FLOPs, is the same for every choice
+    branches: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         _choices("kinds", self.kinds, layer_kinds(), str)
@@ -118,6 +121,9 @@ class LayerChoice:
             if k < 0 or (k and k % 2 == 0):
                 raise SpecError(f"choice {k} is not 0 (none) or an odd kernel",
                                 ("start_kernel",))
+        _choices("branches", self.branches, kind=int)
+        if any(b < 1 for b in self.branches):
+            raise SpecError("choices must be >= 1", ("branches",))
         _choices("expand_ratio", self.expand_ratio, kind=(int, float))
         if any(e <= 0 for e in self.expand_ratio):
             raise SpecError("choices must be > 0", ("expand_ratio",))
@@ -145,6 +151,8 @@ class LayerChoice:
             values["se"] = bool(pick("se", self.se))
         if "start_kernel" in cls.layer_fields:
             values["start_kernel"] = int(pick("start_kernel", self.start_kernel))
+        if "branches" in cls.layer_fields:
+            values["branches"] = int(pick("branches", self.branches))
         return cls.from_layer(in_channels=in_channels, out_channels=out_channels, kernel_size=k,
                               stride=stride, activation=act, se_form=self.se_form, **values)
 
@@ -163,13 +171,14 @@ class LayerChoice:
             values = block.layer_values(in_channels, self.expand_ratio, self.se_form)
         except NotALayer as err:
             raise NotInSpace(f"{prefix}{err.field}: {err.reason}") from None
-        for field in ("expand_ratio", "se", "start_kernel"):
+        for field in ("expand_ratio", "se", "start_kernel", "branches"):
             if field in values:
                 put(field, getattr(self, field), values[field])
         return out
 
 
-LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation", "start_kernel")
+LAYER_FIELDS = ("kind", "kernel_size", "expand_ratio", "se", "activation", "start_kernel",
+                "branches")
 
 
 def _pick(trial: Suggester, name: str, values: tuple) -> Any:

@@ -178,7 +178,7 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
         if spec.num_classes != objective.space.num_classes:
             spec = spec.replace(num_classes=objective.space.num_classes)
         measured = objective.budget_spec(spec)  # at the resolution budgets are measured at
-        cost = zoo.count(measured)
+        cost = zoo.count(measured.deploy_form())
         ref: dict = {"flops": cost.flops, "params": cost.params,
                      "resolution": measured.resolution}
         try:

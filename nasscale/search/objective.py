@@ -166,7 +166,7 @@ class Objective:
         if same is not None:
             return self._copy(trial, same)
         measured = self.budget_spec(spec)
-        cost = count(measured)
+        cost = count(measured.deploy_form())  # budgets count what runs (re-parameterised)
         values = {"flops": float(cost.flops), "params": float(cost.params)}
         trial.set_user_attr("network", network_to_data(spec))
         trial.set_user_attr("flops", cost.flops)

@@ -12,9 +12,9 @@ one stage string ``block × repeats``).
 (an ``optuna.Trial``, ``optuna.trial.FixedTrial``) and returns a ``NetworkSpec``.
 ``space.params_for(network)`` inverts it: the parameter assignment that samples exactly that
 network, or a ``NotInSpace`` reason — so "this space contains mobilenet_v3_large" is a test.
-Parameter names: ``resolution``, ``stem.width``, ``stem.activation``, ``s<i>.depth``,
-``s<i>.width``, ``s<i>.<field>`` (shared) or ``s<i>.l<j>.<field>`` (per layer),
-``head.hidden``.  This module does not import optuna.
+Parameter names: ``resolution``, ``stem.width``, ``stem.activation``, ``stem.branches``,
+``s<i>.depth``, ``s<i>.width``, ``s<i>.<field>`` (shared) or ``s<i>.l<j>.<field>`` (per
+layer), ``head.hidden``.  This module does not import optuna.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from nasscale.specs import (
     HeadSpec,
     NetworkSpec,
     NormPolicy,
+    RepConvSpec,
     RoundingPolicy,
     StageSpec,
     resolve,
@@ -59,6 +60,18 @@ class SearchSpace:
     family: str = ""
     #: the normalisation constants every member is built with (``NormPolicy``)
     norm: NormPolicy = NormPolicy()
+    #: the stem's kind: ``conv`` (3x3 stride-2 conv-BN-act) or ``repconv`` (the same as a
+    #: re-parameterisable conv, MobileOne's) with ``stem_branches`` conv branches
+    stem_kind: str = "conv"
+    stem_branches: tuple[int, ...] = (1,)
+
+    def _stem(self, trial: Suggester, width: int, activation: str):
+        if self.stem_kind == "conv":
+            return ConvSpec(out_channels=width, kernel_size=3, stride=2, activation=activation)
+        branches = self.stem_branches[0] if len(self.stem_branches) == 1 else \
+            trial.suggest_categorical("stem.branches", list(self.stem_branches))
+        return RepConvSpec(out_channels=width, kernel_size=3, stride=2, branches=branches,
+                           activation=activation)
 
     # --- sampling ------------------------------------------------------------------------
     def sample(self, trial: Suggester, name: str = "candidate") -> NetworkSpec:
@@ -87,8 +100,7 @@ class SearchSpace:
         if not stages:
             raise SpecError("every stage slot sampled depth 0", ("stages",))
         head = self.head.sample(trial, channels)
-        return NetworkSpec(name=name, stem=(ConvSpec(out_channels=stem_w, kernel_size=3,
-                                                     stride=2, activation=stem_act),),
+        return NetworkSpec(name=name, stem=(self._stem(trial, stem_w, stem_act),),
                            stages=tuple(stages), head=head, resolution=res,
                            num_classes=self.num_classes, family=self.family or self.name,
                            rounding=RoundingPolicy(), norm=self.norm)
@@ -124,10 +136,16 @@ class SearchSpace:
         put("resolution", self.resolution, network.resolution)
         if network.num_classes != self.num_classes:
             raise NotInSpace(f"num_classes {network.num_classes} != {self.num_classes}")
-        if len(network.stem) != 1 or not isinstance(network.stem[0], ConvSpec):
-            raise NotInSpace("the space's stem is one 3x3 stride-2 conv")
-        stem = network.stem[0]
-        if (stem.kernel_size, stem.stride, stem.norm, stem.bias) != (3, 2, "bn", False):
+        stem = network.stem[0] if len(network.stem) == 1 else None
+        if stem is None or stem.kind != self.stem_kind:
+            raise NotInSpace(f"the space's stem is one 3x3 stride-2 {self.stem_kind}")
+        if stem.kind == "repconv":
+            if stem != RepConvSpec(out_channels=stem.out_channels, kernel_size=3, stride=2,
+                                   branches=stem.branches, activation=stem.activation):
+                raise NotInSpace("the space's stem is a 3x3 stride-2 repconv without SE, in "
+                                 "its train form")
+            put("stem.branches", self.stem_branches, stem.branches)
+        elif (stem.kernel_size, stem.stride, stem.norm, stem.bias) != (3, 2, "bn", False):
             raise NotInSpace("the space's stem is a 3x3 stride-2 conv-BN-act")
         put("stem.width", list(self.stem_width.values()), stem.out_channels)
         put("stem.activation", self.stem_activation, stem.activation)

@@ -45,11 +45,13 @@ from nasscale.zoo import spaces_dir
 SPACE_KEYS = ("name", "description", "family", "contains", "num_classes", "resolution", "norm",
               "stem", "stages", "head")
 STAGE_KEYS = ("stride", "depth", "width", "kinds", "kernel_size", "expand_ratio", "se",
-              "se_form", "activation", "per_layer", "attention", "start_kernel")
+              "se_form", "activation", "per_layer", "attention", "start_kernel", "branches")
 ATTENTION_KEYS = ("kind", "present", "transformer_dim", "transformer_depth", "mlp_ratio",
                   "num_heads", "patch_size", "kernel_size", "activation")
 MQA_KEYS = ("kind", "present", "num_heads", "key_dim", "kv_stride", "kernel_size",
             "layer_scale")
+#: a space's stem: a 3x3 stride-2 conv-BN-act, or a re-parameterisable one (MobileOne's)
+STEM_KINDS = ("conv", "repconv")
 HEAD_KEYS = ("conv_width", "conv_ratio", "conv_activation", "hidden", "hidden_activation",
              "dropout", "hidden_norm")
 
@@ -83,7 +85,7 @@ def _se_form(value: Any, where: str):
 def _stage(data: Any, where: str) -> StageChoice:
     data = check_keys(data, STAGE_KEYS, where, required=("stride", "depth", "width", "kinds"))
     layer_args: dict[str, Any] = {"kinds": _list(data["kinds"], f"{where}.kinds")}
-    for key in ("kernel_size", "expand_ratio", "se", "activation", "start_kernel"):
+    for key in ("kernel_size", "expand_ratio", "se", "activation", "start_kernel", "branches"):
         if key in data:
             layer_args[key] = _list(data[key], f"{where}.{key}")
     if "expand_ratio" in layer_args:
@@ -156,7 +158,11 @@ def _head(data: Any, where: str) -> HeadChoice:
 
 def space_from_data(data: Any) -> SearchSpace:
     data = check_keys(data, SPACE_KEYS, "", required=("name", "resolution", "stem", "stages"))
-    stem = check_keys(data["stem"], ("width", "activation"), "stem", required=("width",))
+    stem = check_keys(data["stem"], ("width", "activation", "kind", "branches"), "stem",
+                      required=("width",))
+    if stem.get("kind", "conv") not in STEM_KINDS:
+        raise SpecError(f"must be one of {', '.join(STEM_KINDS)}, got {stem['kind']!r}",
+                        ("stem.kind",))
     stages = data["stages"]
     if not isinstance(stages, list) or not stages:
         raise SpecError("must be a non-empty list of stage slots", ("stages",))
@@ -173,6 +179,8 @@ def space_from_data(data: Any) -> SearchSpace:
             num_classes=data.get("num_classes", 1000), resolution=resolution,
             stem_width=_width(stem["width"], "stem.width"),
             stem_activation=_list(stem.get("activation", "relu"), "stem.activation"),
+            stem_kind=stem.get("kind", "conv"),
+            stem_branches=_list(stem.get("branches", 1), "stem.branches"),
             stages=tuple(_stage(s, f"stages[{i}]") for i, s in enumerate(stages)),
             head=_head(data.get("head"), "head"),
             norm=norm_from_data(data.get("norm"), "norm") or NormPolicy())

@@ -37,6 +37,12 @@ from nasscale.specs.common import (
     make_divisible,
     round_repeats,
 )
+from nasscale.specs.fastvit import (
+    FastViTAttentionSpec,
+    RepCPESpec,
+    RepLKSpec,
+    RepMixerSpec,
+)
 from nasscale.specs.kind import KindRule
 from nasscale.specs.network import (
     WEIGHT_SOURCES,
@@ -48,6 +54,8 @@ from nasscale.specs.network import (
     StageSpec,
     WeightsLayout,
 )
+from nasscale.specs.reparam import MobileOneSpec, RepConvSpec
+from nasscale.specs.repvit import RepViTDownSpec, RepViTSpec, RepViTStemSpec
 from nasscale.specs.resolve import ResolvedBlock, ResolvedHead, ResolvedNetwork, resolve
 
 #: Every block kind, by its code.  Adding a kind (docs/ARCHITECTURE.md, "Adding a block kind"):
@@ -72,6 +80,15 @@ BLOCK_KINDS: dict[str, type[BlockSpec]] = {
     PatchMergeSpec.kind: PatchMergeSpec,
     UIBSpec.kind: UIBSpec,
     MobileMQASpec.kind: MobileMQASpec,
+    RepConvSpec.kind: RepConvSpec,
+    MobileOneSpec.kind: MobileOneSpec,
+    RepViTSpec.kind: RepViTSpec,
+    RepViTDownSpec.kind: RepViTDownSpec,
+    RepViTStemSpec.kind: RepViTStemSpec,
+    RepMixerSpec.kind: RepMixerSpec,
+    FastViTAttentionSpec.kind: FastViTAttentionSpec,
+    RepLKSpec.kind: RepLKSpec,
+    RepCPESpec.kind: RepCPESpec,
 }
 
 __all__ = [
@@ -90,4 +107,7 @@ __all__ = [
     # attention families
     "MobileMQASpec", "MobileViTSpec", "MobileViTv2Spec", "PatchMergeSpec", "SwinEmbedSpec",
     "SwinSpec", "ViTEmbedSpec", "ViTSpec",
+    # re-parameterisable families
+    "MobileOneSpec", "RepConvSpec", "RepViTDownSpec", "RepViTSpec", "RepViTStemSpec",
+    "FastViTAttentionSpec", "RepCPESpec", "RepLKSpec", "RepMixerSpec",
 ]

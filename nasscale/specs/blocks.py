@@ -81,7 +81,7 @@ class SESpec:
 MOBILENET_V3_SE = SESpec(ratio=0.25, base="mid", gate="hsigmoid", activation="relu", divisor=8)
 
 
-SKIP_RULES = ("field", "always", "never")
+SKIP_RULES = ("field", "always", "never", "widths")
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,11 @@ class BlockSpec:
     #: block is sized for its input at the network's own resolution (``ResolvedBlock.trained_hw``)
     params_depend_on_size: ClassVar[bool] = False
     #: whether the block adds its input to its output (``SKIP_RULES``): ``"field"`` when its
-    #: ``skip`` field says so, ``"always"`` for a kind that always does, ``"never"``; in every
-    #: case only at stride 1 with equal widths (``ResolvedBlock.residual``).  Every kind states
-    #: it (a test checks), so modules and pruning read one rule.
+    #: ``skip`` field says so, ``"always"`` for a kind that always does, ``"never"``; in these
+    #: cases only at stride 1 with equal widths (``ResolvedBlock.residual``); ``"widths"``:
+    #: whenever the widths are equal, at any stride (MobileOne's pointwise half runs at stride
+    #: 1 after the strided depthwise one, and has an identity branch).  Every kind states it
+    #: (a test checks), so modules and pruning read one rule.
     skip_rule: ClassVar[str] = ""
     #: everything the layers need to know about the kind's fields (``specs.kind.KindRule``):
     #: how each scales, its pruning roles, its text tokens; every kind declares one (a test
@@ -113,6 +115,19 @@ class BlockSpec:
     layer_activations: ClassVar["tuple[str, ...] | None"] = None
     #: whether a layer choice may give this kind kernel 0 (no such conv: UIB's mid dw)
     layer_kernel_optional: ClassVar[bool] = False
+    #: whether the kind trains as parallel branches and deploys as fewer layers: its spec then
+    #: has a ``deploy`` field (text ``deploy``) that says which form it is, and its module a
+    #: ``reparameterize()`` giving the deploy form (``nasscale.reparameterize``)
+    reparameterizable: ClassVar[bool] = False
+
+    def deploy_form(self) -> "BlockSpec":
+        """This block as it is deployed: the fused form of a re-parameterisable kind, itself
+        for every other kind (their train and deploy forms are one)."""
+        return self.replace(deploy=True) if self.reparameterizable else self
+
+    def train_form(self) -> "BlockSpec":
+        """This block as it is trained: the branched form of a re-parameterisable kind."""
+        return self.replace(deploy=False) if self.reparameterizable else self
 
     @classmethod
     def searchable(cls) -> bool:

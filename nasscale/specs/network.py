@@ -6,13 +6,20 @@ from dataclasses import dataclass, field
 
 from nasscale.errors import SpecError, field_error
 from nasscale.specs.blocks import BlockSpec
-from nasscale.specs.common import ACTIVATIONS, MAX_BLOCKS, check_choice, check_int, check_number
+from nasscale.specs.common import (
+    ACTIVATIONS,
+    MAX_BLOCKS,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+)
 
 #: ``avg``: global average pooling (of the patch tokens, for a ViT); ``token``: the class token.
 POOLS = ("avg", "token")
 #: ``ln``: LayerNorm of the pooled features (ConvNeXt); ``ln_before_pool``: LayerNorm of every
 #: position or token before pooling (ViT's and Swin's final norm).
-HEAD_NORMS = ("none", "ln", "ln_before_pool")
+HEAD_NORMS = ("none", "ln", "ln_before_pool", "bn")
 DEPTH_ROUNDING = ("ceil", "round", "floor")
 STEM_RULES = ("scale", "fixed")
 HEAD_RULES = ("scale", "grow", "fixed")
@@ -98,6 +105,10 @@ class HeadSpec:
     ``hidden_norm: bn``: the hidden linears have no bias and a BatchNorm before their activation
     (MobileNetV4's 1280-wide 1×1 conv after pooling, conv → BN → act).
     The head reads whatever layout the last block gives (map, channels-last grid or tokens).
+    ``norm: bn``: a BatchNorm of the pooled vector before the classifier (RepViT's classifier);
+    ``distill``: a second classifier of the same shape, with its own norm, whose logits are
+    averaged with the first's (the DeiT-style distillation head RepViT trains with).  Such a
+    head is re-parameterisable: ``deploy`` is its fused form, one linear layer.
     """
 
     blocks: tuple[BlockSpec, ...] = ()
@@ -107,6 +118,8 @@ class HeadSpec:
     hidden_activation: str = "hswish"
     dropout: float = 0.0
     hidden_norm: str = "none"
+    distill: bool = False
+    deploy: bool = False
 
     def __post_init__(self) -> None:
         for i, block in enumerate(self.blocks):
@@ -121,6 +134,28 @@ class HeadSpec:
         check_number("dropout", self.dropout, strict=False)
         if self.dropout >= 1:
             raise field_error("dropout", "a number in [0, 1)", self.dropout)
+        check_bool("distill", self.distill)
+        check_bool("deploy", self.deploy)
+        if self.norm == "bn" and self.pool != "avg":
+            raise field_error("norm", "bn only after average pooling", self.norm)
+        if (self.distill or self.deploy) and (self.hidden or self.norm not in ("none", "bn")):
+            raise SpecError("a distillation or fused head is a (BatchNorm and) linear "
+                            "classifier: no hidden layers, norm none or bn",
+                            ("distill" if self.distill else "deploy",))
+        if self.deploy and not self.reparameterizable:
+            raise field_error("deploy", "false for a head with nothing to fuse (only norm bn or "
+                              "distill heads have a deploy form)", self.deploy)
+
+    @property
+    def reparameterizable(self) -> bool:
+        """Whether the head trains in another form than it deploys (norm bn or distill)."""
+        return self.norm == "bn" or self.distill
+
+    def deploy_form(self) -> "HeadSpec":
+        return self.replace(deploy=True) if self.reparameterizable else self
+
+    def train_form(self) -> "HeadSpec":
+        return self.replace(deploy=False) if self.reparameterizable else self
 
     def replace(self, **changes: object) -> "HeadSpec":
         return dataclasses.replace(self, **changes)
@@ -180,7 +215,9 @@ class Expected:
 
     ``params``/``flops`` are exact integers from a reference implementation (FLOPs in MACs);
     ``paper_params``/``paper_flops`` are the paper's rounded figures (e.g. ``208e6``), for networks
-    whose reference implementation publishes no integer.
+    whose reference implementation publishes no integer.  ``deploy_params``/``deploy_flops``:
+    the same integers of the deploy form (``NetworkSpec.deploy_form``) of a network with
+    re-parameterisable blocks, counted on the reference after its own re-parameterisation.
     """
 
     params: int | None = None
@@ -188,9 +225,11 @@ class Expected:
     paper_params: float | None = None
     paper_flops: float | None = None
     source: str = ""
+    deploy_params: int | None = None
+    deploy_flops: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("params", "flops"):
+        for name in ("params", "flops", "deploy_params", "deploy_flops"):
             if getattr(self, name) is not None:
                 check_int(f"expected.{name}", getattr(self, name))
         for name in ("paper_params", "paper_flops"):
@@ -293,6 +332,52 @@ class NetworkSpec:
 
     def replace(self, **changes: object) -> "NetworkSpec":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def reparameterizable(self) -> bool:
+        """Whether any block trains in another form than it deploys (``BlockSpec.deploy_form``)."""
+        return self.head.reparameterizable or any(b.reparameterizable for b in self.blocks())
+
+    @property
+    def deployed(self) -> bool:
+        """Whether every re-parameterisable block is in its deploy form."""
+        return self.head.deploy_form() == self.head and all(
+            b.deploy_form() == b for b in self.blocks())
+
+    def blocks(self):
+        """Every block spec of the network: the stem's, each stage's, the head's."""
+        return (*self.stem, *(s.block for s in self.stages), *self.head.blocks)
+
+    def deploy_form(self) -> "NetworkSpec":
+        """The network as it is deployed: every re-parameterisable block fused
+        (``nasscale.reparameterize``); the same spec when it has none."""
+        return self._form(lambda b: b.deploy_form())
+
+    def train_form(self) -> "NetworkSpec":
+        """The network as it is trained: every re-parameterisable block with its branches."""
+        return self._form(lambda b: b.train_form())
+
+    def check_trainable(self, where: str = "") -> None:
+        """Raise unless every re-parameterisable block has its branches: a fused (deploy-form)
+        block trains as a plain conv, not as the network it came from.  ``where``: the file or
+        name the error starts with."""
+        places = [*((f"stem[{i}]", b) for i, b in enumerate(self.stem)),
+                  *((f"stages[{i}]", s.block) for i, s in enumerate(self.stages)),
+                  *((f"head.blocks[{i}]", b) for i, b in enumerate(self.head.blocks)),
+                  ("head", self.head)]
+        for place, block in places:
+            if block.train_form() != block:
+                err = SpecError("must be false to train: this block is in its fused deploy "
+                                "form, which trains without the branches it was designed "
+                                "with; give the train form (without the deploy token)",
+                                (place, "deploy"))
+                raise err.with_context(where) if where else err
+
+    def _form(self, to) -> "NetworkSpec":
+        new = self.replace(stem=tuple(map(to, self.stem)),
+                           stages=tuple(s.replace(block=to(s.block)) for s in self.stages),
+                           head=to(self.head).replace(blocks=tuple(map(to, self.head.blocks))))
+        return self if new == self else new
 
     def weights_layout(self, source: str) -> WeightsLayout | None:
         """The layout this spec states for ``source``; ``None`` where it states none."""

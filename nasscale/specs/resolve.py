@@ -53,6 +53,8 @@ class ResolvedBlock:
         """Whether the block adds its input to its output (its kind's ``skip_rule``, at
         stride 1 with equal widths): the one rule modules, costs and pruning read."""
         rule = self.spec.skip_rule
+        if rule == "widths":  # the part that adds runs at stride 1 whatever the block's stride
+            return self.in_channels == self.out_channels
         skip = getattr(self.spec, "skip", False) if rule == "field" else rule == "always"
         return bool(skip) and self.stride == 1 and self.in_channels == self.out_channels
 
@@ -90,6 +92,8 @@ class ResolvedHead:
     dropout: float
     num_classes: int
     hidden_norm: str = "none"  # "bn": bias-free hidden linears, each followed by BatchNorm
+    distill: bool = False  # a second classifier, averaged with the first (HeadSpec)
+    deploy: bool = False  # the fused form of a bn/distill head: one linear
     pool: str = "avg"
     layout: str = "nchw"  # layout of the features the head receives (LAYOUTS)
     norm_policy: NormPolicy = NormPolicy()  # the network's (the head's LayerNorm eps)
@@ -187,7 +191,8 @@ def resolve(spec: NetworkSpec, resolution: int | None = None) -> ResolvedNetwork
                         hidden=spec.head.hidden, hidden_activation=spec.head.hidden_activation,
                         dropout=spec.head.dropout, num_classes=spec.num_classes,
                         pool=spec.head.pool, layout=layout, norm_policy=spec.norm,
-                        hidden_norm=spec.head.hidden_norm)
+                        hidden_norm=spec.head.hidden_norm, distill=spec.head.distill,
+                        deploy=spec.head.deploy)
     return ResolvedNetwork(spec=spec, resolution=res, blocks=tuple(blocks), head=head)
 
 

@@ -71,6 +71,13 @@ def head_axes(model: Network, rn: ResolvedNetwork) -> dict:
     axes: dict = {}
     if isinstance(model.head.norm, nn.LayerNorm):
         axes.update({"norm.weight": ("in",), "norm.bias": ("in",)})
+    bn = ("weight", "bias", "running_mean", "running_var")
+    if isinstance(model.head.norm, nn.BatchNorm1d):  # RepViT's classifier norm
+        axes.update({f"norm.{n}": ("in",) for n in bn})
+    if getattr(model.head, "distill", False):  # its distillation twin
+        axes.update({f"norm_dist.{n}": ("in",) for n in bn}
+                    if isinstance(model.head.norm_dist, nn.BatchNorm1d) else {})
+        axes.update({"classifier_dist.weight": (None, "in"), "classifier_dist.bias": (None,)})
     prev = "in"
     for k in range(len(rn.head.hidden)):
         axes[f"hidden.{2 * k}.weight"] = (f"hidden{k}", prev)

@@ -104,6 +104,9 @@ def explicit(spec: NetworkSpec) -> NetworkSpec:
             nominal = {"expand_in": None} if getattr(rb.spec, "expand_in", None) else {}
             blocks[i] = dataclasses.replace(blocks[i], expand_ratio=None,
                                             mid_channels=rb.widths["mid"], **nominal)
+        elif (mid := _rule(rb.spec).mid) and not hasattr(rb.spec, "expand_ratio") \
+                and getattr(rb.spec, mid) is None:  # a width derived otherwise (RepViT's stem)
+            blocks[i] = dataclasses.replace(blocks[i], **{mid: rb.widths["mid"]})
     return _with_blocks(spec, blocks, spec.head.hidden)
 
 
