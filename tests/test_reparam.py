@@ -321,3 +321,20 @@ def test_a_space_stem_kind_is_checked(tmp_path):
             "stages": [{"stride": 2, "depth": [1], "width": 16, "kinds": ["mobileone"]}]}
     with pytest.raises(SpecError, match=r"stem.kind: must be one of conv, repconv"):
         space_from_data(data)
+
+
+def test_pruning_keeps_the_widths_of_gcd_grouped_convs():
+    """FastViT's downsampling and head convs have one group per input channel (gcd of the two
+    widths): cutting either width would make them denser, so pruning keeps both, and a FLOPs
+    target is met by the other widths with fewer parameters too."""
+    from nasscale.transfer.groups import prunable, width_groups
+
+    spec = prunable(nasscale.load("fastvit_t8"))
+    rn = nasscale.resolve(spec)
+    tied = {i for i, rb in enumerate(rn.blocks) if rb.spec.ties_widths()}
+    assert tied
+    for g in width_groups(spec):
+        if any(m.block in tied or m.block is not None and m.block + 1 in tied
+               for m in g.members if g.role == "out"):
+            assert g.widths_below() == [], g.name
+    assert any(g.widths_below() for g in width_groups(spec))

@@ -120,6 +120,12 @@ class BlockSpec:
     #: ``reparameterize()`` giving the deploy form (``nasscale.reparameterize``)
     reparameterizable: ClassVar[bool] = False
 
+    def ties_widths(self) -> bool:
+        """Whether the block's convs are grouped by both its input and output widths (gcd
+        groups: FastViT's grouped convs): pruning either width would make them denser, so
+        pruning keeps both (``transfer.groups.width_groups``)."""
+        return False
+
     def deploy_form(self) -> "BlockSpec":
         """This block as it is deployed: the fused form of a re-parameterisable kind, itself
         for every other kind (their train and deploy forms are one)."""

@@ -174,6 +174,9 @@ class RepLKSpec(BlockSpec):
         check_choice("stride", self.stride, STRIDES)
         check_bool("deploy", self.deploy)
 
+    def ties_widths(self) -> bool:
+        return True
+
     def groups(self, in_channels: int) -> int:
         """gcd(input, output): one group per input channel when the output width is a multiple
         of the input's (every FastViT), and a valid grouped conv for scaled or pruned widths."""

@@ -88,6 +88,9 @@ class RepConvSpec(BlockSpec):
             raise field_error("out_channels", f"equal to the input width {in_channels} (a "
                               "depthwise repconv keeps its width)", self.out_channels)
 
+    def ties_widths(self) -> bool:
+        return self.grouped
+
     def groups(self, in_channels: int) -> int:
         """The convs' groups: the input width (``dw``), gcd(input, output) (``grouped``: one
         group per input channel when the output width is a multiple of it), else 1."""

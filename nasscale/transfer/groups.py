@@ -218,6 +218,10 @@ def width_groups(spec: NetworkSpec, names: list[str] | None = None) -> list[Grou
             # no expand layer and an explicit expanded width (a bneck's): it is the input
             # width, and stays so
             groups[current]["members"].append(Member(i, rule.mid))
+        if spec_i.ties_widths():  # gcd-grouped convs: either width cut makes them denser
+            for name in (current, out):
+                if name is not None:
+                    groups[name]["unit"] = groups[name]["width"]  # no smaller width
         current = out
     for k, width in enumerate(spec.head.hidden):
         new(f"head.hidden[{k}]", "hidden", width, Member(None, "hidden", k))
