@@ -52,6 +52,10 @@ class Settings:
                            self.mode, self.clock, self.allocator, self.runtime, self.quantize,
                            self.form)
 
+    def timed_form(self, spec: NetworkSpec) -> NetworkSpec:
+        """The form of ``spec`` these settings time: fused (``deploy``) or branched."""
+        return spec.deploy_form() if self.form == "deploy" else spec.train_form()
+
     @classmethod
     def of_key(cls, key: MeasurementKey) -> "Settings":
         """Settings that reproduce ``key`` (the allocator's name is mapped back to its policy)."""
@@ -166,7 +170,7 @@ def prepare(spec: NetworkSpec, settings: Settings, resolution: int | None = None
 
     from nasscale.modules import build_network
 
-    spec = spec.deploy_form() if settings.form == "deploy" else spec.train_form()
+    spec = settings.timed_form(spec)
     rn = resolve(spec, resolution)
     if settings.runtime != "torch":
         return _prepare_runtime(spec, rn, settings, policy)
@@ -305,8 +309,7 @@ def measure(spec_or_name: "NetworkSpec | str", device: str = "cpu", threads: int
                             "channels_last" if channels_last else "contiguous",
                             mode_of(compile, cuda_graphs), clock, allocator)
     key = settings.key()
-    timed = spec.deploy_form() if settings.form == "deploy" else spec.train_form()
-    cost = network_cost(resolve(timed, resolution))  # of the form that runs
+    cost = network_cost(resolve(settings.timed_form(spec), resolution))  # of the form that runs
     what = f"measuring {spec.name} ({settings.device}, {settings.dtype})"
     import torch
 

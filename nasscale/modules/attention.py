@@ -25,6 +25,7 @@ from nasscale.modules.layers import (
     activation,
     add_residual,
     apply_optional,
+    layer_scale,
 )
 from nasscale.modules.registry import builds, cna_axes, transformer_axes, weight_axes
 from nasscale.specs import (
@@ -481,8 +482,7 @@ class MobileMQA(nn.Module):
         self.key = nn.Conv2d(cin, s.key_dim, 1, bias=False)
         self.value = nn.Conv2d(cin, s.key_dim, 1, bias=False)
         self.output = nn.Conv2d(s.num_heads * s.key_dim, cout, 1, bias=False)
-        self.layer_scale = (nn.Parameter(torch.full((cout,), float(s.layer_scale)))
-                            if s.layer_scale is not None else None)
+        self.layer_scale = layer_scale(cout, s.layer_scale)
         self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 

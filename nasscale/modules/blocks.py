@@ -11,6 +11,7 @@ from nasscale.modules.layers import (
     SqueezeExcite,
     activation,
     add_residual,
+    layer_scale,
 )
 from nasscale.modules.registry import builds, cna_axes, se_axes, weight_axes
 from nasscale.specs import (
@@ -152,8 +153,7 @@ class ConvNeXtBlock(nn.Module):
         self.act = activation(s.activation)
         self.grn = GlobalResponseNorm(mid) if s.grn else None
         self.pwconv2 = nn.Linear(mid, c)
-        self.layer_scale = (nn.Parameter(torch.full((c,), float(s.layer_scale)))
-                            if s.layer_scale > 0 else None)
+        self.layer_scale = layer_scale(c, s.layer_scale)
         self.drop_path = DropPath(rb.drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,8 +213,7 @@ class UniversalInvertedBottleneck(nn.Module):
                                    act=s.activation, bn=bn)
                        if s.kernel_size else nn.Identity())
         self.project = ConvNormAct(mid, cout, 1, act="none", bn=bn)
-        self.layer_scale = (nn.Parameter(torch.full((cout,), float(s.layer_scale)))
-                            if s.layer_scale is not None else None)
+        self.layer_scale = layer_scale(cout, s.layer_scale)
         self.residual = rb.residual
         self.drop_path = DropPath(rb.drop_path) if self.residual else nn.Identity()
 

@@ -14,11 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasscale.modules.layers import BatchNorm2d, ConvNormAct, DropPath, activation, add_residual
+from nasscale.modules.layers import (
+    BatchNorm2d,
+    ConvNormAct,
+    DropPath,
+    activation,
+    add_residual,
+    layer_scale,
+)
 from nasscale.modules.registry import builds, cna_axes, weight_axes
 from nasscale.modules.reparam import (
     RepConv,
-    _deploy_twin,
     _KeepsBlock,
     _Shared,
     fuse_bn,
@@ -36,11 +42,6 @@ from nasscale.specs.fastvit import (
 )
 
 _BN = ("weight", "bias", "running_mean", "running_var")
-
-
-def _layer_scale(channels: int, init: float) -> nn.Parameter | None:
-    """A per-channel layer scale starting at ``init`` (none for 0)."""
-    return nn.Parameter(torch.full((channels,), float(init))) if init > 0 else None
 
 
 def _scaled(y: torch.Tensor, gamma: nn.Parameter | None) -> torch.Tensor:
@@ -72,7 +73,7 @@ class RepMixer(nn.Module):
     """``x + γ·(mixer(x) − BN(x))``; the mixer is a depthwise MobileOne conv without
     activation.  Deploy form: ``conv``, one depthwise k×k conv with bias."""
 
-    def __init__(self, c: int, kernel: int, layer_scale: float, deploy: bool,
+    def __init__(self, c: int, kernel: int, scale_init: float, deploy: bool,
                  bn: tuple[float, float]):
         super().__init__()
         self.deploy = deploy
@@ -81,7 +82,7 @@ class RepMixer(nn.Module):
             return
         self.norm = BatchNorm2d(c, eps=bn[0], momentum=bn[1])
         self.mixer = RepConv(c, c, kernel, 1, c, 1, True, "none", None, False, bn)
-        self.layer_scale = _layer_scale(c, layer_scale)
+        self.layer_scale = layer_scale(c, scale_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.deploy:
@@ -109,7 +110,7 @@ class RepMixerBlock(_KeepsBlock, nn.Module):
         s, c = rb.spec, rb.in_channels
         self.token_mixer = RepMixer(c, s.kernel_size, s.layer_scale, s.deploy, rb.norm.bn)
         self.mlp = ConvMlp(c, rb.widths["mid"], s.activation, rb.norm.bn)
-        self.layer_scale = _layer_scale(c, s.layer_scale)
+        self.layer_scale = layer_scale(c, s.layer_scale)
         self.drop_path = DropPath(rb.drop_path)
         self._rb = _Shared(rb)
 
@@ -117,13 +118,10 @@ class RepMixerBlock(_KeepsBlock, nn.Module):
         x = self.token_mixer(x)
         return add_residual(x, _scaled(self.mlp(x), self.layer_scale), self.drop_path)
 
-    def reparameterize(self) -> nn.Module:
-        if self.token_mixer.deploy:
-            raise ValueError("this RepMixer block is already in its deploy form")
+    def deploy_state(self) -> dict[str, torch.Tensor]:
         weight, bias = self.token_mixer.fused()
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("token_mixer.")}
-        return _deploy_twin(self, self.rb, {**state, "token_mixer.conv.weight": weight,
-                                            "token_mixer.conv.bias": bias})
+        return {**state, "token_mixer.conv.weight": weight, "token_mixer.conv.bias": bias}
 
 
 @weight_axes(RepMixerBlock)
@@ -171,9 +169,9 @@ class FastViTAttentionBlock(nn.Module):
         eps, momentum = rb.norm.bn
         self.norm = BatchNorm2d(c, eps=eps, momentum=momentum)
         self.token_mixer = Attention(c, s.num_heads)
-        self.layer_scale_1 = _layer_scale(c, s.layer_scale)
+        self.layer_scale_1 = layer_scale(c, s.layer_scale)
         self.mlp = ConvMlp(c, rb.widths["mid"], s.activation, rb.norm.bn)
-        self.layer_scale_2 = _layer_scale(c, s.layer_scale)
+        self.layer_scale_2 = layer_scale(c, s.layer_scale)
         self.drop_path = DropPath(rb.drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,15 +217,11 @@ class RepLKBlock(_KeepsBlock, nn.Module):
             return self.conv(x)
         return self.large(x) + self.small(x)
 
-    @torch.no_grad()
-    def reparameterize(self) -> nn.Module:
-        if self.deploy:
-            raise ValueError("this replk conv is already in its deploy form")
+    def deploy_state(self) -> dict[str, torch.Tensor]:
         weight, bias = fuse_bn(self.large[0].weight, None, self.large[1])
         small_w, small_b = fuse_bn(self.small[0].weight, None, self.small[1])
-        return _deploy_twin(self, self.rb, {
-            "conv.weight": weight + pad_kernel(small_w, weight.shape[-1]),
-            "conv.bias": bias + small_b})
+        return {"conv.weight": weight + pad_kernel(small_w, weight.shape[-1]),
+                "conv.bias": bias + small_b}
 
 
 @weight_axes(RepLKBlock)
@@ -259,14 +253,10 @@ class RepCPEBlock(_KeepsBlock, nn.Module):
             return self.conv(x)
         return x + self.pos_enc(x)
 
-    @torch.no_grad()
-    def reparameterize(self) -> nn.Module:
-        if self.deploy:
-            raise ValueError("this repcpe is already in its deploy form")
+    def deploy_state(self) -> dict[str, torch.Tensor]:
         w = self.pos_enc.weight
         eye = identity_kernel(w.shape[0], 1, w.shape[-1], w)
-        return _deploy_twin(self, self.rb, {"conv.weight": w + eye,
-                                            "conv.bias": self.pos_enc.bias.clone()})
+        return {"conv.weight": w + eye, "conv.bias": self.pos_enc.bias.clone()}
 
 
 @weight_axes(RepCPEBlock)

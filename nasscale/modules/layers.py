@@ -90,6 +90,12 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
 
 
+def layer_scale(channels: int, init: float | None) -> nn.Parameter | None:
+    """A per-channel layer scale starting at ``init``; ``None`` (no scale) for an ``init`` of
+    ``None`` or 0."""
+    return nn.Parameter(torch.full((channels,), float(init))) if init else None
+
+
 class DropPath(nn.Module):
     """Stochastic depth: zero a whole sample's residual branch with probability ``p`` (training)."""
 

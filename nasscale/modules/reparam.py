@@ -158,8 +158,10 @@ class _Shared:
 
 
 class _KeepsBlock:
-    """Mixin: the resolved block the module was built from (``rb``), for its deploy twin, and
-    ``reparameterizable``: whether it is in its train form."""
+    """Mixin of a re-parameterisable block's module: the resolved block it was built from
+    (``rb``), ``reparameterizable`` (whether it is in its train form) and ``reparameterize``:
+    the deploy twin holding ``deploy_state()``, the module's tensors fused and named as the
+    deploy form names them (each block gives that)."""
 
     @property
     def rb(self) -> ResolvedBlock:
@@ -168,6 +170,12 @@ class _KeepsBlock:
     @property
     def reparameterizable(self) -> bool:
         return not self.rb.spec.deploy
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Module:
+        if not self.reparameterizable:
+            raise ValueError(f"this {self.rb.kind} block is already in its deploy form")
+        return _deploy_twin(self, self.rb, self.deploy_state())
 
 
 def _se(spec, width: int) -> tuple[int, str, str] | None:
@@ -191,11 +199,6 @@ class RepConvBlock(_KeepsBlock, RepConv):
                          s.activation, _se(s, rb.widths["se"]), s.deploy, rb.norm.bn,
                          rb.drop_path)
         self._rb = _Shared(rb)
-
-    def reparameterize(self) -> nn.Module:
-        if self.deploy:
-            raise ValueError("this repconv is already in its deploy form")
-        return _deploy_twin(self, self.rb, self.deploy_state())
 
 
 @weight_axes(RepConvBlock)
@@ -221,11 +224,8 @@ class MobileOneBlock(_KeepsBlock, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.dw(x))
 
-    def reparameterize(self) -> nn.Module:
-        if self.dw.deploy:
-            raise ValueError("this MobileOne block is already in its deploy form")
-        return _deploy_twin(self, self.rb, {**self.dw.deploy_state("dw."),
-                                            **self.pw.deploy_state("pw.")})
+    def deploy_state(self) -> dict[str, torch.Tensor]:
+        return {**self.dw.deploy_state("dw."), **self.pw.deploy_state("pw.")}
 
 
 @weight_axes(MobileOneBlock)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasscale.modules.layers import BatchNorm2d, SqueezeExcite, activation
-from nasscale.modules.registry import builds, se_axes, weight_axes
+from nasscale.modules.layers import BatchNorm2d, ConvNormAct, SqueezeExcite, activation
+from nasscale.modules.registry import builds, cna_axes, se_axes, weight_axes
 from nasscale.modules.reparam import (
-    _deploy_twin,
     _KeepsBlock,
     _Shared,
     fuse_bn,
@@ -23,34 +22,26 @@ from nasscale.specs import RepViTDownSpec, RepViTSpec, RepViTStemSpec, ResolvedB
 _BN = ("weight", "bias", "running_mean", "running_var")
 
 
-class ConvBN(nn.Module):
-    """A conv (``c``, 'same' padding) → BatchNorm (``bn``); deploy form: the conv with bias."""
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+            deploy: bool = False, bn: tuple[float, float] = (1e-5, 0.1)) -> ConvNormAct:
+    """A conv → BatchNorm without activation; deploy form: the conv with bias."""
+    return ConvNormAct(cin, cout, kernel, stride, groups, act="none", norm=not deploy,
+                       bias=deploy, bn=bn)
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 deploy: bool = False, bn: tuple[float, float] = (1e-5, 0.1)):
-        super().__init__()
-        self.c = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=deploy)
-        self.bn = None if deploy else BatchNorm2d(cout, eps=bn[0], momentum=bn[1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.c(x)
-        return x if self.bn is None else self.bn(x)
+def fused(m: ConvNormAct) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (weight, bias) of a train-form ``conv_bn`` as one conv (eval mode)."""
+    return fuse_bn(m[0].weight, m[0].bias, m[1])
 
-    def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return fuse_bn(self.c.weight, self.c.bias, self.bn)
 
-    def deploy_state(self, prefix: str) -> dict:
-        w, b = self.fused()
-        return {f"{prefix}c.weight": w, f"{prefix}c.bias": b}
+def conv_bn_state(m: ConvNormAct, prefix: str) -> dict:
+    """A train-form ``conv_bn``'s fused tensors under its deploy form's names."""
+    weight, bias = fused(m)
+    return {f"{prefix}0.weight": weight, f"{prefix}0.bias": bias}
 
 
 def conv_bn_axes(prefix: str, out: str, inp, deploy: bool) -> dict:
-    axes = {f"{prefix}c.weight": (out, inp)}
-    if deploy:
-        axes[f"{prefix}c.bias"] = (out,)
-    else:
-        axes.update({f"{prefix}bn.{n}": (out,) for n in _BN})
-    return axes
+    return cna_axes(prefix, out, inp, bn=not deploy, bias=deploy)
 
 
 class Mlp(nn.Module):
@@ -58,16 +49,16 @@ class Mlp(nn.Module):
 
     def __init__(self, c: int, mid: int, act: str, deploy: bool, bn):
         super().__init__()
-        self.conv1 = ConvBN(c, mid, 1, deploy=deploy, bn=bn)
+        self.conv1 = conv_bn(c, mid, 1, deploy=deploy, bn=bn)
         self.act = activation(act)
-        self.conv2 = ConvBN(mid, c, 1, deploy=deploy, bn=bn)
+        self.conv2 = conv_bn(mid, c, 1, deploy=deploy, bn=bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act(self.conv1(x)))
 
     def deploy_state(self, prefix: str) -> dict:
-        return {**self.conv1.deploy_state(f"{prefix}conv1."),
-                **self.conv2.deploy_state(f"{prefix}conv2.")}
+        return {**conv_bn_state(self.conv1, f"{prefix}conv1."),
+                **conv_bn_state(self.conv2, f"{prefix}conv2.")}
 
 
 def mlp_axes(prefix: str, width: str, mid: str, deploy: bool) -> dict:
@@ -80,7 +71,7 @@ class TokenMixer(nn.Module):
 
     def __init__(self, c: int, kernel: int, bn):
         super().__init__()
-        self.conv = ConvBN(c, c, kernel, groups=c, bn=bn)
+        self.conv = conv_bn(c, c, kernel, groups=c, bn=bn)
         self.conv1 = nn.Conv2d(c, c, 1, groups=c)
         self.bn = BatchNorm2d(c, eps=bn[0], momentum=bn[1])
 
@@ -89,7 +80,7 @@ class TokenMixer(nn.Module):
 
     @torch.no_grad()
     def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w, b = self.conv.fused()
+        w, b = fused(self.conv)
         k = w.shape[-1]
         w = w + pad_kernel(self.conv1.weight, k) + identity_kernel(w.shape[0], 1, k, w)
         return fuse_bn(w, b + self.conv1.bias, self.bn)
@@ -136,15 +127,8 @@ def core_axes(m: RepViTCore, prefix: str, width: str, mid: str) -> dict:
     return {**axes, **mlp_axes(f"{prefix}channel_mixer.", width, mid, m.deploy)}
 
 
-class _Reparameterizes(_KeepsBlock):
-    def reparameterize(self) -> nn.Module:
-        if not self.reparameterizable:
-            raise ValueError(f"this {self.rb.kind} block is already in its deploy form")
-        return _deploy_twin(self, self.rb, self.deploy_state())
-
-
 @builds(RepViTSpec)
-class RepViTBlock(_Reparameterizes, RepViTCore):
+class RepViTBlock(_KeepsBlock, RepViTCore):
     def __init__(self, rb: ResolvedBlock):
         super().__init__(rb.in_channels, rb.widths["mid"], rb.spec.kernel_size,
                          rb.widths["se"], rb, rb.spec.deploy)
@@ -157,14 +141,14 @@ def repvit_axes(m: RepViTBlock, rb) -> dict:
 
 
 @builds(RepViTDownSpec)
-class RepViTDownsample(_Reparameterizes, nn.Module):
+class RepViTDownsample(_KeepsBlock, nn.Module):
     """spatial_downsample (dw, stride 2) → channel_downsample → x + ffn(x)."""
 
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
         s, cin, cout, bn = rb.spec, rb.in_channels, rb.out_channels, rb.norm.bn
-        self.spatial_downsample = ConvBN(cin, cin, s.kernel_size, 2, cin, s.deploy, bn)
-        self.channel_downsample = ConvBN(cin, cout, 1, deploy=s.deploy, bn=bn)
+        self.spatial_downsample = conv_bn(cin, cin, s.kernel_size, 2, cin, s.deploy, bn)
+        self.channel_downsample = conv_bn(cin, cout, 1, deploy=s.deploy, bn=bn)
         self.ffn = Mlp(cout, rb.widths["mid"], s.activation, s.deploy, bn)
         self._rb = _Shared(rb)
 
@@ -173,8 +157,8 @@ class RepViTDownsample(_Reparameterizes, nn.Module):
         return x + self.ffn(x)
 
     def deploy_state(self) -> dict:
-        return {**self.spatial_downsample.deploy_state("spatial_downsample."),
-                **self.channel_downsample.deploy_state("channel_downsample."),
+        return {**conv_bn_state(self.spatial_downsample, "spatial_downsample."),
+                **conv_bn_state(self.channel_downsample, "channel_downsample."),
                 **self.ffn.deploy_state("ffn.")}
 
 
@@ -187,22 +171,22 @@ def repvitdown_axes(m: RepViTDownsample, rb) -> dict:
 
 
 @builds(RepViTStemSpec)
-class RepViTStem(_Reparameterizes, nn.Module):
+class RepViTStem(_KeepsBlock, nn.Module):
     """conv1 (3×3 stride 2, half the width) → act → conv2 (3×3 stride 2)."""
 
     def __init__(self, rb: ResolvedBlock):
         super().__init__()
         s, half, bn = rb.spec, rb.widths["mid"], rb.norm.bn
-        self.conv1 = ConvBN(rb.in_channels, half, 3, 2, deploy=s.deploy, bn=bn)
+        self.conv1 = conv_bn(rb.in_channels, half, 3, 2, deploy=s.deploy, bn=bn)
         self.act1 = activation(s.activation)
-        self.conv2 = ConvBN(half, rb.out_channels, 3, 2, deploy=s.deploy, bn=bn)
+        self.conv2 = conv_bn(half, rb.out_channels, 3, 2, deploy=s.deploy, bn=bn)
         self._rb = _Shared(rb)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act1(self.conv1(x)))
 
     def deploy_state(self) -> dict:
-        return {**self.conv1.deploy_state("conv1."), **self.conv2.deploy_state("conv2.")}
+        return {**conv_bn_state(self.conv1, "conv1."), **conv_bn_state(self.conv2, "conv2.")}
 
 
 @weight_axes(RepViTStem)

@@ -41,14 +41,17 @@ class TimmMobileOne(Layout):
 
 
 def _conv_bn(parts: tuple[str, ...], deploy: bool) -> Table:
-    """timm's ``ConvNorm`` (``c``, ``bn``) at each part; fused (deploy), the part itself is the
-    conv: ``X.c`` is timm's ``X``."""
-    return tuple((f"{p}.c", p) if deploy else (p, p) for p in parts)
+    """timm's ``ConvNorm`` (``c``, ``bn``) for nasscale's conv → BN (``0``, ``1``) at each
+    part; fused (deploy), timm's part itself is the conv: ``X.0`` is timm's ``X``."""
+    if deploy:
+        return tuple((f"{p}.0", p) for p in parts)
+    return tuple(pair for p in parts for pair in ((f"{p}.0", f"{p}.c"), (f"{p}.1", f"{p}.bn")))
 
 
 def _repvit_core(prefix: str, deploy: bool) -> Table:
     pre = f"{prefix}." if prefix else ""
-    return ((f"{pre}token_mixer", f"{pre}token_mixer"), (f"{pre}se", f"{pre}se"),
+    mixer = () if deploy else _conv_bn((f"{pre}token_mixer.conv",), False)
+    return ((f"{pre}token_mixer", f"{pre}token_mixer"), *mixer, (f"{pre}se", f"{pre}se"),
             *_conv_bn((f"{pre}channel_mixer.conv1", f"{pre}channel_mixer.conv2"), deploy))
 
 
