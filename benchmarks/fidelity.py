@@ -19,7 +19,8 @@ networks drawn with another seed).  Every unit of work is one training run or on
    space's largest member trained once with the recipe, fine-tuned ``--inherit-steps`` steps;
    with ``--supernet-epochs E``, a subnetwork of the space's supernet trained E epochs by the
    sandwich rule (``nasscale.supernet``), BatchNorm recalibrated, no training (its cost per
-   network counts the supernet's training divided by the networks scored).
+   network counts the supernet's training divided by the networks scored); with
+   ``--supernet-finetune N`` also after N fine-tuning steps at ``--finetune-lr``.
 
 Each finished unit is appended as one JSON line to ``OUT.runs.jsonl`` (kept in git: a long
 benchmark accumulates over sessions, and a re-run skips what is there; lines made with another
@@ -208,6 +209,28 @@ def supernet_scores(args, space, specs, base, data, runs, done, out: Path, log) 
             value = net.score(spec)
             done[key] = runs.add(key, arch=i, value=value, seconds=time.perf_counter() - t0)
             log(f"arch {i}: {label} {value:.3f}")
+    if args.supernet_finetune:
+        finetune_scores(args, net, label, specs, base, data, runs, done, log)
+
+
+def finetune_scores(args, net, label, specs, base, data, runs, done, log) -> None:
+    """``--supernet-finetune N``: each network cut from the supernet (BatchNorm recalibrated),
+    then N steps at ``--finetune-lr`` (cosine, no warm-up), held-out top-1; its
+    cost counts the supernet's training like the plain supernet row."""
+    from nasscale.scoring.train import train_and_evaluate
+
+    tuned = f"{label} ft{args.supernet_finetune} lr{args.finetune_lr:g}"
+    if tuned not in done:  # the shared training, counted as the plain row counts it
+        done[tuned] = runs.add(tuned, seconds=done[label]["seconds"], shared_with=label)
+    settings = replace(base, steps=args.supernet_finetune, lr=args.finetune_lr, seed=CHEAP_SEED,
+                       ema=None, warmup=0.0)
+    for i, spec in enumerate(specs):
+        key = f"arch{i}/{tuned}"
+        if key not in done:
+            t0 = time.perf_counter()
+            value = train_and_evaluate(net.extract(spec), data, settings)
+            done[key] = runs.add(key, arch=i, value=value, seconds=time.perf_counter() - t0)
+            log(f"arch {i}: {tuned} {value:.3f}")
 
 
 def supernet_label(args) -> str:
@@ -267,6 +290,9 @@ def main(argv=None) -> int:
                    help="also score every network as a subnetwork of a supernet trained this "
                    "many epochs (0: not)")
     p.add_argument("--subnets-per-step", type=int, default=4)
+    p.add_argument("--supernet-finetune", type=int, default=0, metavar="STEPS",
+                   help="also score every subnetwork after STEPS fine-tuning steps")
+    p.add_argument("--finetune-lr", type=float, default=0.05)
     p.add_argument("--no-distill", action="store_true", help="the supernet's subnetworks "
                    "learn the labels, not the largest's predictions")
     p.add_argument("--workers", type=int, default=1)

@@ -25,7 +25,8 @@ alternating rounds) — its space's own (``--reference space``: of a search spac
 network is timed before every pass, or the probe itself (``--reference probe``) — and its latency is
 ratio × its reference's latency.  With the probe, that is the probe's reference ms, and the
 accuracy is of the table's absolute scale at the speed it was stated at.  With a space's
-reference, it is the reference's *prediction*, and the accuracy is of predicted ratios
+reference, it is the reference's *prediction* (its end-to-end time when it is the table's probe,
+which the table predicts as timed whole), and the accuracy is of predicted ratios
 (candidate / reference), which is exactly what a relative budget ("latency <= 1.0x
 mobilenet_v3_large") compares; the same measurement chained through the probe (× reference /
 probe × the probe's ms) is reported as ``chained_to_probe``.  A reference like the network it
@@ -36,7 +37,10 @@ accurate than the probe alone.  The same rounds give
 the absolute ms (reported as ``absolute``) and the probe's speed now (``speed_factors``).
 ``--measure absolute`` times each network alone (p50) and re-times the probe once a minute.
 The probe is also timed after the measurements, to show how much the machine's speed drifted.
-``--rescore RESULT`` recomputes the metrics of a saved result without measuring.
+``--rescore RESULT`` recomputes the metrics of a saved result without measuring; with
+``--repredict OUT`` it first predicts the references again from the same table file (refused
+when the file has been rebuilt since), restates the relative figures with them and writes OUT:
+how a saved result reads under a change to the predictor, with the same measurements.
 """
 from __future__ import annotations
 
@@ -118,6 +122,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rescore", metavar="RESULT",
                         help="recompute the metrics of a saved result (measures nothing)")
+    parser.add_argument("--repredict", metavar="OUT", help="with --rescore: predict the "
+                        "references again from the same table, write the result to OUT")
     parser.add_argument("--space", action="append",
                         help="around:NAME (repeat for several; the sample is split evenly)")
     parser.add_argument("--n", type=int, default=100, help="networks to sample (default 100)")
@@ -144,7 +150,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/latency_predictor.json")
     args = parser.parse_args(argv)
     if args.rescore:
-        summarize(json.loads(Path(args.rescore).read_text()), Path(args.rescore))
+        result = json.loads(Path(args.rescore).read_text())
+        if args.repredict:
+            repredict(result)
+        summarize(result, Path(args.repredict or args.rescore))
         return 0
     if not args.space:
         parser.error("--space is required (around:NAME)")
@@ -227,7 +236,9 @@ def main(argv=None) -> int:
             bar.update(p * args.n + j + 1, nets[i].name)
     bar.close()
     chained = np.full((args.passes, args.n), np.nan)
-    ref_pred = {r.name: tbl.predict(r).total_ms for r in refs} if args.measure == "ratio" else {}
+    # a reference the table timed whole (its probe) is predicted as that time (LatencyTable)
+    ref_preds = {r.name: tbl.predict(r) for r in refs} if args.measure == "ratio" else {}
+    ref_pred = {name: p.total_ms for name, p in ref_preds.items()}
     if args.measure == "ratio":
         for i in range(args.n):
             ref = net_refs[i]
@@ -277,6 +288,7 @@ def main(argv=None) -> int:
         "measure": args.measure, "pairs": args.pairs if args.measure == "ratio" else None,
         "reference_mode": args.reference if args.measure == "ratio" else None,
         "references": {r.name: {"predicted_ms": ref_pred[r.name],
+                                "timed_whole": ref_preds[r.name].timed_whole,
                                 "ratio_to_probe_per_pass": ref_to_probe[r.name],
                                 "networks": sum(n is r for n in net_refs)}
                        for r in refs} if args.measure == "ratio" else None,
@@ -286,6 +298,31 @@ def main(argv=None) -> int:
     }
     summarize(result, out)
     return 0
+
+
+def repredict(result: dict) -> None:
+    """Predict a saved ratio result's references again from its table file (the same build:
+    same first probe) and restate every row's relative latencies (measured ratio x the new
+    reference prediction); the candidates keep their saved predictions."""
+    import nasscale
+
+    if result.get("measure") != "ratio" or result.get("reference_mode") != "space":
+        raise SystemExit("--repredict: only a result measured as ratios to a space's reference")
+    tbl = LatencyTable.load(result["table"]["path"])
+    first = result["table"]["probe_ms"][0]
+    if tbl.probe_ms is None or abs(tbl.probe_ms - first) > 1e-9 or \
+            len(tbl) != result["table"]["entries"]:
+        raise SystemExit(f"--repredict: {result['table']['path']} is not the table this result "
+                         f"was made with (first probe {first} ms, {result['table']['entries']} "
+                         "entries)")
+    for name, ref in result["references"].items():
+        pred = tbl.predict(resolve(nasscale.load(name)))
+        ref.update(predicted_ms_before=ref["predicted_ms"], predicted_ms=pred.total_ms,
+                   timed_whole=pred.timed_whole)
+    for row in result["rows"]:
+        ref_ms = result["references"][row["reference_network"]]["predicted_ms"]
+        row["passes_ms"] = [r * ref_ms for r in row["passes_ratio"]]
+    result["repredicted"] = "references predicted again from the same table (measure nothing)"
 
 
 def summarize(result: dict, out: Path) -> None:

@@ -223,11 +223,11 @@ class BudgetResolver:
                             expected=None)
 
     def _reference(self, metric: str, reference: str):
-        from nasscale import zoo
+        from nasscale.costs.analytic import deployed_cost
 
         spec = self.spec(reference)
         if metric in ("flops", "params"):
-            cost = zoo.count(spec.deploy_form())  # what runs: the fused form
+            cost = deployed_cost(spec)  # what runs: the fused form
             value = cost.flops if metric == "flops" else cost.params
             return float(value), f"{spec.name} counted at {spec.resolution}x{spec.resolution}", None
         return self.source.reference(spec)

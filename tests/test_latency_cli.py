@@ -92,7 +92,9 @@ def test_lut_build_show_and_cost_predict(capsys, tmp_path, monkeypatch):
     code, text, _ = run(capsys, "cost", str(net), "--predict", str(out), "--round-seconds",
                         "0.01")
     assert code == 0 and "predicted" in text and "vs measured p50" in text
-    assert "0 extrapolated" in text and "classifier" in text and "in-context ms" in text
+    # the network is the table's probe: predicted as its end-to-end time, units still shown
+    assert "the table's probe, timed whole" in text
+    assert "classifier" in text and "in-context ms" in text
     assert "probe     small:" in text and "when the table was built" in text
     assert "at the speed now" in text  # the prediction times the probe's speed factor
     code, text, _ = run(capsys, "cost", str(net), "--predict", str(out), "--round-seconds",

@@ -10,6 +10,7 @@ from nasscale.errors import NasscaleError
 from nasscale.grammar import parse_block, parse_stage
 from nasscale.latency import LatencyTable, Settings, around, build as build_mod
 from nasscale.latency.build import build_table, lone_carrier
+from nasscale.latency.source import Predicted
 from nasscale.latency.table import block_key, head_key, unit_key, units_of
 from nasscale.latency.timing import QUICK
 from nasscale.specs import HeadSpec, NetworkSpec, make_divisible, resolve
@@ -125,6 +126,17 @@ def test_build_covers_the_space_resumes_and_measures_only_what_is_missing(
     # the probe (the space's base) was timed at the start and end of both builds
     assert table.probe_spec() == tiny_base and len(table.probe["samples"]) == 3
     assert table.probe_ms > 0
+    # the probe is predicted as timed whole; every other network (another resolution of it
+    # too) is the sum of its units
+    whole = table.predict(resolve(tiny_base))
+    assert whole.timed_whole and whole.total_ms == table.probe_ms
+    for other in (tiny_base.replace(name="renamed"), tiny_base.replace(resolution=64),
+                  tiny_space.sample(random.Random(3), "member")):
+        pred = table.predict(resolve(other))
+        summed = sum(u.ms for u in pred.units) + pred.overhead_ms
+        assert pred.timed_whole == (other.name == "renamed")
+        assert pred.total_ms == (table.probe_ms if pred.timed_whole else summed)
+    assert "timed whole" in Predicted(table).reference(tiny_base)[1]
     n = counting["n"]
     again = build_table([tiny_space, tiny_base], out, SETTINGS)  # base is in the space
     assert counting["n"] == n and again.new_entries == 0 and again.carriers == 0

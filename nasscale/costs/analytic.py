@@ -478,3 +478,11 @@ def network_cost(rn: ResolvedNetwork) -> NetworkCost:
     return NetworkCost(network=rn, blocks=tuple(block_cost(b) for b in rn.blocks),
                        head=head_cost(rn.head))
 
+
+def deployed_cost(spec, resolution: int | None = None) -> NetworkCost:
+    """The cost of what runs: ``spec``'s deploy form (re-parameterisable blocks fused; any other
+    network is its own deploy form).  FLOPs and params budgets, scaling and pruning count this."""
+    from nasscale.specs import resolve
+
+    return network_cost(resolve(spec.deploy_form(), resolution))
+

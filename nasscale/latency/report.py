@@ -24,9 +24,11 @@ def record_lines(rec: LatencyRecord, prediction: Prediction | None = None,
     if prediction is not None:
         err = 100 * (prediction.total_ms / s.p50 - 1)
         n_ex = len(prediction.extrapolated)
+        how = ("the table's probe, timed whole when the table was built" if
+               prediction.timed_whole else f"{len(prediction.units)} units, {n_ex} "
+               f"extrapolated, overhead {prediction.overhead_ms:.3f} ms")
         lines.append(f"predicted {prediction.total_ms:.3f} ms   ({err:+.1f} % vs measured p50; "
-                     f"{len(prediction.units)} units, {n_ex} extrapolated, overhead "
-                     f"{prediction.overhead_ms:.3f} ms)")
+                     f"{how})")
     if probe is not None:
         r = probe["ratio"]
         note = ("" if abs(r - 1) <= 0.05 else ": this machine's speed has changed since the "

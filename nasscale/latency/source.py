@@ -148,6 +148,9 @@ class Predicted(LatencySource):
 
     def reference(self, spec: NetworkSpec) -> tuple[float, str, MeasurementKey]:
         pred = self.prediction(spec)
+        if pred.timed_whole:
+            return (float(pred.total_ms), f"{spec.name} timed whole when the latency table was "
+                    "built (its probe)", self.table.key)
         extra = f", {len(pred.extrapolated)} units extrapolated" if pred.extrapolated else ""
         return (float(pred.total_ms), f"{spec.name} predicted from the latency table{extra}",
                 self.table.key)

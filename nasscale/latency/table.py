@@ -7,7 +7,14 @@ canonical text and input shape, ``bneck_k5_s2_m72_c40_relu_se@24x56x56`` or
 
 **Prediction** = sum of the units' table latencies + the table's framework overhead (the
 network's own module calls, measured as end-to-end minus the sum of the units on every carrier
-network).  A unit missing from the table is *extrapolated* from the most similar entries of its
+network).  One network is not summed: the table's *probe*, which every build times whole (see
+``nasscale.latency.build``), is predicted as that end-to-end time (``Prediction.timed_whole``).
+It is usually the reference of a relative budget ("latency <= 0.8x mobilenet_v3_large"), and a
+block's time can depend on its neighbours (an int8 graph fuses the quantisation pairs at block
+boundaries), so a sum of in-context entries can miss one particular network by more than it
+misses the average one; a ratio to a measured reference has only the candidate's error.
+
+A unit missing from the table is *extrapolated* from the most similar entries of its
 kind (by MACs, input size, params, kernel and stride): a local linear fit of latency in
 multiply-accumulates, activation traffic and params on its 20 nearest entries scales the 4
 nearest to the unit (``LatencyTable._extrapolate``); the prediction lists every extrapolated unit
@@ -133,12 +140,14 @@ class UnitPrediction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A predicted latency: ``total_ms`` = sum of ``units`` + ``overhead_ms``."""
+    """A predicted latency: ``total_ms`` = sum of ``units`` + ``overhead_ms``, except for a
+    network the table timed whole (``timed_whole``, its probe): its end-to-end latency."""
 
     total_ms: float
     overhead_ms: float
     units: tuple[UnitPrediction, ...]
     key: MeasurementKey
+    timed_whole: bool = False
 
     @property
     def extrapolated(self) -> list[UnitPrediction]:
@@ -147,6 +156,7 @@ class Prediction:
     def as_dict(self) -> dict:
         return {"predicted_ms": self.total_ms, "overhead_ms": self.overhead_ms,
                 "extrapolated": [u.key for u in self.extrapolated],
+                "timed_whole": self.timed_whole,
                 "units": [{"label": u.label, "key": u.key, "ms": u.ms,
                            "extrapolated": u.extrapolated, "basis": u.basis}
                           for u in self.units], "key": self.key.as_dict()}
@@ -168,6 +178,7 @@ class LatencyTable:
     policy: dict = field(default_factory=dict)
     probe: dict | None = None  # {"network": YAML mapping, "samples": [{"ms", "at", ...}]}
     _models: dict = field(default_factory=dict, repr=False, compare=False)
+    _probe_units: tuple = field(default=(None, None), repr=False, compare=False)
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries
@@ -246,7 +257,21 @@ class LatencyTable:
                 ms, basis = self._extrapolate(unit)
                 units.append(UnitPrediction(i, unit_label(unit), key, ms, True, basis))
         total = sum(u.ms for u in units) + self.overhead_ms
-        return Prediction(total, self.overhead_ms, tuple(units), self.key)
+        whole = self.timed_whole(tuple(u.key for u in units))
+        return Prediction(total if whole is None else whole, self.overhead_ms, tuple(units),
+                          self.key, timed_whole=whole is not None)
+
+    def timed_whole(self, unit_keys: tuple[str, ...]) -> float | None:
+        """The end-to-end latency (at the table's speed) of the network whose chain of unit
+        keys is ``unit_keys``, if the table timed it whole: its probe.  Names do not matter;
+        the keys hold every shape, so another resolution is another network."""
+        if not self.probe_ms:
+            return None
+        network, keys = self._probe_units
+        if network is not self.probe:  # cached per probe record
+            keys = tuple(unit_key(u) for u in units_of(resolve(self.probe_spec())))
+            self._probe_units = (self.probe, keys)
+        return self.probe_ms if keys == unit_keys else None
 
     #: neighbours whose local fit extrapolates a missing unit, and how many of them it scales
     NEIGHBOURS, SCALED = 20, 4

@@ -174,7 +174,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
     of ``spec`` with trained weights (carried into every proposal), or ``None``.  ``resume``
     goes on from an earlier run (:class:`Continuation`).  ``progress``: a bar on stderr of
     the proposals scored within each iteration."""
-    from nasscale.costs.analytic import network_cost
+    from nasscale.costs.analytic import deployed_cost
 
     t0 = time.perf_counter()
     log = log or (lambda _msg: None)
@@ -222,7 +222,7 @@ def netadapt(spec: NetworkSpec, target: Target, resource: Resource, evaluator,
         chosen = _best_proposal(proposals, current, groups, model if weighted else None,
                                 evaluator, score, value, i, progress)
         groups = width_groups(chosen.spec, names)
-        cost = network_cost(resolve(chosen.spec.deploy_form()))
+        cost = deployed_cost(chosen.spec)
         it = Iteration(index=i + 1, limit=it_limit, group=chosen.group,
                        old_width=chosen.old_width, width=chosen.width,
                        resource=chosen.resource, score=chosen.score,

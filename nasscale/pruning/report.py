@@ -30,11 +30,10 @@ def write_iteration(out: Path, index: int, spec) -> Path:
 
 def result_record(result, out: Path | None = None) -> dict:
     """The ``--format json`` object (also ``summary.json``)."""
-    from nasscale.costs.analytic import network_cost
-    from nasscale.specs import resolve
+    from nasscale.costs.analytic import deployed_cost
 
-    start, final = (network_cost(resolve(result.start.deploy_form())),  # what runs
-                    network_cost(resolve(result.final.deploy_form())))
+    start, final = (deployed_cost(result.start),  # what runs
+                    deployed_cost(result.final))
     record = {
         "network": result.start.name,
         "target": str(result.target),
@@ -105,8 +104,7 @@ def write_outputs(result, out: Path) -> None:
 
 def result_text(result, out: Path | None = None) -> str:
     """The iteration table and the before/after summary."""
-    from nasscale.costs.analytic import network_cost
-    from nasscale.specs import resolve
+    from nasscale.costs.analytic import deployed_cost
 
     m = result.metric
     rows = [(0, "(start)", "", _amount(m, result.start_resource), "",
@@ -117,8 +115,8 @@ def result_text(result, out: Path | None = None) -> str:
                      f"{it.delta_score:+.4g}"))
     head = ("iter", "layer group pruned", "width", m + (" (pred.)" if m == "latency" else ""),
             "limit", "score", "change")
-    start, final = (network_cost(resolve(result.start.deploy_form())),  # what runs
-                    network_cost(resolve(result.final.deploy_form())))
+    start, final = (deployed_cost(result.start),  # what runs
+                    deployed_cost(result.final))
     lines = [table(head, rows, right="iter width limit score change " + m), ""]
     lines.append(f"{result.start.name} -> {result.final.name}: target {result.target} "
                  f"(limit {_amount(m, result.limit)}), {len(result.iterations)} iterations, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nasscale.errors import NasscaleError, SpecError
-from nasscale.specs import NetworkSpec, resolve
+from nasscale.specs import NetworkSpec
 from nasscale.units import ALIASES, BASE_UNIT, METRICS, UNITS_HELP, parse_quantity
 
 _TARGET = re.compile(r"^\s*([A-Za-z]+)\s*(?:=|<=|<)\s*(.+?)\s*$")
@@ -110,9 +110,9 @@ class CountResource(Resource):
         self.metric, self.unit = metric, BASE_UNIT[metric]
 
     def value(self, spec: NetworkSpec) -> float:
-        from nasscale.costs.analytic import network_cost
+        from nasscale.costs.analytic import deployed_cost
 
-        cost = network_cost(resolve(spec.deploy_form()))  # what runs (re-parameterised)
+        cost = deployed_cost(spec)  # what runs (re-parameterised)
         return float(cost.flops if self.metric == "flops" else cost.params)
 
     def describe(self) -> str:

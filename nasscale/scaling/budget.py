@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasscale.costs.analytic import NetworkCost, network_cost
+from nasscale.costs.analytic import NetworkCost, deployed_cost
 from nasscale.errors import NasscaleError, field_error
 from nasscale.scaling.scale import ALPHA, BETA, GAMMA, compound
-from nasscale.specs import NetworkSpec, resolve
+from nasscale.specs import NetworkSpec
 
 METRICS = ("flops", "params")
 LABELS = {"flops": "FLOPs", "params": "params"}
@@ -63,7 +63,7 @@ def largest_phi(spec: NetworkSpec, metric: str, budget: float, alpha: float = AL
 
     def evaluate(k: int) -> tuple[NetworkSpec, NetworkCost]:  # φ on a grid of ``tolerance``
         scaled = compound(spec, round(k * tolerance, 9), alpha, beta, gamma)
-        return scaled, network_cost(resolve(scaled.deploy_form()))  # what runs
+        return scaled, deployed_cost(scaled)  # what runs
 
     lo, (lo_spec, lo_cost) = 0, evaluate(0)
     if getattr(lo_cost, metric) > budget:

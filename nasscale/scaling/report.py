@@ -4,12 +4,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nasscale.costs.analytic import NetworkCost, network_cost
+from nasscale.costs.analytic import NetworkCost, deployed_cost
 from nasscale.costs.summary import stage_rows
 from nasscale.reports.text import FLOPS_CONVENTION, si, table
 from nasscale.scaling.budget import Fit
 from nasscale.scaling.scale import Compound, flops_factor
-from nasscale.specs import NetworkSpec, resolve
+from nasscale.specs import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Scaling:
     def costs(self) -> tuple[NetworkCost, NetworkCost]:
         """Base and scaled costs of the form that runs: the deploy form of a network with
         re-parameterisable blocks (its scaled train form is ``scaled``)."""
-        return (network_cost(resolve(self.base.deploy_form())),
-                network_cost(resolve(self.scaled.deploy_form())))
+        return (deployed_cost(self.base),
+                deployed_cost(self.scaled))
 
 
 def _stage_pairs(base: NetworkCost, scaled: NetworkCost):

@@ -17,6 +17,7 @@ import sys
 
 from nasscale import zoo
 from nasscale.budgets import BudgetResolver, parse_budget
+from nasscale.costs.analytic import deployed_cost
 from nasscale.errors import NasscaleError
 from nasscale.latency import LatencyTable, Settings, build_table, measure
 from nasscale.latency.source import Measured, Predicted, quick_policy
@@ -178,7 +179,7 @@ def evaluate_references(setup, names, objective) -> dict[str, dict]:
         if spec.num_classes != objective.space.num_classes:
             spec = spec.replace(num_classes=objective.space.num_classes)
         measured = objective.budget_spec(spec)  # at the resolution budgets are measured at
-        cost = zoo.count(measured.deploy_form())
+        cost = deployed_cost(measured)
         ref: dict = {"flops": cost.flops, "params": cost.params,
                      "resolution": measured.resolution}
         try:

@@ -31,6 +31,7 @@ from typing import Callable
 
 import optuna
 
+from nasscale.costs.analytic import deployed_cost
 from nasscale.grammar import network_to_data
 from nasscale.latency.source import LatencySource
 from nasscale.reports.text import si
@@ -51,7 +52,6 @@ from nasscale.search.trials import (  # noqa: F401  (trial bookkeeping, re-expor
     trial_status,
 )
 from nasscale.specs import NetworkSpec
-from nasscale.zoo import count
 
 
 class CandidateFailed(Exception):
@@ -166,7 +166,7 @@ class Objective:
         if same is not None:
             return self._copy(trial, same)
         measured = self.budget_spec(spec)
-        cost = count(measured.deploy_form())  # budgets count what runs (re-parameterised)
+        cost = deployed_cost(measured)  # budgets count what runs (re-parameterised)
         values = {"flops": float(cost.flops), "params": float(cost.params)}
         trial.set_user_attr("network", network_to_data(spec))
         trial.set_user_attr("flops", cost.flops)
