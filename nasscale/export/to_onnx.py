@@ -144,13 +144,11 @@ def _usable_normalisation(meta: dict) -> dict | None:
     return {"mean": mean, "std": std, "scale": str(norm.get("scale", "pixels / 255"))}
 
 
-def deployable(spec_or_name, weights: str | None, resolution: int | None, normalise: bool,
-               fuse: bool = True):
+def deployable(spec_or_name, weights: str | None, resolution: int | None, normalise: bool):
     """(spec at the export resolution, eval module, checkpoint metadata, normalisation or None)
-    of what ``nasscale export`` writes, whichever the format (see the module doc): the given
-    weights, or seeded random ones (``torch.manual_seed(0)``).  A network with
-    re-parameterisable blocks is fused first (``nasscale.reparameterize``): the file holds its
-    deploy form; ``fuse=False`` keeps the form given (latency timed in the train form)."""
+    of what ``nasscale export`` writes, whichever the format (see the module doc).  A network
+    with re-parameterisable blocks is fused first (``nasscale.reparameterize``): the file holds
+    its deploy form."""
     import torch
 
     from nasscale.scoring import MAX_TRAIN_RESOLUTION as most
@@ -173,7 +171,7 @@ def deployable(spec_or_name, weights: str | None, resolution: int | None, normal
             raise NasscaleError(f"{spec.name}: cannot build it here: "
                                 f"{str(err).splitlines()[0][:200]}") from None
     model = model.eval()
-    if fuse and spec.reparameterizable and not spec.deployed:  # ship the fused form
+    if spec.reparameterizable and not spec.deployed:  # ship the fused form (same function)
         from nasscale import zoo
 
         model, spec = zoo.reparameterize(model), spec.deploy_form()

@@ -6,10 +6,9 @@
 - :func:`write_pte`: ``torch.export`` at the example's (fixed) batch, optionally quantised by
   XNNPACK's quantiser, lowered with the XNNPACK partitioner; returns how many operators run in
   ExecuTorch's portable kernels instead;
-- :func:`write_artifact`: a spec's artifact for a runtime, in the form it is given (the timed
-  form), with the seeded random weights ``nasscale export`` gives a network without weights
-  (``export.to_onnx.deployable``; latency does not depend on their values), int8 calibrated on
-  seeded noise (:mod:`.quantize`).
+- :func:`write_artifact`: a spec's artifact for a runtime, with the seeded random weights
+  ``nasscale export`` gives a network without weights (latency does not depend on their values),
+  int8 calibrated on seeded noise (:mod:`.quantize`).
 """
 from __future__ import annotations
 
@@ -59,10 +58,12 @@ def write_artifact(spec, resolution: int, settings, folder: Path) -> Path:
     """The artifact of ``spec`` at ``resolution`` for ``settings.runtime`` (module doc)."""
     import torch
 
-    from nasscale.export.to_onnx import deployable
+    from nasscale import zoo
     from nasscale.latency.runtimes.quantize import noise_batches, onnx_int8
 
-    spec, model, _, _ = deployable(spec, None, resolution, normalise=False, fuse=False)
+    spec = spec.replace(resolution=resolution) if resolution != spec.resolution else spec
+    torch.manual_seed(0)
+    model = zoo.build(spec, resolution).eval()
     example = torch.randn(settings.batch, spec.in_channels, resolution, resolution)
     int8 = settings.quantize == "int8"
     batches = noise_batches(spec.in_channels, resolution) if int8 else None
