@@ -143,3 +143,16 @@ def assert_both_forms_count(name: str, figures: tuple[int, int, int, int]) -> No
     e = spec.expected
     assert (e.params, e.flops, e.deploy_params, e.deploy_flops) == figures
     assert spec.reparameterizable and not spec.deployed
+
+
+def assert_exports_back(model: torch.nn.Module, spec, state: dict, source: str) -> None:
+    """``model`` (loaded from ``state`` of ``source``) exports ``state`` back tensor for tensor,
+    and its nasscale export loads into an equal module."""
+    from nasscale.weights import export_weights, load_weights
+
+    out = export_weights(model, spec, target=source)
+    assert set(out) == set(state)
+    assert all(torch.equal(out[k], state[k]) for k in state)
+    again = load_weights(spec, export_weights(model, spec, "nasscale"), source="nasscale")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 again.state_dict().values()))

@@ -24,7 +24,12 @@ from nasscale.specs import HeadSpec, NetworkSpec
 from nasscale.weights import export_weights, load_weights
 from nasscale.weights.seeded import seeded_tensor
 
-from conftest import assert_both_forms_count, rel_error as rel, trained_network as trained
+from conftest import (
+    assert_both_forms_count,
+    assert_exports_back,
+    rel_error as rel,
+    trained_network as trained,
+)
 
 # name: (params, FLOPs, deploy params, deploy FLOPs)
 FASTVIT = {
@@ -185,12 +190,7 @@ def test_timm_state_dicts_load_and_export_back_in_both_forms(name):
         state = _seeded(fixture["tensors"])
         model = load_weights(spec, state, source="timm")
         assert sum(p.numel() for p in model.parameters()) == fixture["params"]
-        out = export_weights(model, spec, target="timm")
-        assert set(out) == set(state)
-        assert all(torch.equal(out[k], state[k]) for k in state)
-        again = load_weights(spec, export_weights(model, spec, "nasscale"), source="nasscale")
-        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                     again.state_dict().values()))
+        assert_exports_back(model, spec, state, "timm")
 
 
 def test_loaded_timm_weights_fuse_to_the_exported_deploy_weights():

@@ -17,12 +17,13 @@ from nasscale.specs import NormPolicy
 from nasscale.weights import (
     WeightsError,
     detect_source,
-    export_weights,
     load_weights,
     reference_keys,
     spec_for,
 )
 from nasscale.weights.seeded import seeded_tensor
+
+from conftest import assert_exports_back
 
 FIXTURES = Path(__file__).parent / "fixtures" / "weights"
 
@@ -102,12 +103,7 @@ def test_converted_weights_compute_the_reference_output(row):
 def test_round_trip_nasscale_torchvision_nasscale(net):
     state = _ref_state("torchvision", net)
     model = load_weights(net, state, source="torchvision")
-    out = export_weights(model, net, target="torchvision")
-    assert set(out) == set(state)
-    assert all(torch.equal(out[k], state[k]) for k in state)
-    again = load_weights(net, export_weights(model, net, "nasscale"), source="nasscale")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 again.state_dict().values()))
+    assert_exports_back(model, net, state, "torchvision")
 
 
 def test_timm_weights_build_timms_batchnorm_and_detect_their_source():
