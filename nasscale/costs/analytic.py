@@ -39,6 +39,7 @@ from nasscale.specs import (
     UIBSpec,
     ViTEmbedSpec,
     ViTSpec,
+    resolve,
 )
 from nasscale.specs.attention import ceil_to
 from nasscale.specs.blocks import conv_out
@@ -482,7 +483,5 @@ def network_cost(rn: ResolvedNetwork) -> NetworkCost:
 def deployed_cost(spec, resolution: int | None = None) -> NetworkCost:
     """The cost of what runs: ``spec``'s deploy form (re-parameterisable blocks fused; any other
     network is its own deploy form).  FLOPs and params budgets, scaling and pruning count this."""
-    from nasscale.specs import resolve
-
     return network_cost(resolve(spec.deploy_form(), resolution))
 
